@@ -1,0 +1,1 @@
+"""Kanaal: speech-routing voice IVR for Asterisk."""

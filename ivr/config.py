@@ -1,0 +1,297 @@
+"""One frozen, typed Settings object, loaded once at start-up.
+
+Precedence: defaults < .env file (python-dotenv) < ``IVR_*`` environment < CLI
+``--set name=value``. Every value is validated here; a bad one stops start-up
+with a message naming the variable and what is allowed. Library code receives
+the Settings (or pieces of it) as constructor arguments and never reads
+``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+from ivr.domain.model import LANGUAGES
+
+PREFIX = "IVR_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed; the message says which and why."""
+
+
+def _meta(help: str, secret: bool = False) -> dict[str, Any]:
+    return {"help": help, "secret": secret}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Effective configuration. Field ``foo_bar`` is set by ``IVR_FOO_BAR``."""
+
+    # --- core -------------------------------------------------------------------
+    data_dir: Path = field(default=Path("var"), metadata=_meta("where the app keeps its files"))
+    database_url: str = field(
+        default="", metadata=_meta("SQLAlchemy URL; empty = SQLite file in data_dir", secret=True)
+    )
+    default_language: str = field(default="en", metadata=_meta("language for unknown callers"))
+    languages: tuple[str, ...] = field(default=LANGUAGES, metadata=_meta("supported languages"))
+    timezone: str = field(default="Europe/Amsterdam", metadata=_meta("IANA zone of opening hours"))
+    default_region: str = field(default="NL", metadata=_meta("country for national CLIs"))
+    log_level: str = field(default="INFO", metadata=_meta("DEBUG, INFO, WARNING, ERROR"))
+    grammars_dir: Path = field(default=Path("grammars"), metadata=_meta("intent catalogues"))
+    sounds_dir: Path = field(default=Path("sounds"), metadata=_meta("pre-recorded prompts"))
+
+    # --- dialogue ---------------------------------------------------------------
+    no_input_timeout_s: float = field(default=6.0, metadata=_meta("silence before reprompt"))
+    max_reprompts: int = field(default=1, metadata=_meta("reprompts before the keypad menu"))
+    confirm_below: float = field(
+        default=0.6, metadata=_meta("confirm the intent when confidence is below this")
+    )
+    reject_below: float = field(
+        default=0.35, metadata=_meta("treat as not understood below this confidence")
+    )
+    require_pin_for: tuple[str, ...] = field(
+        default=(), metadata=_meta("intents that need PIN authentication (comma-separated)")
+    )
+    vip_tiers: tuple[str, ...] = field(
+        default=("gold", "platinum"), metadata=_meta("customer tiers routed with priority")
+    )
+
+    # --- ASR --------------------------------------------------------------------
+    asr_engine: str = field(default="auto", metadata=_meta("auto, vosk or whisper"))
+    vosk_model_en: Path | None = field(default=None, metadata=_meta("Vosk model dir (English)"))
+    vosk_model_nl: Path | None = field(default=None, metadata=_meta("Vosk model dir (Dutch)"))
+
+    # --- Asterisk ---------------------------------------------------------------
+    ari_url: str = field(default="http://127.0.0.1:8088", metadata=_meta("Asterisk HTTP base"))
+    ari_user: str = field(default="ivr", metadata=_meta("ARI user (ari.conf)"))
+    ari_password: str = field(default="ivr-secret", metadata=_meta("ARI password", secret=True))
+    ari_app: str = field(default="ivr", metadata=_meta("Stasis application name"))
+    media_host: str = field(default="127.0.0.1", metadata=_meta("address for externalMedia RTP"))
+    agi_host: str = field(default="127.0.0.1", metadata=_meta("FastAGI bind address"))
+    agi_port: int = field(default=4573, metadata=_meta("FastAGI port"))
+
+    # --- web --------------------------------------------------------------------
+    web_host: str = field(default="127.0.0.1", metadata=_meta("web server bind address"))
+    web_port: int = field(default=8080, metadata=_meta("web server port"))
+    public_url: str = field(
+        default="http://127.0.0.1:8080", metadata=_meta("public base URL (webhooks, links)")
+    )
+    api_token: str = field(
+        default="change-me", metadata=_meta("bearer token for agent/supervisor APIs", secret=True)
+    )
+
+    # --- messaging --------------------------------------------------------------
+    twilio_account_sid: str = field(
+        default="AC00000000000000000000000000000000", metadata=_meta("Twilio account SID")
+    )
+    twilio_auth_token: str = field(
+        default="sandbox-token", metadata=_meta("Twilio auth token", secret=True)
+    )
+    twilio_base_url: str = field(
+        default="sandbox",
+        metadata=_meta("Twilio REST base URL; 'sandbox' = built-in local server, "
+                       "empty = api.twilio.com"),
+    )
+    sms_from: str = field(default="+3197010200300", metadata=_meta("SMS sender"))
+    whatsapp_from: str = field(default="whatsapp:+3197010200300", metadata=_meta("WA sender"))
+    link_secret: str = field(
+        default="change-me-link-secret", metadata=_meta("HMAC key for links", secret=True)
+    )
+    link_ttl_s: int = field(default=86400, metadata=_meta("validity of self-service links"))
+    self_service_base_url: str = field(
+        default="https://self.example.com", metadata=_meta("base of self-service/chat links")
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'kanaal.db').resolve()}"
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text, secrets (and URL passwords) masked."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            text = _to_text(value)
+            if f.metadata.get("secret") and text:
+                text = _mask_url(text) if "://" in text else "****"
+            out[f.name] = text
+        out["database_url (effective)"] = _mask_url(self.effective_database_url)
+        return out
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL (an http URL, say): mask the userinfo part
+        if "@" in url:
+            scheme, _, rest = url.partition("://")
+            return f"{scheme}://****@{rest.split('@', 1)[1]}"
+        return url
+
+
+# --- parsing and validation ---------------------------------------------------------
+
+
+def _env_name(name: str) -> str:
+    return PREFIX + name.upper()
+
+
+def _parse_float_nonneg(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{_env_name(name)}={raw!r}: expected a number") from None
+    if value < 0:
+        raise ConfigError(f"{_env_name(name)}={raw!r}: must not be negative")
+    return value
+
+
+def _parse_int(name: str, raw: str, lo: int = 0, hi: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{_env_name(name)}={raw!r}: expected a whole number") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{_env_name(name)}={raw!r}: must be {bound}")
+    return value
+
+
+def _parse_tuple(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    name = f.name
+    default = f.default
+    if name.endswith("_port"):
+        return _parse_int(name, raw, 1, 65535)
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return _parse_int(name, raw)
+    if isinstance(default, float):
+        return _parse_float_nonneg(name, raw)
+    if isinstance(default, tuple):
+        return _parse_tuple(raw)
+    if isinstance(default, Path) or name.startswith("vosk_model_"):
+        return Path(raw).expanduser() if raw else None
+    return raw
+
+
+def _validate(s: Settings) -> None:
+    langs = set(s.languages)
+    if not langs or not langs <= set(LANGUAGES):
+        raise ConfigError(
+            f"IVR_LANGUAGES={','.join(s.languages)!r}: allowed languages are {', '.join(LANGUAGES)}"
+        )
+    if s.default_language not in s.languages:
+        raise ConfigError(
+            f"IVR_DEFAULT_LANGUAGE={s.default_language!r}: must be one of {', '.join(s.languages)}"
+        )
+    if s.database_url:
+        from sqlalchemy.engine import make_url
+
+        try:
+            backend = make_url(s.database_url).get_backend_name()
+        except Exception:
+            raise ConfigError(
+                f"IVR_DATABASE_URL={_mask_url(s.database_url)!r}: not a database URL; use e.g. "
+                "sqlite:///var/kanaal.db or postgresql+psycopg://user:pass@host/db"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"IVR_DATABASE_URL: backend {backend!r} is not supported; use sqlite or postgresql"
+            )
+    try:
+        ZoneInfo(s.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"IVR_TIMEZONE={s.timezone!r}: not an IANA time zone") from None
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"IVR_LOG_LEVEL={s.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+    if s.asr_engine not in ("auto", "vosk", "whisper"):
+        raise ConfigError(f"IVR_ASR_ENGINE={s.asr_engine!r}: use auto, vosk or whisper")
+    if not 0 <= s.reject_below <= s.confirm_below <= 1:
+        raise ConfigError(
+            "IVR_REJECT_BELOW and IVR_CONFIRM_BELOW must satisfy 0 <= reject <= confirm <= 1"
+        )
+    if s.max_reprompts > 5:
+        raise ConfigError(f"IVR_MAX_REPROMPTS={s.max_reprompts}: at most 5 (callers give up)")
+    for name in ("ari_url", "public_url", "self_service_base_url"):
+        value = getattr(s, name)
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{_env_name(name)}={value!r}: must start with http:// or https://")
+    if s.twilio_base_url not in ("", "sandbox") and not s.twilio_base_url.startswith(
+            ("http://", "https://")):
+        raise ConfigError(f"IVR_TWILIO_BASE_URL={s.twilio_base_url!r}: use 'sandbox', an empty "
+                          "value (api.twilio.com) or an http(s) URL")
+
+
+def load_settings(
+    *,
+    env_file: str | Path | None = ".env",
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the Settings from the layered sources; raises ConfigError on a bad value."""
+    import os
+
+    layers: list[Mapping[str, str | None]] = []
+    if env_file is not None and Path(env_file).is_file():
+        layers.append(dotenv_values(env_file))
+    layers.append(os.environ if environ is None else environ)
+    by_env = {_env_name(f.name): f for f in fields(Settings)}
+    raw: dict[str, str] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key in by_env and value is not None:
+                raw[by_env[key].name] = value
+            elif key.startswith(PREFIX) and key not in by_env and layer is not layers[-1]:
+                # A typo in .env should not pass silently (the process env is full of noise).
+                raise ConfigError(f"{key}: unknown setting; see `ivr config check --help`")
+    for key, value in (overrides or {}).items():
+        name = key.lower().removeprefix("ivr_")
+        if name not in {f.name for f in fields(Settings)}:
+            raise ConfigError(f"--set {key}: unknown setting")
+        raw[name] = value
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name in raw:
+            values[f.name] = _parse_value(f, raw[f.name])
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def parse_overrides(items: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(env var, default, help) for every setting, for `ivr config check --help` and the README."""
+    rows = []
+    for f in fields(Settings):
+        rows.append((_env_name(f.name), _to_text(f.default), str(f.metadata.get("help", ""))))
+    return rows

@@ -1,0 +1,312 @@
+"""Domain values shared by the call flow, the router and every adapter.
+
+Everything here is a frozen dataclass or an enum: adapters translate vendor
+payloads (ARI JSON, SQL rows, Twilio forms) into these at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+Language = Literal["en", "nl"]
+LANGUAGES: tuple[Language, ...] = ("en", "nl")
+
+
+class Scenario(enum.StrEnum):
+    """The four service scenarios of the seeds (plus the explicit end of a call)."""
+
+    ANSWER = "S1"  # automated answer from CRM/knowledge
+    SELF_SERVICE = "S2"  # link to a self-service web flow by SMS/WhatsApp
+    CHAT = "S3"  # switch to live chat
+    AGENT = "S4"  # skilled agent with context attached
+
+
+class ContactChannel(enum.StrEnum):
+    VOICE = "voice"
+    TEXT = "text"  # the text test channel (`ivr call --text`)
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    CHAT = "chat"
+    WEB = "web"
+
+
+class Presentation(enum.StrEnum):
+    """How the caller's number arrived, as far as identification is concerned."""
+
+    VALID = "valid"
+    WITHHELD = "withheld"  # CLIR / "anonymous" / empty
+    MALFORMED = "malformed"  # not parseable as a phone number
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is on the line before identification.
+
+    ``number`` is E.164 when ``presentation`` is VALID, else None; ``raw`` keeps
+    what the network delivered for the contact record.
+    """
+
+    raw: str
+    number: str | None
+    presentation: Presentation
+    dialed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: int
+    customer_no: str
+    name: str
+    language: Language
+    region: str
+    postcode: str
+    tier: str  # "standard" | "gold" | "platinum"
+    numbers: tuple[str, ...] = ()
+    has_pin: bool = False
+    preferred_channel: str = "sms"  # "sms" | "whatsapp"
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_no: str
+    status: str  # "processing" | "in_transit" | "delivered" | "cancelled"
+    eta: date | None
+    carrier: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("processing", "in_transit")
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    id: int
+    region: str
+    messages: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+
+    def message(self, language: Language) -> str:
+        return self.messages.get(language) or next(iter(self.messages.values()), "")
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningStatus:
+    """Whether a channel (voice agents, chat) is staffed right now."""
+
+    is_open: bool
+    closes_at: datetime | None = None
+    next_open: datetime | None = None
+    reason: str = ""  # e.g. the holiday's name
+
+
+@dataclass(frozen=True, slots=True)
+class ChatStatus:
+    is_open: bool
+    capacity: int
+    active: int
+
+    @property
+    def available(self) -> bool:
+        return self.is_open and self.active < self.capacity
+
+
+@dataclass(frozen=True, slots=True)
+class IntentSpec:
+    """One entry of the intent catalogue (grammars/<lang>.yaml)."""
+
+    name: str
+    scenario: Scenario
+    skill: str
+    label: dict[str, str]  # short name per language, spoken in confirmations/menus
+    answer_ref: str | None = None  # knowledge key or CRM lookup (order_status, outage_info)
+    sensitive: bool = False
+    keypad: str | None = None  # position in the keypad fallback menu
+    link_key: str | None = None  # self-service/chat URL key for S2/S3
+
+    def label_for(self, language: Language) -> str:
+        return self.label.get(language) or self.label.get("en") or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class IntentScore:
+    intent: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class IntentMatch:
+    """Ranked intents for one utterance; ``out_of_scope`` when none fits."""
+
+    ranked: tuple[IntentScore, ...]
+    out_of_scope: bool
+
+    @property
+    def best(self) -> IntentScore | None:
+        return self.ranked[0] if self.ranked else None
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """What the caller said or keyed in during one listen turn."""
+
+    text: str
+    confidence: float = 1.0
+    alternatives: tuple[str, ...] = ()
+    dtmf: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAvailability:
+    skill: str
+    agents_ready: int
+    queue_length: int = 0
+    estimated_wait_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """Where the call goes and everything an agent needs to pick it up."""
+
+    scenario: Scenario
+    skill: str
+    queue: str
+    priority: int = 0
+    reason: str = ""
+    intent: str | None = None
+    question: str | None = None
+    transcript: tuple[str, ...] = ()
+    customer: Customer | None = None
+    session_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.value,
+            "skill": self.skill,
+            "queue": self.queue,
+            "priority": self.priority,
+            "reason": self.reason,
+            "intent": self.intent,
+            "question": self.question,
+            "transcript": list(self.transcript),
+            "customer_id": self.customer.id if self.customer else None,
+            "session_id": self.session_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceipt:
+    """Result of handing a message to the Messenger."""
+
+    ok: bool
+    message_id: str | None = None
+    channel: str = "sms"
+    error_code: str | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+class Step(enum.StrEnum):
+    """Steps of a contact, recorded in order; the last one is where a caller dropped off."""
+
+    GREETING = "greeting"
+    IDENTIFICATION = "identification"
+    PROACTIVE = "proactive"
+    QUESTION = "question"
+    INTENT = "intent"
+    CONFIRM = "confirm"
+    KEYPAD = "keypad"
+    SCENARIO = "scenario"
+    ACTION = "action"
+    FEEDBACK = "feedback"
+    HANDOFF = "handoff"
+    CLOSE = "close"
+
+
+class Outcome(enum.StrEnum):
+    SELF_SERVED = "self_served"  # S1 answer accepted
+    LINK_SENT = "link_sent"  # S2/S3 link sent, caller left
+    CHAT = "chat"
+    AGENT = "agent"  # handed to an agent queue
+    ABANDONED = "abandoned"  # caller hung up
+    CLOSED_HOURS = "closed_hours"  # wanted an agent outside opening hours
+    ERROR_TO_AGENT = "error_to_agent"  # a system failure sent the caller to a human
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    step: Step
+    at: datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Contact:
+    """The contact record the flow builds up; saved (upserted) after every step.
+
+    Mutable on purpose: it is the per-call state the flow owns; the ContactLog
+    receives snapshots via :meth:`snapshot`.
+    """
+
+    id: str
+    channel: ContactChannel
+    caller: str
+    started_at: datetime
+    language: Language
+    customer_id: int | None = None
+    question: str | None = None
+    intent: str | None = None
+    confidence: float | None = None
+    scenario: Scenario | None = None
+    skill: str | None = None
+    action: str | None = None
+    outcome: Outcome | None = None
+    dropped_at: Step | None = None
+    ended_at: datetime | None = None
+    transcript: list[str] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def snapshot(self) -> ContactSnapshot:
+        return ContactSnapshot(
+            id=self.id,
+            channel=self.channel,
+            caller=self.caller,
+            started_at=self.started_at,
+            language=self.language,
+            customer_id=self.customer_id,
+            question=self.question,
+            intent=self.intent,
+            confidence=self.confidence,
+            scenario=self.scenario,
+            skill=self.skill,
+            action=self.action,
+            outcome=self.outcome,
+            dropped_at=self.dropped_at,
+            ended_at=self.ended_at,
+            transcript=tuple(self.transcript),
+            steps=tuple(self.steps),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSnapshot:
+    id: str
+    channel: ContactChannel
+    caller: str
+    started_at: datetime
+    language: Language
+    customer_id: int | None
+    question: str | None
+    intent: str | None
+    confidence: float | None
+    scenario: Scenario | None
+    skill: str | None
+    action: str | None
+    outcome: Outcome | None
+    dropped_at: Step | None
+    ended_at: datetime | None
+    transcript: tuple[str, ...]
+    steps: tuple[StepRecord, ...]

@@ -1,0 +1,212 @@
+"""Ports: what the core needs from the outside world, as Protocols.
+
+Adapters (storage/, speech/, telephony/, notify/, web/) implement these; fakes
+for every one live in ``ivr.testing``. All I/O ports are async: an adapter that
+wraps blocking work (sync DB drivers, Kaldi decoding) runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from ivr.domain.model import (
+    AgentAvailability,
+    Caller,
+    ChatStatus,
+    ContactSnapshot,
+    Customer,
+    IntentMatch,
+    IntentSpec,
+    Language,
+    MessageReceipt,
+    OpeningStatus,
+    Order,
+    Outage,
+    RouteDecision,
+    Utterance,
+)
+
+
+class CallerHungUp(Exception):
+    """Raised by a CallChannel operation once the caller has gone."""
+
+
+class PortError(Exception):
+    """An adapter could not do its job (DB down, HTTP error...). The flow fails safe."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """Something to say: a catalogue key (pre-recorded sound) plus its rendered text.
+
+    Channels with audio play ``sounds/<lang>/<key>`` when ``params`` is empty and a
+    recording exists, and synthesise ``text`` otherwise (dynamic answers).
+    """
+
+    key: str
+    text: str
+    language: Language
+    params: tuple[tuple[str, str], ...] = ()
+
+
+class CallChannel(Protocol):
+    """One live conversation (voice or text) as the flow sees it."""
+
+    @property
+    def caller(self) -> Caller: ...
+
+    @property
+    def session_id(self) -> str: ...
+
+    async def say(self, prompt: Prompt) -> None:
+        """Play/print a prompt. Audio channels may stop it early on barge-in."""
+
+    async def listen(
+        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
+    ) -> Utterance | None:
+        """Say ``prompt`` (barge-in allowed), then return what the caller said or keyed.
+
+        None means no input within ``timeout_s``. ``phrases`` biases recognition.
+        """
+
+    async def collect_digits(
+        self, prompt: Prompt, *, max_digits: int, timeout_s: float
+    ) -> str | None:
+        """Say ``prompt`` and collect up to ``max_digits`` DTMF digits ('#' ends early)."""
+
+    async def hand_off(self, decision: RouteDecision) -> None:
+        """Transfer the caller to the agent queue the decision names."""
+
+    async def hang_up(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecognitionResult:
+    """Final result of one recognition turn."""
+
+    text: str
+    confidence: float
+    alternatives: tuple[tuple[str, float], ...] = ()
+    words: tuple[tuple[str, float, float], ...] = ()  # (word, start_s, end_s)
+    processing_ms: float = 0.0  # decode time after end of speech
+
+
+@dataclass(frozen=True, slots=True)
+class RecognitionEvent:
+    """Emitted while audio streams in: partial text and speech start/end."""
+
+    partial: str = ""
+    speech_started: bool = False
+    endpoint: bool = False  # end of speech detected: call ``finish()``
+
+
+class RecognizerStream(Protocol):
+    """One utterance-long recognition session (one per call turn)."""
+
+    async def feed(self, pcm16: bytes) -> RecognitionEvent:
+        """Feed 16-bit little-endian mono PCM at the stream's sample rate."""
+
+    async def finish(self) -> RecognitionResult: ...
+
+    async def close(self) -> None: ...
+
+
+class Recognizer(Protocol):
+    """Speech-to-text engine; model memory is shared across streams."""
+
+    name: str
+
+    def supports(self, language: Language) -> bool: ...
+
+    async def open_stream(
+        self, language: Language, *, sample_rate: int, phrases: Sequence[str] = ()
+    ) -> RecognizerStream: ...
+
+
+class CustomerDirectory(Protocol):
+    async def find_by_number(self, e164: str) -> Customer | None: ...
+
+    async def find_by_customer_no(self, customer_no: str) -> Customer | None: ...
+
+    async def orders(self, customer_id: int) -> Sequence[Order]: ...
+
+    async def verify_pin(self, customer_id: int, pin: str) -> bool: ...
+
+
+class KnowledgeBase(Protocol):
+    async def answer(self, key: str, language: Language) -> str | None:
+        """Answer template for a knowledge key, ``{placeholders}`` filled by the flow."""
+
+    async def opening(self, channel: str, at: datetime) -> OpeningStatus:
+        """Opening status of ``voice`` (agents) or ``chat`` at a moment, holidays included."""
+
+    async def outages(self, region: str | None, at: datetime) -> Sequence[Outage]:
+        """Active outages; region None lists all."""
+
+    async def chat_status(self, at: datetime) -> ChatStatus: ...
+
+
+class IntentCatalogue(Protocol):
+    def spec(self, name: str) -> IntentSpec | None: ...
+
+    def keypad_menu(self) -> Sequence[IntentSpec]:
+        """Intents in keypad order (the DTMF fallback menu)."""
+
+    def phrases(self, language: Language) -> Sequence[str]:
+        """Vocabulary hint for the recogniser."""
+
+
+class IntentMatcher(Protocol):
+    async def match(self, text: str, language: Language) -> IntentMatch: ...
+
+
+class AgentPool(Protocol):
+    async def availability(self, skill: str) -> AgentAvailability: ...
+
+
+class Router(Protocol):
+    async def route(
+        self,
+        *,
+        spec: IntentSpec,
+        customer: Customer | None,
+        at: datetime,
+        language: Language,
+    ) -> RouteDecision: ...
+
+
+class ContactLog(Protocol):
+    async def save(self, contact: ContactSnapshot) -> None:
+        """Upsert the whole contact record (called after every step)."""
+
+    async def get(self, contact_id: str) -> ContactSnapshot | None: ...
+
+
+class Messenger(Protocol):
+    async def send_link(
+        self,
+        *,
+        to: str,
+        channel: str,
+        body: str,
+        contact_id: str,
+        language: Language,
+    ) -> MessageReceipt:
+        """Send a text (SMS or WhatsApp); returns once accepted or definitely failed."""
+
+
+class LinkBuilder(Protocol):
+    def link(self, key: str, contact_id: str) -> str:
+        """Signed, expiring URL for a self-service/chat flow that continues this contact."""
+
+
+class ScreenPop(Protocol):
+    async def publish(self, session_id: str, context: dict[str, Any]) -> None:
+        """Make the agent-facing context for a session available (desktop pops it)."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

@@ -1,0 +1,211 @@
+"""The prompt catalogue: every sentence the IVR speaks, per language.
+
+Prompts without ``{params}`` are pre-recorded by ``ivr sounds build`` into
+``sounds/<lang>/<key>.wav``; prompts with params are rendered and synthesised at
+run time (and cached by the speech layer).
+"""
+
+from __future__ import annotations
+
+from ivr.domain.model import Language
+from ivr.domain.ports import Prompt
+
+PROMPTS: dict[str, dict[str, str]] = {
+    "greeting": {
+        "en": "Welcome to Kanaal customer service.",
+        "nl": "Welkom bij de klantenservice van Kanaal.",
+    },
+    "greeting_named": {
+        "en": "Hello {name}, welcome to Kanaal customer service.",
+        "nl": "Goedendag {name}, welkom bij de klantenservice van Kanaal.",
+    },
+    "ask_customer_no": {
+        "en": "Please key in your customer number followed by the hash key. "
+        "If you don't have it at hand, just press hash.",
+        "nl": "Toets uw klantnummer in, gevolgd door een hekje. "
+        "Heeft u het niet bij de hand? Toets dan alleen een hekje.",
+    },
+    "customer_no_unknown": {
+        "en": "Sorry, I could not find that customer number.",
+        "nl": "Sorry, dat klantnummer kan ik niet vinden.",
+    },
+    "ask_pin": {
+        "en": "For your security, please key in your four digit PIN.",
+        "nl": "Toets voor uw veiligheid uw viercijferige pincode in.",
+    },
+    "pin_wrong": {
+        "en": "That PIN was not correct.",
+        "nl": "Die pincode is niet juist.",
+    },
+    "proactive_order": {
+        "en": "I see that your order {order_no} is {status}{eta_phrase}.",
+        "nl": "Ik zie dat uw bestelling {order_no} {status} is{eta_phrase}.",
+    },
+    "proactive_outage": {
+        "en": "Please note: {message}",
+        "nl": "Let op: {message}",
+    },
+    "ask_question": {
+        "en": "In a few words, how can I help you?",
+        "nl": "Vertel me in een paar woorden waarmee ik u kan helpen.",
+    },
+    "ask_question_again": {
+        "en": "Sorry, I didn't catch that. Please tell me briefly what your call is about, "
+        "for example: where is my order, or: I want to change my address.",
+        "nl": "Sorry, dat verstond ik niet. Vertel kort waar uw vraag over gaat, "
+        "bijvoorbeeld: waar is mijn bestelling, of: ik wil mijn adres wijzigen.",
+    },
+    "no_input": {
+        "en": "I didn't hear anything.",
+        "nl": "Ik hoorde niets.",
+    },
+    "confirm_intent": {
+        "en": "Is your question about {label}? Please say yes or no.",
+        "nl": "Gaat uw vraag over {label}? Zeg ja of nee.",
+    },
+    "keypad_menu": {
+        "en": "Let's try the keypad. {options}",
+        "nl": "We proberen het met de toetsen. {options}",
+    },
+    "keypad_option": {
+        "en": "For {label}, press {digit}.",
+        "nl": "Voor {label}, toets {digit}.",
+    },
+    "order_status": {
+        "en": "Your order {order_no} is {status}{eta_phrase}.",
+        "nl": "Uw bestelling {order_no} is {status}{eta_phrase}.",
+    },
+    "no_orders": {
+        "en": "I can't find an open order for you.",
+        "nl": "Ik kan geen openstaande bestelling voor u vinden.",
+    },
+    "order_needs_identification": {
+        "en": "To look up your order I need to know who you are.",
+        "nl": "Om uw bestelling op te zoeken moet ik weten wie u bent.",
+    },
+    "outage_none": {
+        "en": "There is no known outage in your area at the moment.",
+        "nl": "Er is op dit moment geen storing bekend in uw regio.",
+    },
+    "outage_info": {
+        "en": "{message}",
+        "nl": "{message}",
+    },
+    "opening_hours": {
+        "en": "{text}",
+        "nl": "{text}",
+    },
+    "answer": {
+        "en": "{text}",
+        "nl": "{text}",
+    },
+    "was_helpful": {
+        "en": "Did that answer your question? Please say yes or no.",
+        "nl": "Heeft dit uw vraag beantwoord? Zeg ja of nee.",
+    },
+    "glad_to_help": {
+        "en": "Glad I could help.",
+        "nl": "Fijn dat ik u kon helpen.",
+    },
+    "link_sent": {
+        "en": "I have sent you a {channel} message with a link where you can arrange this "
+        "yourself, right away. If you would rather speak to a colleague, say agent or press 1. "
+        "Otherwise you can hang up now.",
+        "nl": "Ik heb u een {channel}-bericht gestuurd met een link waarmee u dit direct zelf "
+        "regelt. Wilt u toch liever een medewerker spreken, zeg dan medewerker of toets 1. "
+        "Anders kunt u nu ophangen.",
+    },
+    "link_failed": {
+        "en": "I'm sorry, I could not send you a message.",
+        "nl": "Het spijt me, ik kon u geen bericht sturen.",
+    },
+    "chat_link_sent": {
+        "en": "A colleague can help you faster in our live chat. I have sent you a {channel} "
+        "message with a link to the chat, where your question is already waiting.",
+        "nl": "Een collega helpt u sneller via onze live chat. Ik heb u een {channel}-bericht "
+        "gestuurd met een link naar de chat, waar uw vraag al klaarstaat.",
+    },
+    "transfer": {
+        "en": "I'm connecting you with a colleague who can help you with {label}. "
+        "They will see your question, so you won't have to repeat it.",
+        "nl": "Ik verbind u door met een collega die u helpt met {label}. "
+        "Uw vraag is al doorgegeven, u hoeft die niet te herhalen.",
+    },
+    "transfer_generic": {
+        "en": "I'm connecting you with a colleague.",
+        "nl": "Ik verbind u door met een collega.",
+    },
+    "transfer_sensitive": {
+        "en": "I'm sorry for your loss. I'm connecting you with a colleague personally.",
+        "nl": "Gecondoleerd met uw verlies. Ik verbind u persoonlijk door met een collega.",
+    },
+    "system_problem": {
+        "en": "I'm sorry, something went wrong on our side. I'm connecting you with a colleague.",
+        "nl": "Excuses, er ging bij ons iets mis. Ik verbind u door met een collega.",
+    },
+    "closed": {
+        "en": "Our colleagues are not available right now. {next_open}",
+        "nl": "Onze collega's zijn op dit moment niet bereikbaar. {next_open}",
+    },
+    "goodbye": {
+        "en": "Thank you for calling. Goodbye.",
+        "nl": "Bedankt voor uw telefoontje. Tot ziens.",
+    },
+    "yes_words": {
+        "en": "yes|yeah|yep|sure|correct|right|please|it did|that's right|ok|okay",
+        "nl": "ja|jawel|klopt|zeker|graag|goed|prima|oké|ok|dat klopt",
+    },
+    "no_words": {
+        "en": "no|nope|not really|didn't|did not|wrong|nah",
+        "nl": "nee|neen|niet|klopt niet|helaas niet|nope",
+    },
+    "agent_words": {
+        "en": "agent|person|human|colleague|operator|representative|someone",
+        "nl": "medewerker|mens|persoon|collega|iemand|telefonist",
+    },
+}
+
+STATUS_WORDS: dict[str, dict[str, str]] = {
+    "processing": {"en": "being prepared", "nl": "in behandeling"},
+    "in_transit": {"en": "on its way", "nl": "onderweg"},
+    "delivered": {"en": "delivered", "nl": "bezorgd"},
+    "cancelled": {"en": "cancelled", "nl": "geannuleerd"},
+}
+
+WEEKDAYS: dict[str, tuple[str, ...]] = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "nl": ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"),
+}
+
+MONTHS: dict[str, tuple[str, ...]] = {
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+    "nl": ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+           "september", "oktober", "november", "december"),
+}
+
+
+def render(key: str, language: Language, **params: object) -> Prompt:
+    """Render a catalogue prompt; raises KeyError for an unknown key (a programming error)."""
+    texts = PROMPTS[key]
+    template = texts.get(language) or texts["en"]
+    str_params = {k: str(v) for k, v in params.items()}
+    return Prompt(
+        key=key,
+        text=template.format(**str_params),
+        language=language,
+        params=tuple(sorted(str_params.items())),
+    )
+
+
+def words(key: str, language: Language) -> tuple[str, ...]:
+    """Word lists (yes/no/agent) used to interpret short answers."""
+    return tuple(PROMPTS[key][language].split("|"))
+
+
+def static_keys() -> list[str]:
+    """Prompts that can be pre-recorded (no run-time parameters, not word lists)."""
+    return [
+        k for k, v in PROMPTS.items()
+        if "{" not in v["en"] and not k.endswith("_words")
+    ]

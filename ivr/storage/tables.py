@@ -1,0 +1,170 @@
+"""SQLAlchemy Core tables: the CRM/knowledge data and the contact history.
+
+Core tables rather than ORM classes: the repositories map rows straight into the
+domain's frozen dataclasses, and the hot path (CLI -> customer) stays one indexed
+primary-key lookup.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Time,
+)
+
+# Naming convention so Alembic batch mode (SQLite) can find constraints by name.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_no", String(32), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("language", String(5), nullable=False, server_default="en"),
+    Column("region", String(64), nullable=False, server_default=""),
+    Column("postcode", String(16), nullable=False, server_default=""),
+    Column("tier", String(16), nullable=False, server_default="standard"),
+    Column("pin_hash", String(200), nullable=True),
+    Column("preferred_channel", String(16), nullable=False, server_default="sms"),
+)
+
+# One row per number: the CLI lookup is a primary-key probe on the E.164 string.
+customer_numbers = Table(
+    "customer_numbers",
+    metadata,
+    Column("number", String(20), primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="mobile"),
+    Index("ix_customer_numbers_customer_id", "customer_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("order_no", String(32), nullable=False, unique=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("eta", Date, nullable=True),
+    Column("carrier", String(64), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    Index("ix_orders_customer_id", "customer_id"),
+)
+
+outages = Table(
+    "outages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("region", String(64), nullable=False),
+    Column("messages", JSON, nullable=False),  # {"en": "...", "nl": "..."}
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outages_region", "region"),
+)
+
+knowledge_answers = Table(
+    "knowledge_answers",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("language", String(5), primary_key=True),
+    Column("template", Text, nullable=False),
+)
+
+# weekday: 0 = Monday. Several rows per day allow split shifts.
+opening_hours = Table(
+    "opening_hours",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel", String(16), nullable=False),  # voice | chat
+    Column("weekday", Integer, nullable=False),
+    Column("opens", Time, nullable=False),
+    Column("closes", Time, nullable=False),
+    Index("ix_opening_hours_channel", "channel"),
+)
+
+holidays = Table(
+    "holidays",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("day", Date, nullable=False),
+    Column("channel", String(16), nullable=True),  # None = every channel
+    Column("name", String(100), nullable=False),
+    Column("opens", Time, nullable=True),  # reduced hours; None = closed all day
+    Column("closes", Time, nullable=True),
+    Index("ix_holidays_day", "day"),
+)
+
+skills = Table(
+    "skills",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("description", String(200), nullable=False, server_default=""),
+    Column("queue", String(64), nullable=False),
+    Column("overflow_skill", String(32), nullable=True),  # substitute group when nobody is ready
+)
+
+agent_groups = Table(
+    "agent_groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("skills", JSON, nullable=False),  # ["billing", "general"]
+    Column("region", String(64), nullable=True),
+    Column("agents", Integer, nullable=False, server_default="0"),
+    Column("ready", Integer, nullable=False, server_default="0"),
+)
+
+chat_channels = Table(
+    "chat_channels",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("capacity", Integer, nullable=False, server_default="0"),
+    Column("active_sessions", Integer, nullable=False, server_default="0"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("caller", String(32), nullable=False),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL"), nullable=True),
+    Column("language", String(5), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("question", Text, nullable=True),
+    Column("intent", String(64), nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("scenario", String(4), nullable=True),
+    Column("skill", String(32), nullable=True),
+    Column("action", String(64), nullable=True),
+    Column("outcome", String(32), nullable=True),
+    Column("dropped_at", String(32), nullable=True),
+    Column("transcript", JSON, nullable=False),
+    Column("steps", JSON, nullable=False),
+    Index("ix_contacts_customer_id", "customer_id"),
+    Index("ix_contacts_caller", "caller"),
+    Index("ix_contacts_started_at", "started_at"),
+)

@@ -1,0 +1,36 @@
+"""Caller-ID as delivered by the network -> the domain's ``Caller``."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from ivr.domain.model import Caller, Presentation
+
+# What switches put in the caller-ID when the number is withheld (CLIR).
+_WITHHELD = {"", "anonymous", "restricted", "private", "unknown", "unavailable", "withheld"}
+_MAX_RAW = 64  # longer than any dial string: not a number, and not worth keeping whole
+
+
+def parse_caller(raw: str | None, default_region: str = "NL", dialed: str | None = None) -> Caller:
+    """Parse a raw caller number into E.164.
+
+    'anonymous'/empty -> WITHHELD; anything not a possible number -> MALFORMED.
+    National numbers are read in ``default_region``; ``00`` international prefix
+    and ``+`` are both accepted. Never raises.
+    """
+    text = (raw or "").strip()[:_MAX_RAW]
+    if text.lower() in _WITHHELD:
+        return Caller(raw=text, number=None, presentation=Presentation.WITHHELD, dialed=dialed)
+    candidate = text
+    if candidate.startswith("00"):
+        candidate = "+" + candidate[2:]
+    try:
+        parsed = phonenumbers.parse(candidate, default_region)
+    except phonenumbers.NumberParseException:
+        return Caller(raw=text, number=None, presentation=Presentation.MALFORMED, dialed=dialed)
+    # is_possible (length/shape) rather than is_valid: test and new ranges are not
+    # in libphonenumber's metadata yet and must still identify the customer.
+    if not phonenumbers.is_possible_number(parsed) or any(c.isalpha() for c in text):
+        return Caller(raw=text, number=None, presentation=Presentation.MALFORMED, dialed=dialed)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return Caller(raw=text, number=e164, presentation=Presentation.VALID, dialed=dialed)

@@ -1,0 +1,214 @@
+"""In-memory fakes for every port: fast domain tests, no I/O.
+
+Adapters are tested against real servers elsewhere; these exist so the call
+flow's transitions can be exercised exhaustively in milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ivr.domain.model import (
+    AgentAvailability,
+    ChatStatus,
+    ContactSnapshot,
+    Customer,
+    IntentMatch,
+    IntentScore,
+    IntentSpec,
+    Language,
+    MessageReceipt,
+    OpeningStatus,
+    Order,
+    Outage,
+    Scenario,
+)
+from ivr.domain.ports import PortError
+
+
+class Broken:
+    """Mixin state: when ``fail`` is set, every call raises PortError (a dead DB, say)."""
+
+    fail: bool = False
+
+    def _check(self) -> None:
+        if self.fail:
+            raise PortError(f"{type(self).__name__} is down")
+
+
+@dataclass
+class FakeDirectory(Broken):
+    customers: list[Customer] = field(default_factory=list)
+    order_book: dict[int, list[Order]] = field(default_factory=dict)
+    pins: dict[int, str] = field(default_factory=dict)
+    fail: bool = False
+
+    async def find_by_number(self, e164: str) -> Customer | None:
+        self._check()
+        return next((c for c in self.customers if e164 in c.numbers), None)
+
+    async def find_by_customer_no(self, customer_no: str) -> Customer | None:
+        self._check()
+        return next((c for c in self.customers if c.customer_no == customer_no), None)
+
+    async def orders(self, customer_id: int) -> Sequence[Order]:
+        self._check()
+        return list(self.order_book.get(customer_id, []))
+
+    async def verify_pin(self, customer_id: int, pin: str) -> bool:
+        self._check()
+        return self.pins.get(customer_id) == pin
+
+
+@dataclass
+class FakeKnowledge(Broken):
+    answers: dict[tuple[str, str], str] = field(default_factory=dict)
+    voice_open: bool = True
+    chat: ChatStatus = field(default_factory=lambda: ChatStatus(True, 5, 1))
+    outage_list: list[Outage] = field(default_factory=list)
+    fail: bool = False
+
+    async def answer(self, key: str, language: Language) -> str | None:
+        self._check()
+        return self.answers.get((key, language)) or self.answers.get((key, "en"))
+
+    async def opening(self, channel: str, at: datetime) -> OpeningStatus:
+        self._check()
+        if self.voice_open:
+            return OpeningStatus(True, closes_at=at.replace(hour=17, minute=0))
+        return OpeningStatus(False, next_open=(at + timedelta(days=1)).replace(hour=8, minute=0))
+
+    async def outages(self, region: str | None, at: datetime) -> Sequence[Outage]:
+        self._check()
+        return [o for o in self.outage_list if region is None or o.region == region]
+
+    async def chat_status(self, at: datetime) -> ChatStatus:
+        self._check()
+        return self.chat
+
+
+def spec(name: str, scenario: Scenario, skill: str = "general", **kw: Any) -> IntentSpec:
+    label = kw.pop("label", {"en": name.replace("_", " "), "nl": name.replace("_", " ")})
+    return IntentSpec(name=name, scenario=scenario, skill=skill, label=label, **kw)
+
+
+DEFAULT_SPECS: tuple[IntentSpec, ...] = (
+    spec("order_status", Scenario.ANSWER, "logistics", answer_ref="crm:order_status", keypad="1"),
+    spec("opening_hours", Scenario.ANSWER, answer_ref="kb:opening_hours"),
+    spec("outage_info", Scenario.ANSWER, "tech", answer_ref="crm:outage", keypad="3"),
+    spec("invoice_question", Scenario.AGENT, "billing", keypad="2"),
+    spec("address_change", Scenario.SELF_SERVICE, link_key="address_change", keypad="5"),
+    spec("tech_support_app", Scenario.CHAT, "tech", link_key="chat"),
+    spec("speak_to_agent", Scenario.AGENT, keypad="0"),
+    spec("report_death", Scenario.AGENT, "bereavement", sensitive=True, keypad="9"),
+)
+
+
+@dataclass
+class FakeCatalogue:
+    specs: tuple[IntentSpec, ...] = DEFAULT_SPECS
+
+    def spec(self, name: str) -> IntentSpec | None:
+        return next((s for s in self.specs if s.name == name), None)
+
+    def keypad_menu(self) -> Sequence[IntentSpec]:
+        return sorted((s for s in self.specs if s.keypad), key=lambda s: s.keypad or "")
+
+    def phrases(self, language: Language) -> Sequence[str]:
+        return ()
+
+
+@dataclass
+class KeywordMatcher(Broken):
+    """Keyword -> (intent, confidence); anything else is out of scope."""
+
+    keywords: dict[str, tuple[str, float]] = field(default_factory=lambda: {
+        "order": ("order_status", 0.95),
+        "bestelling": ("order_status", 0.95),
+        "opening": ("opening_hours", 0.9),
+        "outage": ("outage_info", 0.9),
+        "invoice": ("invoice_question", 0.9),
+        "bill": ("invoice_question", 0.5),  # vague: triggers confirmation
+        "address": ("address_change", 0.92),
+        "adres": ("address_change", 0.92),
+        "app": ("tech_support_app", 0.9),
+        "died": ("report_death", 0.7),
+        "passed away": ("report_death", 0.9),
+    })
+    fail: bool = False
+
+    async def match(self, text: str, language: Language) -> IntentMatch:
+        self._check()
+        low = text.lower()
+        hits = [IntentScore(i, c) for k, (i, c) in self.keywords.items() if k in low]
+        hits.sort(key=lambda s: -s.confidence)
+        return IntentMatch(ranked=tuple(hits), out_of_scope=not hits)
+
+
+@dataclass
+class FakeAgentPool(Broken):
+    ready: dict[str, int] = field(default_factory=dict)
+    fail: bool = False
+
+    async def availability(self, skill: str) -> AgentAvailability:
+        self._check()
+        return AgentAvailability(skill=skill, agents_ready=self.ready.get(skill, 1))
+
+
+@dataclass
+class InMemoryContactLog(Broken):
+    records: dict[str, ContactSnapshot] = field(default_factory=dict)
+    saves: int = 0
+    fail: bool = False
+
+    async def save(self, contact: ContactSnapshot) -> None:
+        self._check()
+        self.saves += 1
+        self.records[contact.id] = contact
+
+    async def get(self, contact_id: str) -> ContactSnapshot | None:
+        self._check()
+        return self.records.get(contact_id)
+
+
+@dataclass
+class FakeMessenger(Broken):
+    sent: list[dict[str, str]] = field(default_factory=list)
+    error_code: str | None = None  # e.g. "21211": permanent failure
+    fail: bool = False
+
+    async def send_link(
+        self, *, to: str, channel: str, body: str, contact_id: str, language: Language
+    ) -> MessageReceipt:
+        self._check()
+        if self.error_code:
+            return MessageReceipt(ok=False, channel=channel, error_code=self.error_code,
+                                  error="rejected", permanent=True)
+        self.sent.append({"to": to, "channel": channel, "body": body, "contact": contact_id})
+        return MessageReceipt(ok=True, message_id=f"SM{len(self.sent):032d}", channel=channel)
+
+
+class FakeLinks:
+    def link(self, key: str, contact_id: str) -> str:
+        sig = hashlib.sha256(f"{key}:{contact_id}".encode()).hexdigest()[:12]
+        return f"https://self.example.com/{key}?c={contact_id}&s={sig}"
+
+
+@dataclass
+class FakeScreenPop:
+    published: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def publish(self, session_id: str, context: dict[str, Any]) -> None:
+        self.published[session_id] = context
+
+
+@dataclass
+class FixedClock:
+    at: datetime = field(default_factory=lambda: datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self.at

@@ -1,0 +1,44 @@
+"""Shared fixtures: a real PostgreSQL server (started once per session) and SQLite files."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ivr.testing.postgres import PostgresServer, start_postgres
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL from Debian's packages; fails (not skips) if it cannot start."""
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.create_database(f"kanaal_test_{next(_db_counter)}")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'kanaal.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both supported databases, migrated by Alembic to head."""
+    from ivr.storage.db import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kanaal.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    return url

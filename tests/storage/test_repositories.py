@@ -1,0 +1,190 @@
+"""SQL adapters against real SQLite files and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, inspect
+
+from ivr.domain.model import Contact, ContactChannel, Outcome, Scenario, Step, StepRecord
+from ivr.domain.ports import PortError
+from ivr.storage.db import current_revision, downgrade, make_engine, upgrade
+from ivr.storage.repositories import (
+    SpoolingContactLog,
+    SqlAgentPool,
+    SqlContactLog,
+    SqlCustomerDirectory,
+    SqlKnowledgeBase,
+    check_pin,
+    hash_pin,
+)
+from ivr.storage.seed import seed_demo, seed_synthetic, synthetic_number
+
+AMS = ZoneInfo("Europe/Amsterdam")
+TODAY = date(2026, 11, 24)  # a Tuesday
+
+
+@pytest.fixture
+def engine(db_url: str) -> Engine:
+    eng = make_engine(db_url)
+    seed_demo(eng, today=TODAY)
+    yield eng  # type: ignore[misc]
+    eng.dispose()
+
+
+async def test_lookup_by_cli_returns_customer_with_all_numbers(engine: Engine) -> None:
+    """A second number of a customer finds the same customer, with every number listed."""
+    d = SqlCustomerDirectory(engine)
+    c = await d.find_by_number("+31201234000")
+    assert c is not None and c.customer_no == "1003" and c.language == "nl"
+    assert set(c.numbers) == {"+31687654321", "+31201234000"}
+    assert c.preferred_channel == "whatsapp"
+    assert await d.find_by_number("+31000000000") is None
+
+
+async def test_customer_number_lookup_and_orders(engine: Engine) -> None:
+    """Keyed-in customer numbers resolve; orders come back with status and ETA."""
+    d = SqlCustomerDirectory(engine)
+    c = await d.find_by_customer_no("1001")
+    assert c is not None and c.tier == "gold" and c.has_pin
+    orders = await d.orders(c.id)
+    by_no = {o.order_no: o for o in orders}
+    assert by_no["A12345"].status == "in_transit" and by_no["A12345"].eta == date(2026, 11, 26)
+
+
+async def test_pin_verification(engine: Engine) -> None:
+    """The stored PIN hash verifies the right PIN only."""
+    d = SqlCustomerDirectory(engine)
+    assert await d.verify_pin(1, "4321")
+    assert not await d.verify_pin(1, "1234")
+    assert not await d.verify_pin(2, "0000")  # customer without PIN
+
+
+def test_pin_hash_is_salted() -> None:
+    """Two hashes of one PIN differ, both verify."""
+    a, b = hash_pin("1234"), hash_pin("1234")
+    assert a != b and check_pin("1234", a) and check_pin("1234", b)
+    assert not check_pin("1234", "garbage")
+
+
+async def test_opening_hours_weekday_evening_weekend_and_holiday(engine: Engine) -> None:
+    """Open/closed per channel, with next opening across a weekend and holidays."""
+    kb = SqlKnowledgeBase(engine, timezone="Europe/Amsterdam")
+    tue_10 = datetime(2026, 11, 24, 10, 0, tzinfo=AMS)
+    s = await kb.opening("voice", tue_10)
+    assert s.is_open and s.closes_at is not None and s.closes_at.hour == 20
+    sat_18 = datetime(2026, 11, 28, 18, 0, tzinfo=AMS)
+    s = await kb.opening("voice", sat_18)
+    assert not s.is_open and s.next_open is not None
+    assert s.next_open.date() == date(2026, 11, 30) and s.next_open.hour == 8  # Monday
+    xmas = datetime(2026, 12, 25, 10, 0, tzinfo=AMS)
+    s = await kb.opening("voice", xmas)
+    assert not s.is_open and s.reason == "Christmas Day"
+    assert s.next_open is not None and s.next_open.date() == date(2026, 12, 28)
+    eve = datetime(2026, 12, 24, 17, 30, tzinfo=AMS)  # reduced hours until 17:00
+    assert not (await kb.opening("voice", eve)).is_open
+    sun_chat = datetime(2026, 11, 29, 12, 0, tzinfo=AMS)
+    assert (await kb.opening("chat", sun_chat)).is_open
+
+
+async def test_outages_by_region_and_window(engine: Engine) -> None:
+    """Active outages are found per region (case-insensitive) and only inside their window."""
+    kb = SqlKnowledgeBase(engine)
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    found = await kb.outages("utrecht", now)
+    assert len(found) == 1 and "Utrecht" in found[0].message("en")
+    assert "storing" in found[0].message("nl")
+    assert await kb.outages("Leeds", now) == []
+    assert await kb.outages("Utrecht", datetime(2026, 12, 10, tzinfo=UTC)) == []
+
+
+async def test_knowledge_answer_falls_back_to_english(engine: Engine) -> None:
+    """Answers exist per language; a missing key is None."""
+    kb = SqlKnowledgeBase(engine)
+    assert "modem" in (await kb.answer("troubleshoot_internet", "en") or "")
+    assert "modem" in (await kb.answer("troubleshoot_internet", "nl") or "")
+    assert await kb.answer("no_such_key", "en") is None
+
+
+async def test_chat_capacity_and_agent_availability(engine: Engine) -> None:
+    """Chat has capacity in opening hours; agent readiness sums groups with the skill."""
+    kb = SqlKnowledgeBase(engine)
+    chat = await kb.chat_status(datetime(2026, 11, 24, 10, 0, tzinfo=AMS))
+    assert chat.available and chat.capacity == 8
+    night = await kb.chat_status(datetime(2026, 11, 24, 23, 30, tzinfo=AMS))
+    assert not night.available
+    pool = SqlAgentPool(engine)
+    assert (await pool.availability("billing")).agents_ready == 2
+    assert (await pool.availability("nobody")).agents_ready == 0
+
+
+def _contact(cid: str, customer_id: int | None = 1) -> Contact:
+    c = Contact(id=cid, channel=ContactChannel.VOICE, caller="+31612345678",
+                started_at=datetime(2026, 11, 24, 9, 0, tzinfo=UTC), language="nl",
+                customer_id=customer_id)
+    c.steps.append(StepRecord(Step.GREETING, datetime(2026, 11, 24, 9, 0, 1, tzinfo=UTC),
+                              {"personal": True}))
+    return c
+
+
+async def test_contact_upsert_roundtrip_and_history(engine: Engine) -> None:
+    """Saving the same contact twice updates it; history lists it for the customer."""
+    log = SqlContactLog(engine)
+    c = _contact("c-1")
+    await log.save(c.snapshot())
+    c.question, c.intent, c.scenario, c.outcome = "waar is mijn pakket", "order_status", \
+        Scenario.ANSWER, Outcome.SELF_SERVED
+    c.transcript.append("caller: waar is mijn pakket")
+    c.dropped_at = None
+    await log.save(c.snapshot())
+    got = await log.get("c-1")
+    assert got is not None and got.intent == "order_status" and got.scenario is Scenario.ANSWER
+    assert got.transcript == ("caller: waar is mijn pakket",)
+    assert got.steps[0].step is Step.GREETING and got.steps[0].detail == {"personal": True}
+    hist = await log.history(customer_id=1)
+    assert [h.id for h in hist] == ["c-1"]
+
+
+async def test_dead_database_raises_port_error(tmp_path: Path) -> None:
+    """A database that cannot be reached surfaces as PortError (the flow fails safe on it)."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'missing-dir-file.db'}")  # no schema
+    with pytest.raises(PortError):
+        await SqlCustomerDirectory(eng).find_by_number("+31612345678")
+
+
+async def test_spooling_contact_log_loses_nothing(tmp_path: Path, sqlite_url: str) -> None:
+    """With the DB down, contacts go to a spool file and are replayed when it is back."""
+    broken = make_engine(f"sqlite:///{tmp_path / 'noschema.db'}")
+    spool = tmp_path / "spool.jsonl"
+    log = SpoolingContactLog(SqlContactLog(broken), spool)
+    await log.save(_contact("c-9", None).snapshot())
+    assert spool.exists() and "c-9" in spool.read_text()
+    upgrade(f"sqlite:///{tmp_path / 'noschema.db'}")  # the database comes back
+    await log.save(_contact("c-10", None).snapshot())
+    assert not spool.exists()
+    assert await log.get("c-9") is not None and await log.get("c-10") is not None
+
+
+def test_migrations_upgrade_and_downgrade(db_url: str) -> None:
+    """Alembic head creates every table; downgrade to base removes them."""
+    eng = make_engine(db_url)
+    names = set(inspect(eng).get_table_names())
+    assert {"customers", "customer_numbers", "orders", "outages", "knowledge_answers",
+            "opening_hours", "holidays", "skills", "agent_groups", "chat_channels",
+            "contacts"} <= names
+    assert current_revision(db_url) is not None
+    downgrade(db_url, "base")
+    assert "customers" not in set(inspect(eng).get_table_names())
+    upgrade(db_url)
+    eng.dispose()
+
+
+async def test_synthetic_seed_numbers_are_found(engine: Engine) -> None:
+    """Synthetic customers get unique E.164 numbers that the CLI lookup finds."""
+    seed_synthetic(engine, 2500, chunk=1000)
+    d = SqlCustomerDirectory(engine)
+    c = await d.find_by_number(synthetic_number(9 + 1234))
+    assert c is not None and c.id == 9 + 1234
