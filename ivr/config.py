@@ -47,6 +47,19 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_meta("DEBUG, INFO, WARNING, ERROR"))
     grammars_dir: Path = field(default=Path("grammars"), metadata=_meta("intent catalogues"))
     sounds_dir: Path = field(default=Path("sounds"), metadata=_meta("pre-recorded prompts"))
+    prompt_dir: Path = field(
+        default=Path("var/prompts"),
+        metadata=_meta("where prompt audio for Asterisk is written (Asterisk must read it)"),
+    )
+    asterisk_prompt_dir: str = field(
+        default="", metadata=_meta("prompt_dir as Asterisk sees it; empty = same path")
+    )
+    record_dir: Path = field(
+        default=Path("var/recordings"), metadata=_meta("where AGI recordings are read from")
+    )
+    asterisk_record_dir: str = field(
+        default="", metadata=_meta("record_dir as Asterisk sees it; empty = same path")
+    )
 
     # --- dialogue ---------------------------------------------------------------
     no_input_timeout_s: float = field(default=6.0, metadata=_meta("silence before reprompt"))

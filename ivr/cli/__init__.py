@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "db": "ivr.cli.db_cmd:db",
     "call": "ivr.cli.call_cmd:call",
     "demo": "ivr.cli.demo_cmd:demo",
+    "serve": "ivr.cli.serve_cmd:serve",
+    "intents": "ivr.cli.intents_cmd:intents",
     "transcribe": "ivr.cli.speech_cmd:transcribe",
     "models": "ivr.cli.speech_cmd:models",
     "sounds": "ivr.cli.speech_cmd:sounds",

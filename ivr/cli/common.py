@@ -23,6 +23,8 @@ def settings_from(ctx: click.Context) -> Settings:
         raise click.ClickException(f"configuration error: {exc}") from exc
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic narrates every migration at INFO; that is noise on a CLI.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     obj["settings"] = settings
     root.obj = obj
     return settings

@@ -108,7 +108,7 @@ PROMPTS: dict[str, dict[str, str]] = {
         "nl": "Fijn dat ik u kon helpen.",
     },
     "link_sent": {
-        "en": "I have sent you a {channel} message with a link where you can arrange this "
+        "en": "I have sent you a message by {channel} with a link where you can arrange this "
         "yourself, right away. If you would rather speak to a colleague, say agent or press 1. "
         "Otherwise you can hang up now.",
         "nl": "Ik heb u een {channel}-bericht gestuurd met een link waarmee u dit direct zelf "
@@ -120,15 +120,15 @@ PROMPTS: dict[str, dict[str, str]] = {
         "nl": "Het spijt me, ik kon u geen bericht sturen.",
     },
     "chat_link_sent": {
-        "en": "A colleague can help you faster in our live chat. I have sent you a {channel} "
-        "message with a link to the chat, where your question is already waiting.",
+        "en": "A colleague can help you faster in our live chat. I have sent you a message by "
+        "{channel} with a link to the chat, where your question is already waiting.",
         "nl": "Een collega helpt u sneller via onze live chat. Ik heb u een {channel}-bericht "
         "gestuurd met een link naar de chat, waar uw vraag al klaarstaat.",
     },
     "transfer": {
-        "en": "I'm connecting you with a colleague who can help you with {label}. "
+        "en": "I'm connecting you with a colleague. Topic: {label}. "
         "They will see your question, so you won't have to repeat it.",
-        "nl": "Ik verbind u door met een collega die u helpt met {label}. "
+        "nl": "Ik verbind u door met een collega. Onderwerp: {label}. "
         "Uw vraag is al doorgegeven, u hoeft die niet te herhalen.",
     },
     "transfer_generic": {

@@ -102,22 +102,35 @@ class SqlCustomerDirectory(_SqlAdapter):
         numbers = tuple(conn.execute(
             select(customer_numbers.c.number).where(customer_numbers.c.customer_id == row.id)
         ).scalars())
+        return self._from_row(row, numbers)
+
+    def lookup_number(self, e164: str) -> Customer | None:
+        """Synchronous lookup (also used by the benchmark).
+
+        One round trip: the probe on the number's primary key joins back to all of
+        the customer's numbers, so the hot path of every call is a single query.
+        """
+        probe = customer_numbers.alias("probe")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(*_CUSTOMER_COLS, customer_numbers.c.number)
+                .select_from(probe)
+                .join(customers, customers.c.id == probe.c.customer_id)
+                .join(customer_numbers, customer_numbers.c.customer_id == customers.c.id)
+                .where(probe.c.number == e164)
+            ).all()
+        if not rows:
+            return None
+        return self._from_row(rows[0], tuple(r.number for r in rows))
+
+    @staticmethod
+    def _from_row(row: Any, numbers: tuple[str, ...]) -> Customer:
         lang: Language = "nl" if row.language == "nl" else "en"
         return Customer(
             id=row.id, customer_no=row.customer_no, name=row.name, language=lang,
             region=row.region, postcode=row.postcode, tier=row.tier, numbers=numbers,
             has_pin=bool(row.pin_hash), preferred_channel=row.preferred_channel,
         )
-
-    def lookup_number(self, e164: str) -> Customer | None:
-        """Synchronous lookup (also used by the benchmark)."""
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(*_CUSTOMER_COLS)
-                .join(customer_numbers, customer_numbers.c.customer_id == customers.c.id)
-                .where(customer_numbers.c.number == e164)
-            ).first()
-            return None if row is None else self._customer(conn, row)
 
     async def find_by_number(self, e164: str) -> Customer | None:
         return await self._run(lambda: self.lookup_number(e164))
@@ -128,6 +141,14 @@ class SqlCustomerDirectory(_SqlAdapter):
                 row = conn.execute(
                     select(*_CUSTOMER_COLS).where(customers.c.customer_no == customer_no)
                 ).first()
+                return None if row is None else self._customer(conn, row)
+        return await self._run(q)
+
+    async def find_by_id(self, customer_id: int) -> Customer | None:
+        def q() -> Customer | None:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    select(*_CUSTOMER_COLS).where(customers.c.id == customer_id)).first()
                 return None if row is None else self._customer(conn, row)
         return await self._run(q)
 

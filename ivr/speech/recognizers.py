@@ -1,0 +1,60 @@
+"""Engine selection: Vosk where the operator configured a model, Whisper tiny.en otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+from ivr.domain.ports import Recognizer, RecognizerStream
+from ivr.speech.base import SpeechError
+
+
+class FallbackRecognizer:
+    """Recognizer port that routes each language to the first engine supporting it."""
+
+    name = "auto"
+
+    def __init__(self, engines: Sequence[Recognizer]) -> None:
+        self._engines = tuple(engines)
+
+    def engine_for(self, language: str) -> Recognizer | None:
+        """The engine that would serve ``language`` (None if none does)."""
+        for engine in self._engines:
+            if engine.supports(language):  # type: ignore[arg-type]
+                return engine
+        return None
+
+    def supports(self, language: str) -> bool:
+        return self.engine_for(language) is not None
+
+    async def open_stream(
+        self, language: str, *, sample_rate: int, phrases: Sequence[str] = ()
+    ) -> RecognizerStream:
+        engine = self.engine_for(language)
+        if engine is None:
+            raise SpeechError(f"no speech engine for language {language!r}")
+        return await engine.open_stream(
+            language,  # type: ignore[arg-type]
+            sample_rate=sample_rate,
+            phrases=phrases,
+        )
+
+
+def build_recognizer(
+    vosk_models: Mapping[str, Path],
+    *,
+    whisper_model_dir: Path | None = None,
+    executor: Executor | None = None,
+) -> FallbackRecognizer:
+    """Vosk for every configured language first, then the bundled Whisper tiny.en for English."""
+    from ivr.speech.vad import SileroVad
+    from ivr.speech.vosk_engine import VoskRecognizer
+    from ivr.speech.whisper_engine import WhisperRecognizer
+
+    vad = SileroVad()
+    engines: list[Recognizer] = []
+    if vosk_models:
+        engines.append(VoskRecognizer(vosk_models, executor=executor, vad=vad))
+    engines.append(WhisperRecognizer(whisper_model_dir, executor=executor, vad=vad))
+    return FallbackRecognizer(engines)

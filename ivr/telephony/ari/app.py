@@ -1,0 +1,146 @@
+"""The Stasis application: one task per call, inside one TaskGroup.
+
+A call task never lets an exception out: a bug in one call must not cancel the
+TaskGroup (and with it every other call). Unexpected errors send the caller to
+a human (fallback queue) instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from ivr.domain.model import RouteDecision, Scenario
+from ivr.domain.ports import CallChannel, CallerHungUp, Recognizer
+from ivr.telephony.ari.channel import (
+    AriCallChannel,
+    AriChannelSettings,
+    CallState,
+    PromptResolver,
+    is_helper_channel,
+)
+from ivr.telephony.ari.client import AriClient, AriError, Subscription
+from ivr.telephony.ari.events import StasisStart
+
+log = logging.getLogger(__name__)
+
+FlowRunner = Callable[[CallChannel], Awaitable[None]]
+
+
+def _new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+class StasisApp:
+    """Accepts calls entering ``Stasis(app)`` and runs ``flow_runner`` on each."""
+
+    def __init__(
+        self,
+        client: AriClient,
+        *,
+        flow_runner: FlowRunner,
+        prompts: PromptResolver,
+        recognizer: Recognizer | None,
+        settings: AriChannelSettings | None = None,
+        fallback_queue: str = "ivr-general",
+        max_calls: int = 200,
+        new_session_id: Callable[[], str] = _new_session_id,
+        on_call_end: Callable[[AriCallChannel], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._flow_runner = flow_runner
+        self._prompts = prompts
+        self._recognizer = recognizer
+        self._settings = settings or AriChannelSettings()
+        self._fallback_queue = fallback_queue
+        self._max_calls = max_calls
+        self._new_session_id = new_session_id
+        self._on_call_end = on_call_end
+        self.calls: dict[str, AriCallChannel] = {}
+        self.completed = 0
+        self.failed = 0
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Read events and serve calls until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._client.run())
+            self.ready.set()
+            while True:
+                start, sub = await self._client.next_call()
+                tg.create_task(self._call(start, sub))
+
+    async def _call(self, start: StasisStart, sub: Subscription) -> None:
+        info = start.channel
+        if is_helper_channel(info):
+            # An orphaned snoop/externalMedia leg (e.g. from before a restart).
+            sub.close()
+            await self._safe_hangup(info.id)
+            return
+        if len(self.calls) >= self._max_calls:
+            sub.close()
+            log.warning("at capacity (%d calls): sending %s to the fallback queue",
+                        self._max_calls, info.id)
+            await self._overflow(info.id)
+            return
+        channel = AriCallChannel(
+            self._client, sub, info,
+            session_id=self._new_session_id(),
+            recognizer=self._recognizer,
+            prompts=self._prompts,
+            settings=self._settings,
+        )
+        self.calls[channel.session_id] = channel
+        try:
+            await channel.answer()
+            await self._flow_runner(channel)
+            if channel.state is CallState.ACTIVE:
+                await channel.hang_up()
+            self.completed += 1
+        except CallerHungUp:
+            self.completed += 1
+        except Exception:
+            self.failed += 1
+            log.exception("call %s failed; sending it to a human", channel.session_id)
+            await self._fail_safe(channel)
+        finally:
+            try:
+                await channel.close()
+            except Exception:
+                log.exception("teardown of call %s failed", channel.session_id)
+            del self.calls[channel.session_id]
+            if self._on_call_end is not None:
+                self._on_call_end(channel)
+
+    async def _fail_safe(self, channel: AriCallChannel) -> None:
+        if channel.state not in (CallState.ACTIVE, CallState.RINGING):
+            return
+        decision = RouteDecision(
+            scenario=Scenario.AGENT, skill="general", queue=self._fallback_queue,
+            reason="error_to_agent", session_id=channel.session_id,
+        )
+        try:
+            await channel.hand_off(decision)
+        except (CallerHungUp, AriError) as exc:
+            log.error("fallback hand-off of %s failed (%s); hanging up",
+                      channel.session_id, exc)
+            await channel.hang_up()
+
+    async def _overflow(self, channel_id: str) -> None:
+        try:
+            await self._client.set_variable(channel_id, "IVR_QUEUE", self._fallback_queue)
+            await self._client.continue_in_dialplan(
+                channel_id, context=self._settings.handoff_context,
+                extension=self._settings.handoff_extension,
+                priority=self._settings.handoff_priority,
+            )
+        except AriError as exc:
+            log.error("overflow of %s failed: %s", channel_id, exc)
+
+    async def _safe_hangup(self, channel_id: str) -> None:
+        try:
+            await self._client.hangup(channel_id)
+        except AriError as exc:
+            log.warning("hangup of %s failed: %s", channel_id, exc)

@@ -1,0 +1,655 @@
+"""AriCallChannel: the CallChannel port on a live Asterisk channel in Stasis.
+
+Layout of one call (see ARCHITECTURE.md, verified on Asterisk 22):
+
+* the caller stays alone in Stasis; prompts are channel playbacks. Putting the
+  caller in a bridge with the ASR leg would suspend the feed during prompts
+  (no barge-in);
+* caller audio comes from a snoop channel (spy=in) bridged, in a private mixing
+  bridge, with an externalMedia channel that sends slin16 RTP to our socket;
+* every wait runs on the clock: a silent leg sends no packets at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ivr.domain.model import Caller, Language, RouteDecision, Utterance
+from ivr.domain.ports import (
+    CallerHungUp,
+    PortError,
+    Prompt,
+    Recognizer,
+    RecognizerStream,
+)
+from ivr.telephony.ari.client import AriClient, AriError, AriNotFound, Subscription
+from ivr.telephony.ari.events import (
+    AriEvent,
+    BridgeDestroyed,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    ChannelInfo,
+    Dial,
+    PlaybackFinished,
+    StasisEnd,
+    StasisStart,
+)
+from ivr.telephony.callerid import parse_caller
+from ivr.telephony.media import RtpReceiver
+
+log = logging.getLogger(__name__)
+
+
+class PromptResolver(Protocol):
+    """Turns a Prompt into something Asterisk can play (a ``sound:`` URI)."""
+
+    async def resolve(self, prompt: Prompt) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AriChannelSettings:
+    """Tunables of the ARI call channel (taken from the typed Settings by app.py)."""
+
+    handoff_context: str = "ivr-handoff"
+    handoff_extension: str = "s"
+    handoff_priority: int = 1
+    media_host: str = "127.0.0.1"  # our RTP socket: Asterisk sends externalMedia here
+    sample_rate: int = 16000  # slin16
+    end_silence_s: float = 0.8  # no packets this long after speech -> end of utterance
+    max_speech_s: float = 20.0
+    inter_digit_s: float = 3.0
+    max_prompt_s: float = 120.0  # safety net if a PlaybackFinished never comes
+    setup_timeout_s: float = 5.0
+    default_region: str = "NL"
+    max_buffered_digits: int = 32
+
+
+class CallState(enum.StrEnum):
+    """Where the call is; each channel method checks it first."""
+
+    RINGING = "ringing"
+    ACTIVE = "active"
+    HANDED_OFF = "handed_off"
+    GONE = "gone"  # the caller hung up
+    CLOSED = "closed"  # we hung up
+
+
+@dataclass(frozen=True, slots=True)
+class BargeIn:
+    """One barge-in: how long from speech detected to the prompt stopped."""
+
+    detect_to_stop_request_ms: float
+    detect_to_finished_ms: float | None
+    detected_at: float = 0.0  # loop time the recogniser reported speech
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseTiming:
+    """One turn: from end of speech (detected) to the answer's playback request.
+
+    ``silence_wait_ms`` is the endpointer's wait after the last speech frame
+    (configured, reported separately); the rest is our processing.
+    """
+
+    silence_wait_ms: float
+    asr_ms: float  # end of speech -> recogniser result
+    response_ms: float  # end of speech -> next prompt's play request accepted
+    reason: str
+
+
+@dataclass(slots=True)
+class CallStats:
+    """Figures a call collects for benches and e2e tests."""
+
+    barge_ins: list[BargeIn] = field(default_factory=list)
+    responses: list[ResponseTiming] = field(default_factory=list)
+    frames_fed: int = 0
+    dtmf: list[str] = field(default_factory=list)
+    media_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SpeechStarted(AriEvent):
+    """Local event from the audio task: the recogniser heard speech."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SpeechEnded(AriEvent):
+    """Local event from the audio task: the utterance is over (``reason`` says why)."""
+
+    reason: str
+    at: float = 0.0  # loop time the end was detected
+    last_frame_at: float = 0.0  # loop time of the last frame before it
+
+
+class AriCallChannel:
+    """CallChannel on an ARI channel. One instance per call, driven by one task."""
+
+    def __init__(
+        self,
+        client: AriClient,
+        events: Subscription,
+        channel: ChannelInfo,
+        *,
+        session_id: str,
+        recognizer: Recognizer | None,
+        prompts: PromptResolver,
+        settings: AriChannelSettings | None = None,
+    ) -> None:
+        self._client = client
+        self._events = events
+        self._info = channel
+        self._id = channel.id
+        self._session_id = session_id
+        self._recognizer = recognizer
+        self._prompts = prompts
+        self._s = settings or AriChannelSettings()
+        self._caller = parse_caller(
+            channel.caller_number, self._s.default_region, dialed=channel.exten or None
+        )
+        self.state = CallState.RINGING
+        self.stats = CallStats()
+        # (end-of-speech time, silence wait ms, ASR ms, reason) until the next prompt plays
+        self._pending_turn: tuple[float, float, float, str] | None = None
+        self._digits: collections.deque[str] = collections.deque(
+            maxlen=self._s.max_buffered_digits
+        )
+        self._finished_playbacks: set[str] = set()
+        self._playback_seq = 0
+        self._language: Language = "en"
+        # media leg (snoop + externalMedia + bridge), set up on the first listen
+        self._rtp: RtpReceiver | None = None
+        self._media_ids: dict[str, str] = {}
+        self._media_broken = False
+        self._loop = asyncio.get_running_loop()
+
+    # ------------------------------------------------------------ identity
+    @property
+    def caller(self) -> Caller:
+        return self._caller
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
+
+    @property
+    def channel_id(self) -> str:
+        return self._id
+
+    def _now(self) -> float:
+        return self._loop.time()
+
+    # -------------------------------------------------------------- events
+    def _check_alive(self) -> None:
+        if self.state in (CallState.GONE, CallState.CLOSED):
+            raise CallerHungUp(self._id)
+        if self.state is CallState.HANDED_OFF:
+            raise CallerHungUp(f"{self._id} was handed off")
+
+    async def _next(self, deadline: float | None) -> AriEvent | None:
+        """Next event (None at ``deadline``), with the bookkeeping every wait needs."""
+        self._check_alive()
+        within = None if deadline is None else deadline - self._now()
+        if within is not None and within <= 0:
+            return None
+        ev = await self._events.get(within)
+        if ev is None:
+            return None
+        self._note(ev)
+        self._check_alive()
+        return ev
+
+    def _note(self, ev: AriEvent) -> None:
+        caller_gone = isinstance(ev, (StasisEnd, ChannelHangupRequest, ChannelDestroyed))
+        if caller_gone and ev.resource_ids()[:1] == (self._id,):
+            if self.state is not CallState.HANDED_OFF:
+                self.state = CallState.GONE
+            return
+        if isinstance(ev, ChannelDtmfReceived) and ev.channel.id == self._id:
+            # A flood only ever fills a small ring buffer: the oldest digits fall out.
+            if ev.digit in "0123456789*#ABCD" and len(ev.digit) == 1:
+                self._digits.append(ev.digit)
+                self.stats.dtmf.append(ev.digit)
+                del self.stats.dtmf[: -self._s.max_buffered_digits * 4]
+            return
+        if isinstance(ev, PlaybackFinished):
+            self._finished_playbacks.add(ev.playback.id)
+            self._events.discard(ev.playback.id)
+            return
+        media = set(self._media_ids.values())
+        if isinstance(ev, (ChannelDestroyed, StasisEnd)) and ev.channel.id in media:
+            self._media_broken = True
+        if isinstance(ev, BridgeDestroyed) and ev.bridge.id in media:
+            self._media_broken = True
+
+    # ------------------------------------------------------------- answer
+    async def answer(self) -> None:
+        """Answer the call (idempotent)."""
+        self._check_alive()
+        if self.state is CallState.RINGING:
+            try:
+                await self._client.answer(self._id)
+            except AriNotFound as exc:
+                self.state = CallState.GONE
+                raise CallerHungUp(self._id) from exc
+            self.state = CallState.ACTIVE
+
+    # ------------------------------------------------------------ prompts
+    async def _start_prompt(self, prompt: Prompt | None) -> str | None:
+        """Start playing ``prompt``; returns the playback id, None if nothing plays."""
+        self._check_alive()
+        if prompt is None:
+            return None
+        self._language = prompt.language
+        try:
+            uri = await self._prompts.resolve(prompt)
+        except Exception as exc:  # a missing prompt must not end the call
+            log.error("prompt %s could not be resolved: %s", prompt.key, exc)
+            return None
+        self._playback_seq += 1
+        pb_id = f"{self._id}-pb{self._playback_seq}"
+        self._events.add(pb_id, "playback")
+        try:
+            await self._client.play(self._id, uri, pb_id)
+            if self._pending_turn is not None:
+                end_at, silence_ms, asr_ms, reason = self._pending_turn
+                self._pending_turn = None
+                self.stats.responses.append(ResponseTiming(
+                    silence_ms, asr_ms, (self._now() - end_at) * 1000, reason))
+        except AriNotFound as exc:
+            self._events.discard(pb_id)
+            # The channel or the sound is gone; only the channel ends the call.
+            if await self._client.get_channel(self._id) is None:
+                self.state = CallState.GONE
+                raise CallerHungUp(self._id) from exc
+            log.error("prompt %s (%s) not playable: %s", prompt.key, uri, exc)
+            return None
+        except AriError as exc:
+            self._events.discard(pb_id)
+            log.error("prompt %s (%s) failed: %s", prompt.key, uri, exc)
+            return None
+        return pb_id
+
+    async def _stop_prompt(self, pb_id: str | None) -> None:
+        if pb_id is None or pb_id in self._finished_playbacks:
+            return
+        try:
+            await self._client.stop_playback(pb_id)
+        except AriError as exc:
+            log.warning("could not stop playback %s: %s", pb_id, exc)
+
+    def _playing(self, pb_id: str | None) -> bool:
+        return pb_id is not None and pb_id not in self._finished_playbacks
+
+    async def say(self, prompt: Prompt) -> None:
+        """Play a prompt to the end (DTMF pressed meanwhile is kept for the next turn)."""
+        self._check_alive()
+        pb_id = await self._start_prompt(prompt)
+        deadline = self._now() + self._s.max_prompt_s
+        try:
+            while self._playing(pb_id):
+                if await self._next(deadline) is None:
+                    break
+        finally:
+            if self.state is CallState.ACTIVE:
+                await self._stop_prompt(pb_id)
+
+    # -------------------------------------------------------------- media
+    async def _ensure_media(self) -> bool:
+        """Set up snoop + externalMedia + bridge once; False if unavailable."""
+        if self._rtp is not None and not self._media_broken:
+            return True
+        if self._media_broken or self._recognizer is None:
+            return False
+        ids = {
+            "snoop": f"{self._id}-snoop",
+            "em": f"{self._id}-em",
+            "bridge": f"{self._id}-br",
+        }
+        self._media_ids = ids
+        self._events.add(ids["snoop"])
+        self._events.add(ids["em"])
+        self._events.add(ids["bridge"], "bridge")
+        try:
+            # Open the socket first: Asterisk starts sending as soon as the leg is up.
+            self._rtp = await RtpReceiver(self._s.media_host).start()
+            host, port = self._rtp.address
+            await self._client.snoop(self._id, snoop_id=ids["snoop"], spy="in")
+            await self._client.external_media(
+                channel_id=ids["em"], external_host=f"{host}:{port}", format="slin16"
+            )
+            # Adding to a bridge before the channels' StasisStart gives 422.
+            pending = {ids["snoop"], ids["em"]}
+            deadline = self._now() + self._s.setup_timeout_s
+            while pending:
+                ev = await self._next(deadline)
+                if ev is None:
+                    raise AriError(f"media legs never entered Stasis: {sorted(pending)}")
+                if isinstance(ev, StasisStart):
+                    pending.discard(ev.channel.id)
+            await self._client.create_bridge(ids["bridge"], "mixing")
+            await self._client.add_to_bridge(ids["bridge"], [ids["snoop"], ids["em"]])
+        except AriError as exc:
+            if await self._client.get_channel(self._id) is None:
+                self.state = CallState.GONE
+                await self._teardown_media()
+                raise CallerHungUp(self._id) from exc
+            log.error("ASR media setup failed, keypad only for this call: %s", exc)
+            self.stats.media_errors.append(str(exc))
+            await self._teardown_media()
+            self._media_broken = True
+            return False
+        return True
+
+    async def _teardown_media(self) -> None:
+        """Remove the helper channels and bridge; safe to call at any step, twice."""
+        ids, self._media_ids = self._media_ids, {}
+        for key in ("snoop", "em"):
+            if key in ids:
+                try:
+                    await self._client.hangup(ids[key])
+                except AriError as exc:
+                    log.warning("hangup of %s failed: %s", ids[key], exc)
+        if "bridge" in ids:
+            try:
+                await self._client.destroy_bridge(ids["bridge"])
+            except AriError as exc:
+                log.warning("bridge %s destroy failed: %s", ids["bridge"], exc)
+        for rid in ids.values():
+            self._events.discard(rid)
+        if self._rtp is not None:
+            self._rtp.close()
+            self._rtp = None
+
+    async def _open_stream(self, phrases: Sequence[str]) -> RecognizerStream | None:
+        if self._recognizer is None or not await self._ensure_media():
+            return None
+        lang: Language = "nl" if self._language == "nl" else "en"
+        try:
+            return await self._recognizer.open_stream(
+                lang, sample_rate=self._s.sample_rate, phrases=phrases
+            )
+        except Exception as exc:  # ASR down: keypad still works
+            log.error("recogniser failed to open a stream: %s", exc)
+            self.stats.media_errors.append(f"open_stream: {exc}")
+            return None
+
+    async def _feed_audio(self, stream: RecognizerStream, rtp: RtpReceiver) -> None:
+        """Audio task of one listen turn: feed frames, post speech start/end locally."""
+        started_at: float | None = None
+        last_frame = self._now()
+        poll = min(0.1, self._s.end_silence_s / 4)
+        while True:
+            frame = await rtp.read(poll)
+            now = self._now()
+            if frame is None:
+                # Clock, not packets: after speech the leg may simply go quiet.
+                if started_at is not None and now - last_frame >= self._s.end_silence_s:
+                    self._events.put(_SpeechEnded(type="_SpeechEnded", reason="silence",
+                                                  at=now, last_frame_at=last_frame))
+                    return
+                continue
+            last_frame = now
+            try:
+                ev = await stream.feed(frame)
+            except Exception as exc:
+                log.error("recogniser feed failed: %s", exc)
+                self._events.put(_SpeechEnded(type="_SpeechEnded", reason="error"))
+                return
+            self.stats.frames_fed += 1
+            if started_at is None and (ev.speech_started or ev.partial.strip()):
+                started_at = now
+                self._events.put(_SpeechStarted(type="_SpeechStarted", at=now))
+            if started_at is not None and ev.endpoint:
+                self._events.put(_SpeechEnded(type="_SpeechEnded", reason="endpoint",
+                                              at=now, last_frame_at=now))
+                return
+            if started_at is not None and now - started_at >= self._s.max_speech_s:
+                self._events.put(_SpeechEnded(type="_SpeechEnded", reason="max_speech"))
+                return
+
+    # ------------------------------------------------------------- listen
+    async def listen(
+        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
+    ) -> Utterance | None:
+        """Prompt (barge-in on speech or DTMF), then return speech or a keypad digit."""
+        self._check_alive()
+        self._digits.clear()
+        stream = await self._open_stream(phrases)
+        feeder: asyncio.Task[None] | None = None
+        if stream is not None and self._rtp is not None:
+            self._rtp.drain()  # audio from before this turn is not an answer to it
+            feeder = asyncio.create_task(self._feed_audio(stream, self._rtp))
+        pb_id: str | None = None
+        try:
+            pb_id = await self._start_prompt(prompt)
+            prompt_deadline = self._now() + self._s.max_prompt_s
+            no_input_at = None if self._playing(pb_id) else self._now() + timeout_s
+            speech_at: float | None = None
+            while True:
+                if self._digits:
+                    digit = self._digits.popleft()
+                    await self._stop_prompt(pb_id)
+                    return Utterance(text=digit, confidence=1.0, dtmf=digit)
+                if speech_at is not None:
+                    deadline = speech_at + self._s.max_speech_s + self._s.end_silence_s + 2
+                elif no_input_at is not None:
+                    deadline = no_input_at
+                else:
+                    deadline = prompt_deadline
+                ev = await self._next(deadline)
+                if ev is None:
+                    if speech_at is None and no_input_at is None:  # prompt never finished
+                        await self._stop_prompt(pb_id)
+                        no_input_at = self._now() + timeout_s
+                        continue
+                    if speech_at is None or stream is None:
+                        return None
+                    return await self._finish(stream)
+                if isinstance(ev, PlaybackFinished) and ev.playback.id == pb_id:
+                    if speech_at is None:
+                        no_input_at = self._now() + timeout_s
+                elif isinstance(ev, _SpeechStarted) and speech_at is None:
+                    speech_at = ev.at
+                    if self._playing(pb_id):
+                        await self._barge_in(pb_id, ev.at)
+                elif isinstance(ev, _SpeechEnded) and stream is not None:
+                    if speech_at is None:  # feed error before speech: keypad only now
+                        stream = None
+                        if no_input_at is None and not self._playing(pb_id):
+                            no_input_at = self._now() + timeout_s
+                        continue
+                    end_at = ev.at or self._now()
+                    utterance = await self._finish(stream)
+                    self._pending_turn = (end_at, (end_at - ev.last_frame_at) * 1000
+                                          if ev.last_frame_at else 0.0,
+                                          (self._now() - end_at) * 1000, ev.reason)
+                    return utterance
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+            if self.state is CallState.ACTIVE:
+                await self._stop_prompt(pb_id)
+            if stream is not None:
+                await self._close_stream(stream)
+
+    async def _barge_in(self, pb_id: str | None, detected_at: float) -> None:
+        """Stop the prompt because the caller talks; record how fast it stopped."""
+        await self._stop_prompt(pb_id)
+        requested = (self._now() - detected_at) * 1000
+        finished: float | None = None
+        # Wait briefly for Asterisk's PlaybackFinished to measure the real stop time.
+        deadline = self._now() + 1.0
+        while self._playing(pb_id):
+            ev = await self._next(deadline)
+            if ev is None:
+                break
+            if isinstance(ev, _SpeechEnded | _SpeechStarted):
+                self._events.put(ev)  # not ours to consume: hand it back to listen()
+                break
+        if not self._playing(pb_id):
+            finished = (self._now() - detected_at) * 1000
+        self.stats.barge_ins.append(BargeIn(requested, finished, detected_at))
+        log.info("barge-in: stop requested %.0f ms, finished %s ms", requested, finished)
+
+    async def _finish(self, stream: RecognizerStream) -> Utterance:
+        try:
+            result = await stream.finish()
+        except Exception as exc:
+            log.error("recogniser finish failed: %s", exc)
+            return Utterance(text="", confidence=0.0)
+        return Utterance(
+            text=result.text.strip(),
+            confidence=result.confidence,
+            alternatives=tuple(text for text, _ in result.alternatives),
+        )
+
+    async def _close_stream(self, stream: RecognizerStream) -> None:
+        try:
+            await stream.close()
+        except Exception as exc:
+            log.warning("recogniser close failed: %s", exc)
+
+    # ------------------------------------------------------------- digits
+    async def collect_digits(
+        self, prompt: Prompt, *, max_digits: int, timeout_s: float
+    ) -> str | None:
+        """Collect up to ``max_digits`` DTMF digits; '#' ends early, '*' is ignored."""
+        self._check_alive()
+        self._digits.clear()
+        max_digits = max(1, max_digits)
+        digits = ""
+        pb_id = await self._start_prompt(prompt)
+        try:
+            prompt_deadline = self._now() + self._s.max_prompt_s
+            wait_until = None if self._playing(pb_id) else self._now() + timeout_s
+            while True:
+                while self._digits:
+                    d = self._digits.popleft()
+                    await self._stop_prompt(pb_id)
+                    if d == "#":
+                        return digits or None
+                    if d.isdigit():
+                        digits += d
+                        if len(digits) >= max_digits:
+                            return digits
+                    wait_until = self._now() + self._s.inter_digit_s
+                ev = await self._next(wait_until if wait_until is not None else prompt_deadline)
+                if ev is None:
+                    if wait_until is None:  # the prompt never reported its end
+                        await self._stop_prompt(pb_id)
+                        wait_until = self._now() + timeout_s
+                        continue
+                    return digits or None
+                finished = isinstance(ev, PlaybackFinished) and ev.playback.id == pb_id
+                if finished and wait_until is None:
+                    wait_until = self._now() + timeout_s
+        finally:
+            if self.state is CallState.ACTIVE:
+                await self._stop_prompt(pb_id)
+
+    # ----------------------------------------------------------- hand-off
+    async def hand_off(self, decision: RouteDecision) -> None:
+        """Attach the context as channel variables and continue into the hand-off context.
+
+        ``__`` makes a variable inherit to the agent leg Queue() dials, so the
+        agent desktop can read IVR_SESSION there.
+        """
+        self._check_alive()
+        variables = {
+            "__IVR_SESSION": decision.session_id or self._session_id,
+            "__IVR_INTENT": decision.intent or "",
+            "__IVR_SCENARIO": decision.scenario.value,
+            "__IVR_SKILL": decision.skill,
+            "__IVR_CUSTOMER": str(decision.customer.id) if decision.customer else "",
+            "IVR_QUEUE": decision.queue,
+            "QUEUE_PRIO": str(int(decision.priority)),
+        }
+        await self._teardown_media()
+        for name, value in variables.items():
+            try:
+                await self._client.set_variable(self._id, name, value)
+            except AriNotFound as exc:
+                self.state = CallState.GONE
+                raise CallerHungUp(self._id) from exc
+            except AriError as exc:  # the agent loses context, the caller still gets through
+                log.error("could not set %s: %s", name, exc)
+        try:
+            # Keep this channel's events (Dial to the agent) after it leaves Stasis.
+            await self._client.subscribe_channel(self._id)
+        except AriError as exc:
+            log.warning("could not subscribe to %s: %s", self._id, exc)
+        try:
+            await self._client.continue_in_dialplan(
+                self._id,
+                context=self._s.handoff_context,
+                extension=self._s.handoff_extension,
+                priority=self._s.handoff_priority,
+            )
+        except AriNotFound as exc:
+            self.state = CallState.GONE
+            raise CallerHungUp(self._id) from exc
+        self.state = CallState.HANDED_OFF
+
+    async def hang_up(self) -> None:
+        """Hang up on the caller (no-op when already gone)."""
+        if self.state in (CallState.GONE, CallState.CLOSED, CallState.HANDED_OFF):
+            return
+        await self._teardown_media()
+        self.state = CallState.CLOSED
+        try:
+            await self._client.hangup(self._id)
+        except AriError as exc:
+            log.warning("hangup of %s failed: %s", self._id, exc)
+
+    async def watch_handoff(self, within_s: float) -> ChannelInfo | None:
+        """After hand_off: the agent leg once a Dial to it is answered (for screen-pop).
+
+        Needs the channel subscription hand_off makes; None if no agent within ``within_s``.
+        """
+        deadline = self._now() + within_s
+        while True:
+            within = deadline - self._now()
+            if within <= 0:
+                return None
+            ev = await self._events.get(within)
+            if ev is None:
+                return None
+            if isinstance(ev, Dial) and ev.dialstatus == "ANSWER":
+                return ev.peer
+            if isinstance(ev, ChannelDestroyed) and ev.channel.id == self._id:
+                return None
+
+    async def close(self) -> None:
+        """End of the call task: release media and the event subscription."""
+        try:
+            await self._teardown_media()
+        finally:
+            self._events.close()
+
+
+def is_helper_channel(info: ChannelInfo) -> bool:
+    """Snoop/externalMedia legs: never treated as callers (e.g. orphans after a restart)."""
+    return info.name.startswith(("Snoop/", "UnicastRTP/"))
+
+
+__all__ = [
+    "AriCallChannel",
+    "AriChannelSettings",
+    "BargeIn",
+    "CallState",
+    "CallStats",
+    "PortError",
+    "PromptResolver",
+    "is_helper_channel",
+]

@@ -1,0 +1,49 @@
+"""PromptResolver for Asterisk: pre-recorded prompts where they exist, synthesised
+(and cached) audio for dynamic answers, written where Asterisk can read them.
+
+``export_dir`` is the folder as this process sees it; ``asterisk_dir`` is the same
+folder as Asterisk sees it (a chroot, a container volume, or the same path).
+Asterisk plays ``sound:/abs/path`` without the extension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from ivr.domain.ports import Prompt
+from ivr.speech.tts import PromptSynthesizer, TtsEngine
+
+
+class FilePromptResolver:
+    """Prompt -> ``sound:`` URI of an 8 kHz WAV in a folder shared with Asterisk."""
+
+    def __init__(self, *, tts: TtsEngine, static_dir: Path, export_dir: Path,
+                 asterisk_dir: str | None = None) -> None:
+        self._static = static_dir
+        self._export = export_dir
+        self._asterisk = (asterisk_dir or str(export_dir.resolve())).rstrip("/")
+        self._synth = PromptSynthesizer(tts, export_dir / "dynamic")
+
+    def _uri(self, path: Path) -> str:
+        rel = path.relative_to(self._export).with_suffix("")
+        return f"sound:{self._asterisk}/{rel.as_posix()}"
+
+    async def resolve(self, prompt: Prompt) -> str:
+        if not prompt.params:
+            recorded = self._static / prompt.language / f"{prompt.key}.wav"
+            if recorded.is_file():
+                target = self._export / "static" / prompt.language / recorded.name
+                if not target.exists():
+                    await asyncio.to_thread(self._copy, recorded, target)
+                return self._uri(target)
+        path = await self._synth.synthesize(prompt.text, prompt.language)
+        return self._uri(path)
+
+    @staticmethod
+    def _copy(src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)

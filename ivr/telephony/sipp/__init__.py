@@ -1,0 +1,5 @@
+"""SIPp scenarios shipped with Kanaal (package data, read by ivr.telephony.sipcaller).
+
+At-sign placeholders (e.g. ``@FROM@``) are filled in Python before a run;
+[keyword] fields are SIPp's own.
+"""

@@ -1,0 +1,98 @@
+"""Agent screen-pop API: the contact behind an ``IVR_SESSION``, for the agent desktop.
+
+The agent leg carries ``IVR_SESSION`` (set before the hand-off); the desktop asks
+``GET /api/contacts/{session}`` with a bearer token and shows what the caller
+already told the IVR.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ivr.domain.model import ContactSnapshot
+from ivr.domain.ports import ContactLog, PortError
+
+
+def contact_view(contact: ContactSnapshot) -> dict[str, Any]:
+    """The JSON an agent desktop gets for one contact."""
+    return {
+        "session": contact.id,
+        "channel": contact.channel.value,
+        "caller": contact.caller,
+        "language": contact.language,
+        "started_at": contact.started_at.isoformat(),
+        "ended_at": contact.ended_at.isoformat() if contact.ended_at else None,
+        "customer_id": contact.customer_id,
+        "question": contact.question,
+        "intent": contact.intent,
+        "confidence": contact.confidence,
+        "scenario": contact.scenario.value if contact.scenario else None,
+        "skill": contact.skill,
+        "action": contact.action,
+        "outcome": contact.outcome.value if contact.outcome else None,
+        "transcript": list(contact.transcript),
+        "steps": [
+            {"step": s.step.value, "at": s.at.isoformat(), "detail": s.detail}
+            for s in contact.steps
+        ],
+    }
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": code, "message": message}, status_code=status, headers=headers
+    )
+
+
+def _presented_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("token")
+
+
+CustomerCard = Callable[[int], Awaitable[dict[str, Any] | None]]
+
+
+def screenpop_router(
+    contacts: ContactLog, token: str, customer_card: CustomerCard | None = None
+) -> APIRouter:
+    """Router serving ``GET /api/contacts/{session}``, guarded by ``token``.
+
+    An empty ``token`` refuses every request (fail closed) instead of opening the API.
+    ``customer_card`` adds the customer record and recent cross-channel history, so
+    the agent's screen pops with everything and the caller never repeats themselves.
+    """
+    router = APIRouter()
+
+    @router.get("/api/contacts/{session}")
+    async def get_contact(session: str, request: Request) -> JSONResponse:
+        presented = _presented_token(request)
+        if not token or presented is None or not hmac.compare_digest(
+            presented.encode(), token.encode()
+        ):
+            return _error(401, "unauthorized", "missing or invalid bearer token")
+        if not session or len(session) > 128:
+            return _error(404, "not_found", "no contact for this session")
+        try:
+            contact = await contacts.get(session)
+        except PortError as exc:
+            return _error(503, "unavailable", f"contact log unavailable: {exc}")
+        if contact is None:
+            return _error(404, "not_found", f"no contact for session {session!r}")
+        view = contact_view(contact)
+        if customer_card is not None and contact.customer_id is not None:
+            try:
+                view["customer"] = await customer_card(contact.customer_id)
+            except PortError:
+                view["customer"] = None  # the contact itself is still worth showing
+        return JSONResponse(view)
+
+    return router

