@@ -42,8 +42,9 @@ from ivr.storage.tables import skills
 
 log = logging.getLogger(__name__)
 
+# Every link_key the catalogues use must have a URL here (tests check it).
 LINK_KEYS = ("address_change", "activate_account", "deactivate_account", "password_reset",
-             "payment_plan", "chat")
+             "payment_plan", "payment_method", "personal_details", "return", "chat")
 
 
 @dataclass
@@ -99,13 +100,12 @@ class App:
 
 def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
     from ivr.nlu.catalogue import load_catalogue
-    from ivr.nlu.matcher import HybridIntentMatcher
+    from ivr.nlu.matcher import default_matcher
 
     languages: tuple[Language, ...] = tuple(
         lang for lang in LANGUAGES if lang in settings.languages)
     catalogue = load_catalogue(settings.grammars_dir, languages=languages)
-    matcher = HybridIntentMatcher.from_catalogue(
-        catalogue, cache_dir=settings.data_dir / "cache" / "nlu")
+    matcher = default_matcher(catalogue, cache_dir=settings.data_dir / "cache" / "nlu")
     return catalogue, matcher
 
 

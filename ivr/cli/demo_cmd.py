@@ -107,6 +107,56 @@ def demo(ctx: click.Context, text_only: bool, as_json: bool) -> None:
         console.print(decision_table(reports, "Kanaal demo: sample calls (text channel)"))
         console.rule("Messages the Twilio sandbox received")
         console.print(sandbox_log or "(none)")
+    if not text_only:
+        failures += _voice_demo(settings, as_json=as_json)
     if failures:
         raise click.ClickException("demo calls landed in the wrong place:\n" +
                                    "\n".join(failures))
+
+
+# Real SIP calls through the rig. English speakers: Whisper tiny.en is the engine that
+# installs from a registry; Dutch speech needs an operator-supplied Vosk model. The calls
+# run at the same time, so each comes from a different number.
+VOICE_SAMPLES = (
+    ("S1 order status", "where is my order", "+447700900123", None, "S1", "order_status"),
+    ("S1 outage (proactive + answer)", "is there an internet outage in my area",
+     "+31611112222", None, "S1", "outage_info"),
+    ("S2 self-service link", "I am moving house and need to change my address",
+     "+31655556666", None, "S2", "address_change"),
+    ("S3 live chat", "the app keeps crashing on my phone", "+447700900456", None, "S3",
+     "tech_support_app"),
+    ("S4 billing agent (unknown number)", "I have a question about my invoice",
+     "+447700900999", "#", "S4", "invoice_question"),
+    ("Sensitive: report a death (withheld)", "I want to report a death in the family",
+     None, "#", "S4", "report_death"),
+    ("Unknown caller keys customer number", "what are your opening hours", "+31201112233",
+     "1002#", "S1", "opening_hours"),
+)
+
+
+def _voice_demo(settings: Settings, *, as_json: bool) -> list[str]:
+    from ivr.cli.voice_call import VoiceCallSpec, latency_summary, run_voice_calls, voice_table
+
+    specs = [VoiceCallSpec(say=say, from_number=number, dtmf=dtmf, title=title,
+                           expect_scenario=scen, expect_intent=intent)
+             for title, say, number, dtmf, scen, intent in VOICE_SAMPLES]
+    console = Console(width=max(160, Console().width))
+    if not as_json:
+        console.rule("Real SIP calls: SIPp -> Asterisk 22 (rig) -> ivr (ARI)")
+    from ivr.clock import PinnedClock
+
+    # Concurrent: the calls overlap on the rig like real traffic does.
+    reports = asyncio.run(run_voice_calls(settings, specs, concurrent=True,
+                                          clock=PinnedClock(demo_moment())))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        console.print(voice_table(reports, "Kanaal demo: real calls through Asterisk"))
+        console.print(latency_summary(reports))
+    return [
+        f"voice {r.spec.title}: expected {r.spec.expect_scenario}/{r.spec.expect_intent}, got "
+        f"{d['scenario']}/{d['intent']}"
+        for r in reports
+        if (r.spec.expect_scenario, r.spec.expect_intent) != (
+            (d := r.as_dict())["scenario"], d["intent"])
+    ]

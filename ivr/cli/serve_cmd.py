@@ -61,7 +61,8 @@ async def transcribe_file(recognizer: Any, path: Path, language: Language,
 
 async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
                      recognizer: Any = None,
-                     on_call_end: Callable[[Any], None] | None = None) -> None:
+                     on_call_end: Callable[[Any], None] | None = None,
+                     clock: Any = None) -> None:
     """Run every server of one node until cancelled."""
     import uvicorn
 
@@ -84,7 +85,7 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
                                  export_dir=settings.prompt_dir,
                                  asterisk_dir=settings.asterisk_prompt_dir or None)
     settings.record_dir.mkdir(parents=True, exist_ok=True)
-    async with build_app(settings) as app:
+    async with build_app(settings, clock=clock) as app:
         client = AriClient(settings.ari_url, username=settings.ari_user,
                            password=settings.ari_password, app=settings.ari_app)
         stasis = StasisApp(
@@ -136,7 +137,8 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
             default_region=settings.default_region, on_outcome=record,
         )}, host=settings.agi_host, port=settings.agi_port)
         web = uvicorn.Server(uvicorn.Config(create_web_app(app), host=settings.web_host,
-                                           port=settings.web_port, log_level="warning"))
+                                           port=settings.web_port, log_level="warning",
+                                           lifespan="off"))
         await agi.start()
         try:
             async with asyncio.TaskGroup() as tg:

@@ -69,9 +69,12 @@ class VoiceCallReport:
         }
 
 
-async def _prompt_seconds_before_question(app: Any, settings: Settings,
-                                          spec: VoiceCallSpec) -> float:
-    """Dry-run the flow on the text channel up to its first question; sum prompt lengths."""
+async def _prompt_leads(app: Any, settings: Settings, spec: VoiceCallSpec) -> list[float]:
+    """Seconds of IVR speech before each caller input, from a dry run of the same flow.
+
+    The dry run uses the text channel and an in-memory contact log, and hangs up at
+    the question, so it has no side effects.
+    """
     from ivr.speech.audio import read_wav
     from ivr.speech.tts import PromptSynthesizer, default_tts
     from ivr.telephony.callerid import parse_caller
@@ -86,18 +89,28 @@ async def _prompt_seconds_before_question(app: Any, settings: Settings,
     dry = replace(app, contacts=InMemoryContactLog())
     await dry.flow(channel, ContactChannel.TEXT).run()
     synth = PromptSynthesizer(default_tts(), settings.prompt_dir / "dynamic")
-    total = 0.0
-    # Everything said before the first question (the question itself is barge-in-able).
-    for prompt in channel.said[:-1]:
-        path = await synth.synthesize(prompt.text, prompt.language)
-        wav = await asyncio.to_thread(read_wav, path)
-        total += len(wav.pcm16) / 2 / wav.sample_rate
-    return total
+    leads: list[float] = []
+    current = 0.0
+    prompts = iter(channel.said)
+    for turn in channel.turns:
+        if turn.speaker == "caller" and turn.text.startswith("[keys"):
+            leads.append(current)
+            current = 0.0
+        elif turn.speaker == "ivr":
+            prompt = next(prompts)
+            path = await synth.synthesize(prompt.text, prompt.language)
+            wav = await asyncio.to_thread(read_wav, path)
+            current += len(wav.pcm16) / 2 / wav.sample_rate
+    # The last prompt before the spoken question is the question itself: speak into it.
+    last = await synth.synthesize(channel.said[-1].text, channel.said[-1].language)
+    last_s = len((await asyncio.to_thread(read_wav, last)).pcm16) / 2 / 8000
+    leads.append(max(0.0, current - last_s))
+    return leads
 
 
 async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
-                          concurrent: bool = False, rig: Any = None
-                          ) -> list[VoiceCallReport]:
+                          concurrent: bool = False, rig: Any = None, clock: Any = None,
+                          hangup_after_s: float = 75.0) -> list[VoiceCallReport]:
     """Bring up the rig and the node, place each call with SIPp, collect the results."""
     from ivr.app import build_app
     from ivr.cli.serve_cmd import rig_settings, serve_node
@@ -108,7 +121,11 @@ async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
     if rig is None:
         rig = Rig()
         await asyncio.to_thread(rig.up)
-    settings = replace(rig_settings(settings, rig), web_port=0, agi_port=0)
+    from ivr.web.app import free_port
+
+    port = free_port()
+    settings = replace(rig_settings(settings, rig), web_port=port, agi_port=0,
+                       public_url=f"http://127.0.0.1:{port}")
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     ended: dict[str, Any] = {}
 
@@ -116,18 +133,25 @@ async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
         ended[channel.caller.number or "anonymous"] = channel
 
     ready = asyncio.Event()
-    node = asyncio.create_task(serve_node(settings, ready=ready, on_call_end=on_end))
+    node = asyncio.create_task(serve_node(settings, ready=ready, on_call_end=on_end,
+                                          clock=clock))
     try:
         await asyncio.wait_for(ready.wait(), 120)
-        async with build_app(settings, sandbox_log=None) as app:
+        async with build_app(settings, sandbox_log=None, clock=clock) as app:
             async def one(spec: VoiceCallSpec) -> VoiceCallReport:
                 t0 = time.monotonic()
                 audio = await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
-                lead = await _prompt_seconds_before_question(app, settings, spec)
+                leads = await _prompt_leads(app, settings, spec)
+                dtmf_at: float | None = None
+                speak_at = leads[-1] + 1.0
+                if spec.dtmf and len(leads) > 1:
+                    # Key the customer number into its prompt, then speak into the question.
+                    dtmf_at = leads[0] + 1.0
+                    speak_at = dtmf_at + 0.3 * len(spec.dtmf) + leads[-1] + 1.0
                 result = await place_call(
-                    rig, audio, spec.from_number, dtmf=spec.dtmf,
-                    audio_delay_s=lead + (4.0 if spec.dtmf else 1.0),
-                    hangup_after_s=75.0, trailing_silence_s=1.0)
+                    rig, audio, spec.from_number, dtmf=spec.dtmf, dtmf_delay_s=dtmf_at,
+                    audio_delay_s=speak_at, hangup_after_s=hangup_after_s,
+                    trailing_silence_s=1.0)
                 key = spec.from_number or "anonymous"
                 for _ in range(100):  # the flow saves its contact as the call ends
                     if key in ended:
@@ -192,6 +216,6 @@ def run_voice_call(ctx: click.Context, *, say: str, from_number: str | None, lan
     if as_json:
         click.echo(json.dumps(reports[0].as_dict(), indent=2, ensure_ascii=False))
         return
-    console = Console()
+    console = Console(width=max(140, Console().width))
     console.print(voice_table(reports, "Real SIP call through Asterisk"))
     console.print(latency_summary(reports))

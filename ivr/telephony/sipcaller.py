@@ -163,20 +163,29 @@ def build_rtp_pcap(
         packets.append((at_s, header + payload))
         seq += 1
 
-    t = audio_delay_s
-    frames = [ulaw[i:i + FRAME_BYTES] for i in range(0, len(ulaw), FRAME_BYTES)]
-    for i, frame in enumerate(frames):
-        frame = frame.ljust(FRAME_BYTES, bytes([ULAW_SILENCE]))
-        rtp(t, PCMU_PT, int(t * ULAW_RATE), frame, marker=(i == 0))
-        t += FRAME_MS / 1000
-    audio_end = t
-    dtmf_start = None
-    if dtmf:
-        t = dtmf_delay_s if dtmf_delay_s is not None else audio_end + 0.5
-        t = max(t, audio_end)
-        dtmf_start = t
+    t = 0.0
+    silence = bytes([ULAW_SILENCE]) * FRAME_BYTES
+
+    def silence_until(target: float) -> None:
+        # A phone sends frames continuously; SIPp replays a pcap from its first
+        # packet, so a delay only exists if it is filled with silent frames.
+        nonlocal t
+        while t + FRAME_MS / 1000 <= target + 1e-9:
+            rtp(t, PCMU_PT, int(t * ULAW_RATE), silence)
+            t += FRAME_MS / 1000
+
+    def speech() -> None:
+        nonlocal t
+        frames = [ulaw[i:i + FRAME_BYTES] for i in range(0, len(ulaw), FRAME_BYTES)]
+        for i, frame in enumerate(frames):
+            frame = frame.ljust(FRAME_BYTES, bytes([ULAW_SILENCE]))
+            rtp(t, PCMU_PT, int(t * ULAW_RATE), frame, marker=(i == 0))
+            t += FRAME_MS / 1000
+
+    def digits(keys: str) -> None:
+        nonlocal t
         step = FRAME_MS * ULAW_RATE // 1000
-        for digit in dtmf.upper():
+        for digit in keys.upper():
             event, start_ts = _DTMF_EVENTS[digit], int(t * ULAW_RATE)
             n = max(1, digit_ms // FRAME_MS)
             for k in range(n):
@@ -186,12 +195,28 @@ def build_rtp_pcap(
             # RFC 4733 2.5.1.4: the end packet is sent three times
             for _ in range(3):
                 rtp(t, DTMF_PT, start_ts, struct.pack("!BBH", event, 0x80 | 10, n * step))
-            t += gap_ms / 1000
+            silence_until(t + gap_ms / 1000)
+
+    dtmf_first = bool(dtmf) and dtmf_delay_s is not None and dtmf_delay_s < audio_delay_s
+    dtmf_start = None
+    if dtmf_first and dtmf:
+        silence_until(dtmf_delay_s or 0.0)
+        dtmf_start = t
+        digits(dtmf)
+    silence_until(audio_delay_s)
+    audio_start = t
+    speech()
+    audio_end = t
+    if dtmf and not dtmf_first:
+        silence_until(max(dtmf_delay_s if dtmf_delay_s is not None else audio_end + 0.5,
+                          audio_end))
+        dtmf_start = t
+        digits(dtmf)
     silent_frames = int(trailing_silence_s * 1000 / FRAME_MS)
     for _ in range(silent_frames):
         rtp(t, PCMU_PT, int(t * ULAW_RATE), bytes([ULAW_SILENCE]) * FRAME_BYTES)
         t += FRAME_MS / 1000
-    plan = RtpPlan(audio_delay_s, audio_end, dtmf_start, t)
+    plan = RtpPlan(audio_start, audio_end, dtmf_start, t)
     return _pcap(packets), plan
 
 

@@ -118,7 +118,7 @@ async def test_match_runs_off_the_event_loop(lexical: HybridIntentMatcher) -> No
 
 
 async def test_concurrent_matches_keep_the_loop_responsive(full: HybridIntentMatcher) -> None:
-    """20 matches at once leave the loop free (largest tick gap well under 50 ms)."""
+    """50 matches at once leave the loop free (on the loop they would block it for 250+ ms)."""
     gaps: list[float] = []
     stop = asyncio.Event()
 
@@ -132,12 +132,12 @@ async def test_concurrent_matches_keep_the_loop_responsive(full: HybridIntentMat
 
     task = asyncio.create_task(ticker())
     results = await asyncio.gather(
-        *[full.match("my router has a red light", "en") for _ in range(20)]
+        *[full.match("my router has a red light", "en") for _ in range(50)]
     )
     stop.set()
     await task
     assert all(r.best and r.best.intent == "tech_support_device" for r in results)
-    assert max(gaps) < 0.05
+    assert max(gaps) < 0.1
 
 
 def test_generic_fit_with_oos_examples_calibrates_rejection() -> None:

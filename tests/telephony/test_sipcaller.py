@@ -57,7 +57,9 @@ def test_synthesize_rejects_bad_requests(tmp_path: Path) -> None:
 
 
 def test_pcap_carries_speech_then_rfc4733_digits() -> None:
-    """One RTP stream: PCMU frames every 20 ms, then DTMF events with 3 end packets each."""
+    """One continuous RTP stream: silence until the speech, PCMU every 20 ms, then DTMF
+    events with 3 end packets each (SIPp replays from the first packet, so delays must be
+    filled with silent frames to exist at all)."""
     ulaw = bytes(range(256)) * 5  # 1280 bytes = 8 frames
     pcap, plan = build_rtp_pcap(ulaw, dtmf="1#", audio_delay_s=0.5, trailing_silence_s=0.1)
     packets = read_pcap(pcap)
@@ -67,10 +69,16 @@ def test_pcap_carries_speech_then_rfc4733_digits() -> None:
     assert len({h[4] for h in headers}) == 1  # one SSRC
     audio = [(t, p) for (t, p), h in zip(packets, headers, strict=True) if h[1] & 0x7F == 0]
     dtmf = [(t, p) for (t, p), h in zip(packets, headers, strict=True) if h[1] & 0x7F == 101]
-    assert len(audio) == 8 + 5  # speech + trailing silence frames
-    assert audio[0][0] == pytest.approx(0.5)
-    assert audio[1][0] - audio[0][0] == pytest.approx(0.02)
-    assert b"".join(p[12:] for _, p in audio[:8]) == ulaw
+    silent = bytes([0xFF]) * 160
+    speech = [(t, p) for t, p in audio if p[12:] != silent]
+    assert audio[0][0] == pytest.approx(0.0)  # the stream starts at the answer
+    assert all(p[12:] == silent for t, p in audio if t < 0.5 - 1e-6)
+    assert len([1 for t, _ in audio if t < 0.5 - 1e-6]) == 25  # 0.5 s of silent frames
+    assert len(speech) == 8
+    assert speech[0][0] == pytest.approx(0.5) and plan.audio_start_s == pytest.approx(0.5)
+    assert speech[1][0] - speech[0][0] == pytest.approx(0.02)
+    assert b"".join(p[12:] for _, p in speech) == ulaw
+    assert len([1 for t, _ in audio if t >= plan.audio_end_s - 1e-6]) >= 5  # silence after
     events = [struct.unpack("!BBH", p[12:16]) for _, p in dtmf]
     assert {e[0] for e in events} == {1, 11}
     ends = [e for e in events if e[1] & 0x80]
@@ -97,3 +105,16 @@ def test_trace_parsing() -> None:
     assert (d1, d2) == ("sent", "received")
     assert m1.startswith("INVITE") and m2.startswith("SIP/2.0 200")
     assert t2 - t1 == pytest.approx(0.5)
+
+
+def test_pcap_can_key_digits_before_speaking() -> None:
+    """dtmf_delay_s before audio_delay_s: the caller keys (a customer number) first."""
+    ulaw = bytes(range(256)) * 5
+    pcap, plan = build_rtp_pcap(ulaw, dtmf="12#", dtmf_delay_s=0.2, audio_delay_s=2.0)
+    packets = read_pcap(pcap)
+    kinds = [struct.unpack("!BBHII", p[:12])[1] & 0x7F for _, p in packets]
+    first_dtmf = kinds.index(101)
+    last_dtmf = len(kinds) - 1 - kinds[::-1].index(101)
+    assert plan.dtmf_start_s == pytest.approx(0.2)
+    assert packets[last_dtmf][0] < plan.audio_start_s == pytest.approx(2.0)
+    assert packets[first_dtmf][0] == pytest.approx(0.2)

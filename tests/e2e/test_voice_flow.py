@@ -1,0 +1,75 @@
+"""The real product end to end: SIPp callers speak to Asterisk 22, the node runs the real
+CallFlow (Whisper ASR, real matcher, SQLite CRM, Twilio sandbox) and agents answer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ivr.app import build_app
+from ivr.cli.demo_cmd import demo_moment
+from ivr.cli.voice_call import VoiceCallSpec, run_voice_calls
+from ivr.clock import PinnedClock
+from ivr.config import load_settings
+from ivr.storage.db import make_engine, upgrade
+from ivr.storage.seed import seed_demo
+from ivr.telephony.rig import Rig
+from ivr.telephony.sipcaller import SippAgent
+from ivr.web.app import create_web_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
+                                                                   tmp_path: Path) -> None:
+    """S1, S2 and S4 calls at once: right scenario from real speech, response timings
+    recorded, the S4 agent leg carries the session and the screen-pop shows the call."""
+    url = f"sqlite:///{tmp_path / 'kanaal.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    seed_demo(engine)
+    engine.dispose()
+    settings = replace(load_settings(env_file=None, environ={}), database_url=url,
+                       data_dir=tmp_path, api_token="e2e-token")
+    clock = PinnedClock(demo_moment())
+    specs = [
+        VoiceCallSpec(say="where is my order", from_number="+447700900123"),
+        VoiceCallSpec(say="I am moving house and need to change my address",
+                      from_number="+447700900456"),
+        VoiceCallSpec(say="I have a question about my invoice", from_number="+31655556666"),
+    ]
+    agents = [SippAgent(rig, n) for n in (1, 2)]  # the billing queue's members
+    for agent in agents:
+        await agent.start()
+    try:
+        reports = await run_voice_calls(settings, specs, concurrent=True, rig=rig, clock=clock,
+                                        hangup_after_s=40.0)
+    finally:
+        for agent in agents:
+            await agent.stop()
+    by_number = {r.spec.from_number: r for r in reports}
+    for r in reports:
+        assert r.contact is not None, (r.spec, r.error)
+    order = by_number["+447700900123"].contact
+    link = by_number["+447700900456"].contact
+    billing = by_number["+31655556666"].contact
+    assert order and order.intent == "order_status" and order.scenario and \
+        order.scenario.value == "S1"
+    assert any("B 7 7 7 3 1" in t for t in order.transcript)  # real order data was spoken
+    assert link and link.intent == "address_change" and link.action == "link:address_change:sms"
+    assert billing and billing.intent == "invoice_question" and billing.skill == "billing"
+    assert billing.outcome is not None and billing.outcome.value == "agent"
+    assert all(r.response_ms for r in reports), "no end-of-speech -> response timing"
+    invites = [inv for agent in agents for inv in agent.invites()]
+    sessions = {{k.lower(): v for k, v in inv.items()}.get("x-ivr-session") for inv in invites}
+    assert billing.id in sessions, invites
+    async with build_app(settings, sandbox_log=None) as app:
+        transport = httpx.ASGITransport(app=create_web_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ivr") as web:
+            pop = (await web.get(f"/api/contacts/{billing.id}",
+                                 headers={"Authorization": "Bearer e2e-token"})).json()
+    assert pop["customer"]["name"] == "Hannah Lee"
+    assert any("invoice" in line for line in pop["transcript"])
