@@ -15,6 +15,7 @@ import json
 import logging
 import statistics
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,6 +38,7 @@ class VoiceCallSpec:
     title: str = ""
     expect_scenario: str | None = None
     expect_intent: str | None = None
+    silent_turns: int = 0  # say nothing this many times first (keypad fallback)
 
 
 @dataclass
@@ -69,11 +71,14 @@ class VoiceCallReport:
         }
 
 
-async def _prompt_leads(app: Any, settings: Settings, spec: VoiceCallSpec) -> list[float]:
-    """Seconds of IVR speech before each caller input, from a dry run of the same flow.
+async def _prompt_leads(app: Any, settings: Settings,
+                        spec: VoiceCallSpec) -> list[tuple[float, float]]:
+    """For each caller input: (seconds from the previous input to the end of the prompt that
+    asks for it, length of that prompt), learned from a dry run of the same flow.
 
     The dry run uses the text channel and an in-memory contact log, and hangs up at
-    the question, so it has no side effects.
+    the question, so it has no side effects. Waits the IVR does (no-input and digit
+    timeouts) are included.
     """
     from ivr.speech.audio import read_wav
     from ivr.speech.tts import PromptSynthesizer, default_tts
@@ -81,7 +86,8 @@ async def _prompt_leads(app: Any, settings: Settings, spec: VoiceCallSpec) -> li
     from ivr.telephony.text_channel import TextCallChannel
     from ivr.testing.fakes import InMemoryContactLog
 
-    script = [f"dtmf:{spec.dtmf}"] if spec.dtmf else []
+    script = ["silence"] * spec.silent_turns
+    script += [f"dtmf:{spec.dtmf}"] if spec.dtmf else []
     script.append("hangup")
     channel = TextCallChannel(caller_info=parse_caller(spec.from_number,
                                                        settings.default_region),
@@ -89,40 +95,48 @@ async def _prompt_leads(app: Any, settings: Settings, spec: VoiceCallSpec) -> li
     dry = replace(app, contacts=InMemoryContactLog())
     await dry.flow(channel, ContactChannel.TEXT).run()
     synth = PromptSynthesizer(default_tts(), settings.prompt_dir / "dynamic")
-    leads: list[float] = []
-    current = 0.0
+
+    async def seconds(prompt: Any) -> float:
+        # The node plays the recorded prompt where one exists (FilePromptResolver).
+        path = settings.sounds_dir / prompt.language / f"{prompt.key}.wav"
+        if prompt.params or not path.is_file():
+            path = await synth.synthesize(prompt.text, prompt.language)
+        wav = await asyncio.to_thread(read_wav, path)
+        return len(wav.pcm16) / 2 / wav.sample_rate
+
+    leads: list[tuple[float, float]] = []
+    current = last = 0.0
     prompts = iter(channel.said)
     for turn in channel.turns:
         if turn.speaker == "caller" and turn.text.startswith("[keys"):
-            leads.append(current)
+            leads.append((current, last))
             current = 0.0
+        elif turn.speaker == "caller" and turn.text == "(silence)":
+            current += settings.no_input_timeout_s  # the IVR waits this long, then goes on
+        elif turn.speaker == "caller" and turn.text == "(no keys)":
+            current += app.flow_config.digit_timeout_s
         elif turn.speaker == "ivr":
-            prompt = next(prompts)
-            path = await synth.synthesize(prompt.text, prompt.language)
-            wav = await asyncio.to_thread(read_wav, path)
-            current += len(wav.pcm16) / 2 / wav.sample_rate
-    # The last prompt before the spoken question is the question itself: speak into it.
-    last = await synth.synthesize(channel.said[-1].text, channel.said[-1].language)
-    last_s = len((await asyncio.to_thread(read_wav, last)).pcm16) / 2 / 8000
-    leads.append(max(0.0, current - last_s))
+            last = await seconds(next(prompts))
+            current += last
+    leads.append((current, last))  # the spoken question (the dry run hung up there)
     return leads
 
 
-async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
-                          concurrent: bool = False, rig: Any = None, clock: Any = None,
-                          hangup_after_s: float = 75.0) -> list[VoiceCallReport]:
-    """Bring up the rig and the node, place each call with SIPp, collect the results."""
+@contextlib.asynccontextmanager
+async def voice_node(settings: Settings, *, rig: Any = None, clock: Any = None,
+                     hangup_after_s: float = 75.0
+                     ) -> AsyncIterator[Callable[[VoiceCallSpec], Awaitable[VoiceCallReport]]]:
+    """Bring up the rig and the node; yields ``place(spec) -> VoiceCallReport``."""
     from ivr.app import build_app
     from ivr.cli.serve_cmd import rig_settings, serve_node
     from ivr.storage.db import upgrade
     from ivr.telephony.rig import Rig
     from ivr.telephony.sipcaller import place_call, synthesize_utterance
+    from ivr.web.app import free_port
 
     if rig is None:
         rig = Rig()
         await asyncio.to_thread(rig.up)
-    from ivr.web.app import free_port
-
     port = free_port()
     settings = replace(rig_settings(settings, rig), web_port=port, agi_port=0,
                        public_url=f"http://127.0.0.1:{port}")
@@ -138,16 +152,21 @@ async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
     try:
         await asyncio.wait_for(ready.wait(), 120)
         async with build_app(settings, sandbox_log=None, clock=clock) as app:
-            async def one(spec: VoiceCallSpec) -> VoiceCallReport:
+            async def place(spec: VoiceCallSpec) -> VoiceCallReport:
                 t0 = time.monotonic()
-                audio = await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
+                audio = (await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
+                         if spec.say else None)
                 leads = await _prompt_leads(app, settings, spec)
                 dtmf_at: float | None = None
-                speak_at = leads[-1] + 1.0
-                if spec.dtmf and len(leads) > 1:
-                    # Key the customer number into its prompt, then speak into the question.
-                    dtmf_at = leads[0] + 1.0
-                    speak_at = dtmf_at + 0.3 * len(spec.dtmf) + leads[-1] + 1.0
+                lead, last = leads[-1]
+                speak_at = lead - last + 1.0  # speak into the question (barge-in)
+                if spec.dtmf and not spec.say:
+                    lead, last = leads[0]
+                    dtmf_at = lead - last + 3.0  # key into the (keypad) prompt
+                elif spec.dtmf and len(leads) > 1:
+                    # Key the customer number after its prompt, then speak into the question.
+                    dtmf_at = leads[0][0] + 1.0
+                    speak_at = dtmf_at + 0.3 * len(spec.dtmf) + lead - last + 1.0
                 result = await place_call(
                     rig, audio, spec.from_number, dtmf=spec.dtmf, dtmf_delay_s=dtmf_at,
                     audio_delay_s=speak_at, hangup_after_s=hangup_after_s,
@@ -172,13 +191,22 @@ async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
                     report.error = "the call never reached the IVR"
                 return report
 
-            if concurrent:
-                return list(await asyncio.gather(*(one(s) for s in specs)))
-            return [await one(s) for s in specs]
+            yield place
     finally:
         node.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await node
+
+
+async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
+                          concurrent: bool = False, rig: Any = None, clock: Any = None,
+                          hangup_after_s: float = 75.0) -> list[VoiceCallReport]:
+    """Place each call (one after another, or all at once) and collect the results."""
+    async with voice_node(settings, rig=rig, clock=clock,
+                          hangup_after_s=hangup_after_s) as place:
+        if concurrent:
+            return list(await asyncio.gather(*(place(s) for s in specs)))
+        return [await place(s) for s in specs]
 
 
 def voice_table(reports: list[VoiceCallReport], title: str) -> Table:

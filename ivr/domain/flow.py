@@ -306,6 +306,18 @@ class CallFlow:
             self.contact.transcript.append(f"caller: {heard}")
         return utterance
 
+    async def _collect(self, prompt: Prompt, *, max_digits: int, secret: bool = False
+                       ) -> str | None:
+        """Keypad entry; prompt and keys go into the transcript (PINs masked)."""
+        self._s.transcript.append(f"ivr: {prompt.text}")
+        self.contact.transcript.append(f"ivr: {prompt.text}")
+        digits = await self._ch.collect_digits(prompt, max_digits=max_digits,
+                                               timeout_s=self._cfg.digit_timeout_s)
+        shown = ("*" * len(digits) if secret else digits) if digits else "-"
+        self._s.transcript.append(f"caller: [keys {shown}]")
+        self.contact.transcript.append(f"caller: [keys {shown}]")
+        return digits
+
     def _set_language(self, language: Language) -> None:
         self._s.language = language
         self.contact.language = language
@@ -364,10 +376,7 @@ class CallFlow:
 
     async def _key_in(self) -> State:
         for attempt in range(2):
-            prompt = self._p("ask_customer_no")
-            digits = await self._ch.collect_digits(
-                prompt, max_digits=10, timeout_s=self._cfg.digit_timeout_s
-            )
+            digits = await self._collect(self._p("ask_customer_no"), max_digits=10)
             digits = (digits or "").strip("#*")
             if not digits or not digits.isdigit():
                 await self._step(Step.IDENTIFICATION, method="customer_no", result="skipped")
@@ -499,10 +508,7 @@ class CallFlow:
                 self._p("keypad_option", label=s.label_for(self._s.language), digit=s.keypad).text
                 for s in menu if s.keypad
             )
-            got = await self._ch.collect_digits(
-                self._p("keypad_menu", options=options), max_digits=1,
-                timeout_s=self._cfg.digit_timeout_s,
-            )
+            got = await self._collect(self._p("keypad_menu", options=options), max_digits=1)
             digit = (got or "")[:1] or None
             await self._step(Step.KEYPAD, digit=digit, attempt=self._s.keypad_tries)
         if digit is not None and digit in by_digit:
@@ -550,9 +556,7 @@ class CallFlow:
         c = self._s.customer
         assert c is not None
         for attempt in range(3):
-            pin = await self._ch.collect_digits(
-                self._p("ask_pin"), max_digits=4, timeout_s=self._cfg.digit_timeout_s
-            )
+            pin = await self._collect(self._p("ask_pin"), max_digits=4, secret=True)
             if pin and pin.isdigit() and await self._directory.verify_pin(c.id, pin):
                 self._s.authenticated = True
                 await self._step(Step.IDENTIFICATION, method="pin", result="ok")

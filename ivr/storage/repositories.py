@@ -287,7 +287,9 @@ class SqlAgentPool(_SqlAdapter):
 def snapshot_to_row(c: ContactSnapshot) -> dict[str, Any]:
     return {
         "id": c.id, "channel": c.channel.value, "caller": c.caller, "customer_id": c.customer_id,
-        "language": c.language, "started_at": c.started_at, "ended_at": c.ended_at,
+        # Stored in UTC: SQLite keeps no offset, so a local time would shift on read.
+        "language": c.language, "started_at": _aware(c.started_at).astimezone(UTC),
+        "ended_at": _aware(c.ended_at).astimezone(UTC) if c.ended_at else None,
         "question": c.question, "intent": c.intent, "confidence": c.confidence,
         "scenario": c.scenario.value if c.scenario else None, "skill": c.skill,
         "action": c.action, "outcome": c.outcome.value if c.outcome else None,

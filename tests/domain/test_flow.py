@@ -351,3 +351,11 @@ async def test_every_step_is_recorded_in_order(rig: Rig) -> None:
         assert seen.index(a) < seen.index(b)
     assert result.contact.question == "where is my order"
     assert result.contact.ended_at is not None
+
+
+async def test_keypad_entries_are_in_the_transcript_with_pin_masked(rig: Rig) -> None:
+    """Keyed customer numbers show in the transcript; PINs never do."""
+    result, _ = await rig.call(["dtmf:1001#", "where is my order", "dtmf:4321", "ja"],
+                               caller("+31201234567"))
+    text = "\n".join(result.contact.transcript)
+    assert "[keys 1001]" in text and "[keys ****]" in text and "4321" not in text

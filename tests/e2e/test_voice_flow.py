@@ -33,20 +33,24 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
     seed_demo(engine)
     engine.dispose()
     settings = replace(load_settings(env_file=None, environ={}), database_url=url,
-                       data_dir=tmp_path, api_token="e2e-token")
+                       data_dir=tmp_path, api_token="e2e-token",
+                       no_input_timeout_s=3.0)  # keeps the keypad-fallback call short
     clock = PinnedClock(demo_moment())
     specs = [
         VoiceCallSpec(say="where is my order", from_number="+447700900123"),
         VoiceCallSpec(say="I am moving house and need to change my address",
                       from_number="+447700900456"),
         VoiceCallSpec(say="I have a question about my invoice", from_number="+31655556666"),
+        VoiceCallSpec(say="the app keeps crashing on my phone", from_number="+31611112222"),
+        # Says nothing twice: the keypad menu comes, key 2 = invoice question (billing).
+        VoiceCallSpec(say="", from_number="+447700900999", dtmf="2", silent_turns=3),
     ]
     agents = [SippAgent(rig, n) for n in (1, 2)]  # the billing queue's members
     for agent in agents:
         await agent.start()
     try:
         reports = await run_voice_calls(settings, specs, concurrent=True, rig=rig, clock=clock,
-                                        hangup_after_s=40.0)
+                                        hangup_after_s=55.0)
     finally:
         for agent in agents:
             await agent.stop()
@@ -62,7 +66,13 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
     assert link and link.intent == "address_change" and link.action == "link:address_change:sms"
     assert billing and billing.intent == "invoice_question" and billing.skill == "billing"
     assert billing.outcome is not None and billing.outcome.value == "agent"
-    assert all(r.response_ms for r in reports), "no end-of-speech -> response timing"
+    chat = by_number["+31611112222"].contact
+    assert chat and chat.intent == "tech_support_app" and chat.outcome is not None
+    assert chat.outcome.value == "chat"
+    keypad = by_number["+447700900999"].contact
+    assert keypad and keypad.intent == "invoice_question", keypad
+    assert any(s.step.value == "keypad" for s in keypad.steps)
+    assert all(r.response_ms for r in reports if r.spec.say), "no end-of-speech timing"
     invites = [inv for agent in agents for inv in agent.invites()]
     sessions = {{k.lower(): v for k, v in inv.items()}.get("x-ivr-session") for inv in invites}
     assert billing.id in sessions, invites
