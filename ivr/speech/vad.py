@@ -120,6 +120,11 @@ class Endpointer:
         self.start_ms: float | None = None
         self.end_ms: float | None = None
 
+    @property
+    def trailing_silence_ms(self) -> float:
+        """Silence since the caller's last speech (0 before speech starts or after the end)."""
+        return self._silence_run_ms if self.started and not self.ended else 0.0
+
     def update(self, probs: list[float]) -> EndpointUpdate:
         """Consume window probabilities; report start/end transitions."""
         started_now = ended_now = False

@@ -8,6 +8,7 @@ The catalogue vocabulary biases decoding through faster-whisper's ``hotwords``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -174,6 +175,9 @@ def _decode(
     )
 
 
+EARLY_MS = 250.0  # caller quiet this long: start decoding speculatively
+
+
 class WhisperStream:
     """Buffers one utterance, VAD on the fly, decodes at end of speech."""
 
@@ -200,6 +204,11 @@ class WhisperStream:
         self._fed_bytes = 0
         self._ended = False
         self._failed = False
+        # Speculative decode: started once the caller has been quiet for EARLY_MS, while
+        # the endpointer still waits out its full silence. If they stay quiet, finish()
+        # only awaits it, so most of the decode hides inside the silence wait.
+        self._early: asyncio.Future[RecognitionResult] | None = None
+        self._early_end_ms: float | None = None
 
     async def feed(self, pcm16: bytes) -> RecognitionEvent:
         if self._ended or self._failed:
@@ -218,14 +227,33 @@ class WhisperStream:
             return RecognitionEvent(endpoint=True)
         if update.endpoint or self._fed_bytes >= cap:
             self._ended = True
+        else:
+            self._maybe_decode_early()
         return RecognitionEvent(speech_started=update.speech_started, endpoint=self._ended)
 
-    def _speech_audio(self) -> np.ndarray | None:
+    def _maybe_decode_early(self) -> None:
+        ep = self._vad.endpointer
+        quiet = ep.trailing_silence_ms
+        if quiet < EARLY_MS:
+            return
+        end_ms = ep.position_ms - quiet
+        if self._early is not None and self._early_end_ms == end_ms:
+            return  # already decoding exactly this audio
+        audio = self._speech_audio(end_ms)
+        if audio is None or audio.size < 1600:
+            return
+        self._early_end_ms = end_ms
+        self._early = asyncio.ensure_future(run_blocking(
+            self._executor, _decode, self._model, audio, self._language, self._phrases,
+            self._beam_size))
+
+    def _speech_audio(self, end_ms: float | None = None) -> np.ndarray | None:
         ep = self._vad.endpointer
         if not ep.started or ep.start_ms is None:
             return None  # no speech: never decode (Whisper invents text on noise)
         x = to_float(b"".join(self._chunks))
-        end_ms = ep.end_ms if ep.end_ms is not None else ep.position_ms
+        if end_ms is None:
+            end_ms = ep.end_ms if ep.end_ms is not None else ep.position_ms
         # Pad around the VAD segment: VAD windows clip soft onsets and word ends.
         a = max(0, int((ep.start_ms - 250) * self._rate / 1000))
         b = min(x.size, int((end_ms + 300) * self._rate / 1000))
@@ -237,6 +265,14 @@ class WhisperStream:
         self._ended = True
         t0 = time.perf_counter()
         try:
+            ep = self._vad.endpointer
+            if self._early is not None and ep.end_ms is not None and \
+                    self._early_end_ms == ep.end_ms:
+                result = await self._early  # same audio: reuse the speculative decode
+                return RecognitionResult(
+                    text=result.text, confidence=result.confidence,
+                    alternatives=result.alternatives, words=result.words,
+                    processing_ms=(time.perf_counter() - t0) * 1000)
             audio = self._speech_audio()
             if audio is None or audio.size < 1600:
                 return RecognitionResult(text="", confidence=0.0)
@@ -266,3 +302,6 @@ class WhisperStream:
     async def close(self) -> None:
         self._ended = True
         self._chunks.clear()
+        if self._early is not None and not self._early.done():
+            # The decode thread cannot be interrupted; just let its result go.
+            self._early.add_done_callback(lambda f: f.cancelled() or f.exception())

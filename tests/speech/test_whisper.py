@@ -105,9 +105,38 @@ def test_decode_crash_returns_empty(whisper: WhisperRecognizer) -> None:
 
     async def go() -> None:
         stream = await whisper.open_stream("en", sample_rate=RATE)
+        stream._model = None  # decoder gone (the speculative decode fails too)
         await stream_all(stream, FliteTts().synthesize_pcm("hello there", "en") + silence(1.0))
-        stream._model = None  # decoder gone
         result = await stream.finish()
         assert result.text == "" and result.confidence == 0.0
 
     asyncio.run(go())
+
+
+async def test_decode_starts_during_the_silence_wait(
+    whisper: WhisperRecognizer, question: bytes
+) -> None:
+    """After a short pause the decode runs speculatively; finish() reuses it (same text)."""
+    stream = await whisper.open_stream("en", sample_rate=RATE)
+    await stream_all(stream, silence(0.3) + question + silence(2.0))
+    early = stream._early  # type: ignore[attr-defined]
+    assert early is not None
+    result = await stream.finish()
+    assert early.done() and result.text == early.result().text
+    assert "order" in result.text.lower()
+
+
+async def test_speech_after_a_pause_discards_the_early_decode(
+    whisper: WhisperRecognizer, say_en: FliteTts
+) -> None:
+    """A pause shorter than the endpoint, then more speech: both parts are transcribed."""
+    first = ulaw_decode(ulaw_encode(say_en.synthesize_pcm("I want to pay", "en")))
+    second = ulaw_decode(ulaw_encode(say_en.synthesize_pcm("my invoice please", "en")))
+    stream = await whisper.open_stream("en", sample_rate=RATE)
+    # flite leaves ~0.25 s of silence after a sentence: with 0.15 s more the pause is past
+    # EARLY_MS (speculative decode starts) but short of the 0.7 s endpoint.
+    await stream_all(stream, silence(0.3) + first + silence(0.15) + second + silence(2.0))
+    assert stream._early is not None  # type: ignore[attr-defined]
+    result = await stream.finish()
+    text = result.text.lower()
+    assert "pay" in text and "invoice" in text
