@@ -5,9 +5,11 @@
 (a) end of the caller's speech -> start of the response playback, p50/p95 over
     N real calls (SIPp caller, Asterisk 22, ARI app, Whisper tiny.en, matcher,
     SQLite). The endpointer's silence wait is reported separately.
-(b) N simultaneous calls, stepped up until p95 exceeds 1 s (or the steps run
+(b) N concurrent calls, stepped up until p95 exceeds 1 s (or the steps run
     out), with CPU seconds and resident memory per call for this process (the
-    node) and for Asterisk.
+    node) and for Asterisk. Call starts are spread evenly over --spread seconds
+    (shorter than a call, so all N overlap) as real arrivals are; starting them
+    in the same instant would make every caller stop talking at the same moment.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ async def main() -> None:
     ap.add_argument("--latency-calls", type=int, default=20)
     ap.add_argument("--batch", type=int, default=4, help="calls at once in part (a)")
     ap.add_argument("--steps", default="5,10,20,40")
+    ap.add_argument("--spread", type=float, default=15.0,
+                    help="seconds over which the N call starts are spread")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kanaal-bench-"))
     url = f"sqlite:///{tmp / 'bench.db'}"
@@ -108,11 +112,17 @@ async def main() -> None:
     offset = 0
 
     async with voice_node(settings, rig=rig, clock=clock, hangup_after_s=60) as place:
+        async def staggered(batch: list[VoiceCallSpec], spread: float) -> list[VoiceCallReport]:
+            async def start(i: int, sp: VoiceCallSpec) -> VoiceCallReport:
+                await asyncio.sleep(i * spread / len(batch))
+                return await place(sp)
+            return list(await asyncio.gather(*(start(i, sp) for i, sp in enumerate(batch))))
+
         print(f"(a) response latency over {args.latency_calls} calls, {args.batch} at a time")
         reports: list[VoiceCallReport] = []
         while len(reports) < args.latency_calls:
             n = min(args.batch, args.latency_calls - len(reports))
-            reports += await asyncio.gather(*(place(sp) for sp in specs(n, offset)))
+            reports += await staggered(specs(n, offset), 2.0 * n)
             offset += n
         s = summary(reports)
         print(f"    understood {s['understood']}/{s['calls']}; end of speech -> response "
@@ -126,7 +136,7 @@ async def main() -> None:
         for n in (int(x) for x in args.steps.split(",")):
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             ast0, t0 = asterisk_cpu_s(), time.monotonic()
-            batch = list(await asyncio.gather(*(place(sp) for sp in specs(n, offset))))
+            batch = await staggered(specs(n, offset), args.spread)
             offset += n
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
             node_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)

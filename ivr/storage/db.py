@@ -32,7 +32,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip per checkout; repositories retry once on a
+    # connection the server dropped instead (see _SqlAdapter._run).
+    kwargs.setdefault("pool_pre_ping", False)
     return create_engine(url, **kwargs)
 
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ivr.domain.model import (
     AgentAvailability,
@@ -61,11 +61,25 @@ class _SqlAdapter:
         self._engine = engine
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        try:
-            return await asyncio.to_thread(fn)
-        except SQLAlchemyError as exc:
-            # Callers see one named error, whatever the driver said.
-            raise PortError(f"database error: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        for attempt in (1, 2):
+            try:
+                return await asyncio.to_thread(fn)
+            except DBAPIError as exc:
+                # A connection the server dropped (restart, failover) is detected on use,
+                # not by a ping per checkout (that ping doubled lookup latency): the pool
+                # is invalidated and the query retried once on a fresh connection.
+                if exc.connection_invalidated and attempt == 1:
+                    log.warning("database connection lost; retrying once")
+                    continue
+                raise _port_error(exc) from exc
+            except SQLAlchemyError as exc:
+                raise _port_error(exc) from exc
+        raise AssertionError("unreachable")
+
+
+def _port_error(exc: Exception) -> PortError:
+    # Callers see one named error, whatever the driver said.
+    return PortError(f"database error: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
 # --- PIN hashing ------------------------------------------------------------------------

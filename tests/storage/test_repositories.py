@@ -188,3 +188,23 @@ async def test_synthetic_seed_numbers_are_found(engine: Engine) -> None:
     d = SqlCustomerDirectory(engine)
     c = await d.find_by_number(synthetic_number(9 + 1234))
     assert c is not None and c.id == 9 + 1234
+
+
+@pytest.mark.postgres
+async def test_postgres_restart_is_survived_by_one_retry(postgres_server: object,
+                                                         postgres_url: str) -> None:
+    """Server-side killed connections (a restart) cost one retry, not a failed call."""
+    upgrade(postgres_url)
+    eng = make_engine(postgres_url)
+    seed_demo(eng, today=TODAY)
+    d = SqlCustomerDirectory(eng)
+    assert await d.find_by_number("+447700900123") is not None  # the pool holds a connection
+    admin = make_engine(postgres_url)
+    with admin.begin() as conn:
+        from sqlalchemy import text
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE pid <> pg_backend_pid() AND datname = current_database()"))
+    admin.dispose()
+    c = await d.find_by_number("+447700900123")
+    assert c is not None and c.customer_no == "1002"
+    eng.dispose()
