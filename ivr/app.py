@@ -39,6 +39,7 @@ from ivr.storage.repositories import (
     SqlKnowledgeBase,
 )
 from ivr.storage.tables import skills
+from ivr.web.push import ScreenPopHub
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None,
         contacts=contacts, agents=agents, router=router, catalogue=catalogue, matcher=matcher,
         links=links, messenger=messenger, clock=clock or SystemClock(), flow_config=flow_config,
         outbox=outbox, outbox_store=store, sandbox_app=sandbox_app,
+        screenpop=ScreenPopHub(),
     )
     app._stack.callback(stack.close)
     return app

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from ivr.app import LINK_KEYS, build_app
 from ivr.cli import cli
 from ivr.cli.call_cmd import run_text_call
-from ivr.cli.demo_cmd import SAMPLES, run_text_demo
+from ivr.cli.demo_cmd import SAMPLES, demo_moment, run_text_demo
+from ivr.clock import PinnedClock
 from ivr.config import Settings, load_settings
 from ivr.nlu.catalogue import load_catalogue
 from ivr.storage.db import make_engine, upgrade
@@ -63,7 +64,7 @@ def test_catalogue_link_keys_and_answers_are_wired(settings: Settings) -> None:
 
 async def test_screenpop_api_serves_transcript_and_customer(settings: Settings) -> None:
     """After a hand-off the agent desktop gets question, transcript and customer card."""
-    async with build_app(settings, sandbox_log=None) as app:
+    async with build_app(settings, sandbox_log=None, clock=PinnedClock(demo_moment())) as app:
         report = await run_text_call(app, settings, from_number="+31655556666",
                                      script=["I have a question about my invoice"], echo=False)
         session = report.result.contact.id
@@ -122,3 +123,32 @@ def test_unknown_setting_in_env_file_is_an_error(tmp_path: Path) -> None:
     env.write_text("IVR_DATABSE_URL=sqlite:///x.db\n")
     with pytest.raises(ValueError, match="IVR_DATABSE_URL"):
         load_settings(env_file=env, environ={})
+
+
+async def test_screenpop_is_pushed_to_agent_desktops(settings: Settings) -> None:
+    """A desktop on /ws/screenpop receives the hand-off context as the caller is transferred;
+    a wrong token is refused."""
+    import asyncio
+    import json
+
+    import websockets
+
+    from ivr.web.app import free_port, web_server
+
+    port = free_port()
+    # Agents are on duty at the demo moment (a hand-off happens, so a pop is pushed).
+    async with build_app(settings, sandbox_log=None, clock=PinnedClock(demo_moment())) as app, \
+            web_server(create_web_app(app), "127.0.0.1", port):
+        url = f"ws://127.0.0.1:{port}/ws/screenpop"
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{url}?token=wrong")
+        assert refused.value.response.status_code == 403
+        async with websockets.connect(f"{url}?token=t0ken-for-tests") as desk:
+            report = await run_text_call(app, settings, from_number="+31655556666",
+                                         script=["I have a question about my invoice"],
+                                         echo=False)
+            pop = json.loads(await asyncio.wait_for(desk.recv(), 5))
+    assert pop["session"] == report.result.contact.id
+    assert pop["context"]["customer"]["name"] == "Hannah Lee"
+    assert pop["context"]["question"] == "I have a question about my invoice"
+    assert pop["context"]["skill"] == "billing"

@@ -138,7 +138,7 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
         )}, host=settings.agi_host, port=settings.agi_port)
         web = uvicorn.Server(uvicorn.Config(create_web_app(app), host=settings.web_host,
                                            port=settings.web_port, log_level="warning",
-                                           lifespan="off"))
+                                           lifespan="off", timeout_graceful_shutdown=2))
         await agi.start()
         try:
             async with asyncio.TaskGroup() as tg:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,7 +38,8 @@ class OnnxMiniLmEmbedder:
 
     ``threads`` is onnxruntime's intra-op pool per call: 1 keeps per-query
     latency low and lets concurrent calls scale over cores (the session is
-    thread-safe and releases the GIL while it runs).
+    thread-safe and releases the GIL while it runs). ``batch_workers`` such
+    calls run side by side when a large batch (a training set) is embedded.
     """
 
     name = "minilm-l6-int8"
@@ -51,6 +53,7 @@ class OnnxMiniLmEmbedder:
         threads: int = 1,
         max_tokens: int = 64,
         batch_size: int = 64,
+        batch_workers: int = 2,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -71,6 +74,7 @@ class OnnxMiniLmEmbedder:
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._batch = batch_size
+        self._workers = max(1, batch_workers)
 
     def embed(self, texts: Sequence[str]) -> Matrix:
         """Embed texts; batches are length-sorted so padding stays small."""
@@ -78,9 +82,19 @@ class OnnxMiniLmEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self._batch):
-            idx = order[start : start + self._batch]
+        chunks = [order[s : s + self._batch] for s in range(0, len(order), self._batch)]
+
+        def run(idx: list[int]) -> None:
             out[idx] = self._run([texts[i] or " " for i in idx])
+
+        if self._workers > 1 and len(chunks) > 1:
+            # Training sets: several one-thread runs of the (thread-safe,
+            # GIL-free) session at once; a single query stays on one thread.
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                list(pool.map(run, chunks))
+        else:
+            for idx in chunks:
+                run(idx)
         return out
 
     def _run(self, texts: list[str]) -> Matrix:

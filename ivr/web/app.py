@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ivr.storage.tables import contacts as contacts_table
+from ivr.web.push import ScreenPopHub, push_router
 from ivr.web.screenpop import screenpop_router
 
 
@@ -42,6 +43,8 @@ def create_web_app(app: Any) -> FastAPI:
         }
 
     web.include_router(screenpop_router(app.contacts, settings.api_token, customer_card))
+    if isinstance(app.screenpop, ScreenPopHub):
+        web.include_router(push_router(app.screenpop, settings.api_token))
     if app.outbox_store is not None:
         from ivr.web.twilio_routes import twilio_router
 
@@ -95,7 +98,7 @@ async def web_server(web: FastAPI, host: str, port: int) -> AsyncIterator[int]:
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="warning",
-                                           lifespan="off"))
+                                           lifespan="off", timeout_graceful_shutdown=2))
     task = asyncio.create_task(server.serve(), name="web")
     while not server.started:
         if task.done():

@@ -1,0 +1,88 @@
+"""Screen-pop push: agent desktops subscribe over a WebSocket and get the call's context
+the moment the IVR hands a caller over (the pull API serves the same data later)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections import deque
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+log = logging.getLogger(__name__)
+
+
+class ScreenPopHub:
+    """ScreenPop port: fans each hand-off context out to every connected desktop.
+
+    A slow desktop never slows the call: each subscriber has a bounded queue and
+    loses its oldest pops first. Recent pops are replayed to a desktop that
+    (re)connects, so an agent whose browser reloaded still sees the caller.
+    """
+
+    def __init__(self, *, queue_size: int = 100, replay: int = 20) -> None:
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._recent: deque[dict[str, Any]] = deque(maxlen=replay)
+        self._queue_size = queue_size
+
+    async def publish(self, session_id: str, context: dict[str, Any]) -> None:
+        message = {"type": "screenpop", "session": session_id, "context": context}
+        self._recent.append(message)
+        for queue in list(self._subscribers):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(message)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
+        for message in self._recent:
+            queue.put_nowait(message)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.discard(queue)
+
+
+def push_router(hub: ScreenPopHub, token: str) -> APIRouter:
+    """``/ws/screenpop?token=...``: one JSON message per hand-off."""
+    router = APIRouter()
+
+    @router.websocket("/ws/screenpop")
+    async def screenpop_ws(ws: WebSocket) -> None:
+        presented = ws.query_params.get("token", "")
+        if not token or not hmac.compare_digest(presented.encode(), token.encode()):
+            await ws.close(code=4401)  # before accept: the handshake gets HTTP 403
+            return
+        await ws.accept()
+        queue = hub.subscribe()
+
+        async def sender() -> None:
+            while True:
+                await ws.send_text(json.dumps(await queue.get(), default=str))
+
+        async def receiver() -> None:
+            # Desktops send nothing we need, but reading is how a disconnect is noticed
+            # while no pop is pending (otherwise the handler would wait forever).
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+
+        tasks = {asyncio.create_task(sender()), asyncio.create_task(receiver())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the desktop went away
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            hub.unsubscribe(queue)
+
+    return router
