@@ -2,7 +2,10 @@
 
 Sets:
   digits  FSDD (real human 8 kHz recordings of single digits), digit vocabulary;
-          Whisper with digit bias, plus Vosk grammar mode when --vosk-model is given.
+          Whisper in digit-grammar mode (constrained decoding) and/or with the digits
+          only as a bias (--digit-modes), plus Vosk grammar mode with --vosk-model.
+          --fsdd-per-group K takes K recordings of every (digit, speaker) instead of
+          --limit random ones (45 = all 2,700).
   phone   synthesised customer-service questions (flite and espeak-ng voices),
           telephone path: 8 kHz, G.711 mu-law round trip; WER + keyword accuracy.
   ko      Vosk grammar mode on the bundled Korean model (espeak-ng ko): the only
@@ -12,6 +15,7 @@ Every utterance is streamed in 20 ms packets followed by silence, exactly as a
 call would deliver it; latency is the time from the endpoint to the final result.
 
     .venv/bin/python bench/asr.py --limit 60
+    .venv/bin/python bench/asr.py --sets digits --fsdd-per-group 10 --digit-modes grammar,bias
     .venv/bin/python bench/asr.py --sets digits --limit 300 \
         --vosk-model /models/vosk-model-small-en-us-0.15
 """
@@ -185,8 +189,19 @@ def telephone(pcm: bytes) -> bytes:
     return ulaw_decode(ulaw_encode(pcm))
 
 
-def fsdd_files(rnd: random.Random) -> list[Path]:
+def fsdd_files(rnd: random.Random, per_group: int = 0) -> list[Path]:
+    """Shuffled FSDD files; with per_group, the first per_group of each (digit, speaker)."""
     files = sorted(FSDD.glob("*.wav")) if FSDD.is_dir() else []
+    if per_group:
+        groups: dict[tuple[str, str], list[Path]] = {}
+        for f in files:
+            digit, speaker, _index = f.stem.split("_")
+            groups.setdefault((digit, speaker), []).append(f)
+        files = [
+            f
+            for g in groups.values()
+            for f in sorted(g, key=lambda f: int(f.stem.split("_")[2]))[:per_group]
+        ]
     rnd.shuffle(files)
     return files
 
@@ -197,6 +212,14 @@ async def main() -> None:
     ap.add_argument("--limit", type=int, default=60, help="utterances per set (per voice: /voices)")
     ap.add_argument("--vosk-model", type=Path, help="English Vosk model dir (digits/phone sets)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--digit-modes",
+        default="grammar",
+        help="digits set, Whisper: grammar (constrained) and/or bias (hotwords only)",
+    )
+    ap.add_argument(
+        "--fsdd-per-group", type=int, default=0, help="digits set: K per (digit, speaker)"
+    )
     args = ap.parse_args()
     sets = set(args.sets.split(","))
     rnd = random.Random(args.seed)
@@ -215,19 +238,30 @@ async def main() -> None:
         await run_one(rec, "en", bytes(RATE), [])
 
     print(f"# ASR bench (limit {args.limit}, 20 ms packets, 8 kHz)")
-    files = fsdd_files(rnd)
+    files = fsdd_files(rnd, args.fsdd_per_group)
+    files_used = files if args.fsdd_per_group else files[: args.limit]
     if "digits" in sets and files:
         items = []
-        for f in files[: args.limit]:
+        for f in files_used:
             wav = read_wav(f, sample_rate=RATE)
             items.append(
                 (DIGITS[int(f.name.split("_")[0])], (DIGITS[int(f.name.split("_")[0])],), wav.pcm16)
             )
-        speakers = sorted({f.name.split("_")[1] for f in files[: args.limit]})
+        speakers = sorted({f.name.split("_")[1] for f in files_used})
         print(f"\n## (a) FSDD digits, {len(items)} human recordings, speakers {','.join(speakers)}")
-        for name, rec in engines.items():
+        digit_engines = dict(engines)
+        modes = args.digit_modes.split(",")
+        if "bias" in modes:
+            digit_engines["whisper-tiny.en-int8 bias"] = WhisperRecognizer(
+                vad=vad, grammar_mode=False
+            )
+            await run_one(digit_engines["whisper-tiny.en-int8 bias"], "en", bytes(RATE), [])
+        if "grammar" not in modes:
+            del digit_engines["whisper-tiny.en-int8"]
+        for name, rec in digit_engines.items():
             st = await bench_items(rec, "en", items, DIGITS)
-            print(st.line(name + " digit-vocab"))
+            label = name + " digit-vocab" if "bias" in name else name + " digit-grammar"
+            print(st.line(label))
 
     if "phone" in sets:
         qs = phone_questions()

@@ -55,3 +55,34 @@ def unique_phrases(phrases: Sequence[str], limit: int = 500) -> list[str]:
         if len(seen) >= limit:
             break
     return list(seen)
+
+
+# Closed-vocabulary ("grammar") convention for the Recognizer port's ``phrases``.
+# A phrase list is a grammar when it contains GRAMMAR_MARKER, or when every phrase is
+# made of digit words only (a "say your number" prompt): recognition is then limited to
+# sequences of the listed words. Any other list only biases recognition (intent
+# vocabulary). "oh" is a grammar word only when listed (it is also an interjection).
+GRAMMAR_MARKER = "<grammar>"
+DIGIT_WORDS = frozenset(
+    ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+)
+
+
+def closed_vocabulary(phrases: Sequence[str]) -> tuple[str, ...] | None:
+    """Words of a grammar-mode phrase list (order kept), or None for open vocabulary."""
+    explicit = any(p.strip() == GRAMMAR_MARKER for p in phrases)
+    kept = [p for p in phrases if p.strip() != GRAMMAR_MARKER]
+    words: dict[str, None] = {}
+    for p in unique_phrases(kept):
+        for w in p.split():
+            words.setdefault(w, None)
+    if not words:
+        return None
+    if explicit or all(w in DIGIT_WORDS for w in words):
+        return tuple(words)
+    return None
+
+
+def without_marker(phrases: Sequence[str]) -> list[str]:
+    """``phrases`` minus GRAMMAR_MARKER (engines that always constrain, e.g. Vosk)."""
+    return [p for p in phrases if p.strip() != GRAMMAR_MARKER]

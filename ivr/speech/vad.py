@@ -133,7 +133,12 @@ class Endpointer:
             self.position_ms += self._win_ms
             if self.ended:
                 continue
-            speechy = p >= cfg.threshold or (self._in_speech and p >= cfg.neg_threshold)
+            # Silero's own rule: a run starts at ``threshold`` and continues down to
+            # ``neg_threshold`` (also before it is long enough to count as speech: soft
+            # short words such as "four" hover around 0.5 and were missed entirely).
+            speechy = p >= cfg.threshold or (
+                (self._in_speech or self._speech_run_ms > 0) and p >= cfg.neg_threshold
+            )
             if speechy:
                 self._speech_run_ms += self._win_ms
                 self._silence_run_ms = 0.0

@@ -32,6 +32,7 @@ from ivr.speech.base import (
     StreamLimits,
     run_blocking,
     unique_phrases,
+    without_marker,
 )
 from ivr.speech.vad import EndpointConfig, SileroVad, VadStream
 
@@ -220,7 +221,7 @@ class VoskRecognizer:
         # every word the model knows.
         kept = [
             p
-            for p in unique_phrases(phrases)
+            for p in unique_phrases(without_marker(phrases))
             if all(model.vosk_model_find_word(w) >= 0 for w in p.split())
         ]
         if not kept:
