@@ -44,19 +44,13 @@ def rig_settings(settings: Settings, rig: Any) -> Settings:
 
 async def transcribe_file(recognizer: Any, path: Path, language: Language,
                           phrases: list[str]) -> str:
-    """Feed a recorded WAV through a recogniser stream in 20 ms frames."""
+    """Transcribe a recorded WAV (FastAGI /route) the way a live call is recognised."""
     from ivr.speech.audio import read_wav
+    from ivr.speech.recognizers import recognize_pcm
 
     wav = await asyncio.to_thread(read_wav, path, sample_rate=16000)
-    stream = await recognizer.open_stream(language, sample_rate=16000, phrases=phrases)
-    try:
-        frame = 640
-        for i in range(0, len(wav.pcm16), frame):
-            await stream.feed(wav.pcm16[i:i + frame])
-        result = await stream.finish()
-    finally:
-        await stream.close()
-    return str(result.text)
+    result = await recognize_pcm(recognizer, wav.pcm16, 16000, language, phrases)
+    return result.text
 
 
 async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,

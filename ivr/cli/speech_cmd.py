@@ -79,7 +79,7 @@ def transcribe(
 async def _transcribe(
     pcm16: bytes, rate: int, engine: str, lang: str, vosk_model: Path | None, phrases: list[str]
 ) -> tuple[RecognitionResult, float]:
-    from ivr.speech.recognizers import FallbackRecognizer
+    from ivr.speech.recognizers import FallbackRecognizer, recognize_pcm
     from ivr.speech.vosk_engine import VoskRecognizer
     from ivr.speech.whisper_engine import WhisperRecognizer
 
@@ -93,14 +93,7 @@ async def _transcribe(
     warm = await rec.open_stream(lang, sample_rate=rate, phrases=phrases)
     await warm.close()
     t0 = time.perf_counter()
-    stream = await rec.open_stream(lang, sample_rate=rate, phrases=phrases)
-    step = rate // 50 * 2  # 20 ms packets, as RTP delivers them
-    padded = pcm16 + bytes(rate * 2)  # a second of trailing silence lets endpointing fire
-    for i in range(0, len(padded), step):
-        if (await stream.feed(padded[i : i + step])).endpoint:
-            break
-    result = await stream.finish()
-    await stream.close()
+    result = await recognize_pcm(rec, pcm16, rate, lang, phrases)  # type: ignore[arg-type]
     wall = time.perf_counter() - t0
     if vosk is not None:
         await vosk.aclose()  # removes the model.conf overlay directory

@@ -81,8 +81,9 @@ async def _prompt_leads(app: Any, settings: Settings,
     timeouts) are included.
     """
     from ivr.speech.audio import read_wav
-    from ivr.speech.tts import PromptSynthesizer, default_tts
+    from ivr.speech.tts import default_tts
     from ivr.telephony.callerid import parse_caller
+    from ivr.telephony.prompts import FilePromptResolver
     from ivr.telephony.text_channel import TextCallChannel
     from ivr.testing.fakes import InMemoryContactLog
 
@@ -94,15 +95,13 @@ async def _prompt_leads(app: Any, settings: Settings,
                               script=script)
     dry = replace(app, contacts=InMemoryContactLog())
     await dry.flow(channel, ContactChannel.TEXT).run()
-    synth = PromptSynthesizer(default_tts(), settings.prompt_dir / "dynamic")
+    # Same files the node plays: recorded prompts where they exist, else synthesised.
+    prompts_audio = FilePromptResolver(tts=default_tts(), static_dir=settings.sounds_dir,
+                                       export_dir=settings.prompt_dir)
 
     async def seconds(prompt: Any) -> float:
-        # The node plays the recorded prompt where one exists (FilePromptResolver).
-        path = settings.sounds_dir / prompt.language / f"{prompt.key}.wav"
-        if prompt.params or not path.is_file():
-            path = await synth.synthesize(prompt.text, prompt.language)
-        wav = await asyncio.to_thread(read_wav, path)
-        return len(wav.pcm16) / 2 / wav.sample_rate
+        path = await prompts_audio.audio_file(prompt)
+        return (await asyncio.to_thread(read_wav, path)).duration_s
 
     leads: list[tuple[float, float]] = []
     current = last = 0.0

@@ -14,7 +14,7 @@ import enum
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -144,7 +144,6 @@ class _CallState:
     keypad_tries: int = 0
     keypad_digit: str | None = None
     escalate_reason: str = ""
-    transcript: list[str] = field(default_factory=list)
 
 
 class CallFlow:
@@ -246,7 +245,7 @@ class CallFlow:
             reason=f"system error in {failed_in.value}: {type(exc).__name__}",
             intent=self._s.spec.name if self._s.spec else None,
             question=self._s.question,
-            transcript=tuple(self._s.transcript),
+            transcript=tuple(self.contact.transcript),
             customer=self._s.customer,
             session_id=self.contact.id,
         )
@@ -286,14 +285,12 @@ class CallFlow:
 
     async def _say(self, key: str, **params: object) -> None:
         prompt = self._p(key, **params)
-        self._s.transcript.append(f"ivr: {prompt.text}")
         self.contact.transcript.append(f"ivr: {prompt.text}")
         await self._ch.say(prompt)
 
     async def _listen(self, key: str | None, **params: object) -> Utterance | None:
         prompt = self._p(key, **params) if key else None
         if prompt is not None:
-            self._s.transcript.append(f"ivr: {prompt.text}")
             self.contact.transcript.append(f"ivr: {prompt.text}")
         utterance = await self._ch.listen(
             prompt,
@@ -302,19 +299,16 @@ class CallFlow:
         )
         if utterance is not None:
             heard = utterance.text or f"[keypad {utterance.dtmf}]"
-            self._s.transcript.append(f"caller: {heard}")
             self.contact.transcript.append(f"caller: {heard}")
         return utterance
 
     async def _collect(self, prompt: Prompt, *, max_digits: int, secret: bool = False
                        ) -> str | None:
         """Keypad entry; prompt and keys go into the transcript (PINs masked)."""
-        self._s.transcript.append(f"ivr: {prompt.text}")
         self.contact.transcript.append(f"ivr: {prompt.text}")
         digits = await self._ch.collect_digits(prompt, max_digits=max_digits,
                                                timeout_s=self._cfg.digit_timeout_s)
         shown = ("*" * len(digits) if secret else digits) if digits else "-"
-        self._s.transcript.append(f"caller: [keys {shown}]")
         self.contact.transcript.append(f"caller: [keys {shown}]")
         return digits
 
@@ -530,7 +524,7 @@ class CallFlow:
         decision = replace(
             decision,
             question=self._s.question,
-            transcript=tuple(self._s.transcript),
+            transcript=tuple(self.contact.transcript),
             session_id=self.contact.id,
         )
         self._s.decision = decision
@@ -735,7 +729,7 @@ class CallFlow:
             await self._say("transfer", label=spec.label_for(self._s.language))
         else:
             await self._say("transfer_generic")
-        decision = replace(decision, transcript=tuple(self._s.transcript))
+        decision = replace(decision, transcript=tuple(self.contact.transcript))
         self._s.decision = decision
         self.contact.action = f"handoff:{decision.skill}"
         self.contact.outcome = Outcome.AGENT
@@ -762,7 +756,7 @@ class CallFlow:
             routed = RouteDecision(scenario=Scenario.AGENT, skill=FALLBACK_SKILL,
                                    queue=FALLBACK_SKILL, reason=reason,
                                    customer=self._s.customer)
-        return replace(routed, question=self._s.question, transcript=tuple(self._s.transcript),
+        return replace(routed, question=self._s.question, transcript=tuple(self.contact.transcript),
                        session_id=self.contact.id)
 
     def _screen_context(self, decision: RouteDecision) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
-from ivr.domain.ports import Recognizer, RecognizerStream
+from ivr.domain.model import Language
+from ivr.domain.ports import RecognitionResult, Recognizer, RecognizerStream
 from ivr.speech.base import SpeechError
 
 
@@ -58,3 +59,21 @@ def build_recognizer(
         engines.append(VoskRecognizer(vosk_models, executor=executor, vad=vad))
     engines.append(WhisperRecognizer(whisper_model_dir, executor=executor, vad=vad))
     return FallbackRecognizer(engines)
+
+
+async def recognize_pcm(
+    recognizer: Recognizer, pcm16: bytes, rate: int, language: Language,
+    phrases: Sequence[str] = (),
+) -> RecognitionResult:
+    """Recognise a whole recording as a call would: 20 ms frames, then a second of
+    trailing silence so endpointing can fire, then the final result."""
+    stream = await recognizer.open_stream(language, sample_rate=rate, phrases=phrases)
+    try:
+        step = rate // 50 * 2  # 20 ms packets, as RTP delivers them
+        padded = pcm16 + bytes(rate * 2)
+        for i in range(0, len(padded), step):
+            if (await stream.feed(padded[i : i + step])).endpoint:
+                break
+        return await stream.finish()
+    finally:
+        await stream.close()

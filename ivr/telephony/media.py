@@ -17,6 +17,8 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from ivr.speech.audio import byteswap16
+
 log = logging.getLogger(__name__)
 
 RTP_VERSION = 2
@@ -68,16 +70,6 @@ def parse_rtp(datagram: bytes) -> RtpPacket:
         marker=bool(b1 & 0x80),
         payload=datagram[offset:end],
     )
-
-
-def swap16(pcm_be: bytes) -> bytes:
-    """Big-endian 16-bit samples to little-endian (and back): swap each byte pair."""
-    if len(pcm_be) % 2:
-        pcm_be = pcm_be[:-1]
-    out = bytearray(len(pcm_be))
-    out[0::2] = pcm_be[1::2]
-    out[1::2] = pcm_be[0::2]
-    return bytes(out)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -146,7 +138,7 @@ class RtpReceiver:
             return
         self.packets += 1
         self.last_packet_at = asyncio.get_running_loop().time()
-        frame = swap16(pkt.payload) if self._swap else pkt.payload
+        frame = byteswap16(pkt.payload) if self._swap else pkt.payload
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1

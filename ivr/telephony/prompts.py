@@ -30,16 +30,26 @@ class FilePromptResolver:
         rel = path.relative_to(self._export).with_suffix("")
         return f"sound:{self._asterisk}/{rel.as_posix()}"
 
+    def recorded(self, prompt: Prompt) -> Path | None:
+        """The pre-recorded file for a prompt without run-time parameters, if there is one."""
+        if prompt.params:
+            return None
+        path = self._static / prompt.language / f"{prompt.key}.wav"
+        return path if path.is_file() else None
+
+    async def audio_file(self, prompt: Prompt) -> Path:
+        """The WAV this prompt is played from (recorded, or synthesised and cached)."""
+        return self.recorded(prompt) or await self._synth.synthesize(prompt.text,
+                                                                     prompt.language)
+
     async def resolve(self, prompt: Prompt) -> str:
-        if not prompt.params:
-            recorded = self._static / prompt.language / f"{prompt.key}.wav"
-            if recorded.is_file():
-                target = self._export / "static" / prompt.language / recorded.name
-                if not target.exists():
-                    await asyncio.to_thread(self._copy, recorded, target)
-                return self._uri(target)
-        path = await self._synth.synthesize(prompt.text, prompt.language)
-        return self._uri(path)
+        recorded = self.recorded(prompt)
+        if recorded is not None:
+            target = self._export / "static" / prompt.language / recorded.name
+            if not target.exists():
+                await asyncio.to_thread(self._copy, recorded, target)
+            return self._uri(target)
+        return self._uri(await self.audio_file(prompt))
 
     @staticmethod
     def _copy(src: Path, dst: Path) -> None:

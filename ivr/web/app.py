@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from sqlalchemy import select
 
 from ivr.storage.tables import contacts as contacts_table
 from ivr.web.push import ScreenPopHub, push_router
-from ivr.web.screenpop import screenpop_router
+from ivr.web.screenpop import screenpop_router, token_ok
 
 
 def create_web_app(app: Any) -> FastAPI:
@@ -52,13 +51,6 @@ def create_web_app(app: Any) -> FastAPI:
                                          auth_token=settings.twilio_auth_token,
                                          public_base_url=settings.public_url))
 
-    def authorised(request: Request) -> bool:
-        auth = request.headers.get("authorization", "")
-        presented = auth[7:].strip() if auth.lower().startswith("bearer ") else \
-            request.query_params.get("token", "")
-        return bool(settings.api_token) and hmac.compare_digest(
-            presented.encode(), settings.api_token.encode())
-
     @web.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -67,7 +59,7 @@ def create_web_app(app: Any) -> FastAPI:
     async def contact_reasons(request: Request,
                               hours: int = Query(24, ge=1, le=24 * 90)) -> JSONResponse:
         """Contact-reason report for supervisors: intents, scenarios, outcomes, drop-offs."""
-        if not authorised(request):
+        if not token_ok(request, settings.api_token):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         since = datetime.now(UTC) - timedelta(hours=hours)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from ivr.web.screenpop import token_ok
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ def push_router(hub: ScreenPopHub, token: str) -> APIRouter:
 
     @router.websocket("/ws/screenpop")
     async def screenpop_ws(ws: WebSocket) -> None:
-        presented = ws.query_params.get("token", "")
-        if not token or not hmac.compare_digest(presented.encode(), token.encode()):
+        if not token_ok(ws, token):
             await ws.close(code=4401)  # before accept: the handshake gets HTTP 403
             return
         await ws.accept()

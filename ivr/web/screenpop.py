@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 
 from ivr.domain.model import ContactSnapshot
 from ivr.domain.ports import ContactLog, PortError
@@ -50,12 +51,19 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     )
 
 
-def _presented_token(request: Request) -> str | None:
+def _presented_token(request: HTTPConnection) -> str | None:
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.query_params.get("token")
+
+
+def token_ok(request: HTTPConnection, token: str) -> bool:
+    """Bearer header or ``?token=`` matches ``token``; an empty token refuses everyone."""
+    presented = _presented_token(request)
+    return bool(token) and presented is not None and hmac.compare_digest(
+        presented.encode(), token.encode())
 
 
 CustomerCard = Callable[[int], Awaitable[dict[str, Any] | None]]
@@ -74,10 +82,7 @@ def screenpop_router(
 
     @router.get("/api/contacts/{session}")
     async def get_contact(session: str, request: Request) -> JSONResponse:
-        presented = _presented_token(request)
-        if not token or presented is None or not hmac.compare_digest(
-            presented.encode(), token.encode()
-        ):
+        if not token_ok(request, token):
             return _error(401, "unauthorized", "missing or invalid bearer token")
         if not session or len(session) > 128:
             return _error(404, "not_found", "no contact for this session")

@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from ivr.telephony.media import RtpParseError, RtpReceiver, parse_rtp, swap16
+from ivr.speech.audio import byteswap16
+from ivr.telephony.media import RtpParseError, RtpReceiver, parse_rtp
 
 
 def rtp(payload: bytes, *, pt: int = 118, seq: int = 1, csrc: int = 0, ext: bytes = b"",
@@ -40,7 +41,7 @@ def test_parse_rejects_garbage(data: bytes) -> None:
 def test_swap16_turns_big_endian_into_little_endian() -> None:
     """Each 16-bit sample's bytes are swapped (slin16 on the wire is big-endian)."""
     be = struct.pack(">3h", 1000, -2, 32767)
-    assert struct.unpack("<3h", swap16(be)) == (1000, -2, 32767)
+    assert struct.unpack("<3h", byteswap16(be)) == (1000, -2, 32767)
 
 
 async def test_receiver_yields_little_endian_frames_and_rejects_others() -> None:
