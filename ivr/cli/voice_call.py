@@ -187,7 +187,10 @@ async def voice_node(settings: Settings, *, rig: Any = None, clock: Any = None,
                     report.barge_in_ms = [b.detect_to_stop_request_ms
                                           for b in channel.stats.barge_ins]
                 else:
-                    report.error = "the call never reached the IVR"
+                    detail = " ".join(result.errors.split())[-300:]
+                    report.error = (f"the call never reached the IVR (SIPp exit "
+                                    f"{result.exit_code}, SIP status {result.final_status}"
+                                    + (f": {detail}" if detail else "") + ")")
                 return report
 
             yield place

@@ -146,10 +146,12 @@ class RtpReceiver:
 
     async def read(self, within_s: float | None = None) -> bytes | None:
         """Next frame, or None if none arrives within ``within_s`` or when closed."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+        # that lands as a frame arrives, and the listen turn's audio task never
+        # ended (the call hung until the caller gave up; tests/telephony/test_media).
         try:
-            if within_s is None:
+            async with asyncio.timeout(None if within_s is None else max(within_s, 0.0)):
                 return await self._queue.get()
-            return await asyncio.wait_for(self._queue.get(), max(within_s, 0.0))
         except TimeoutError:
             return None
 

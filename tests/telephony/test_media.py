@@ -83,3 +83,43 @@ async def test_iteration_ends_on_close() -> None:
     asyncio.get_running_loop().call_later(0.05, rx.close)
     frames = [f async for f in rx]
     assert frames == []
+
+
+async def test_read_honours_a_cancel_that_lands_with_a_frame() -> None:
+    """A listen turn cancels its audio task; a frame arriving at that instant must not
+    swallow the cancel (3.11's wait_for did, and the call hung until the caller left)."""
+    rtp_in = RtpReceiver()
+    for _ in range(50):
+        async def reader() -> None:
+            while True:
+                await rtp_in.read(1.0)
+
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0)  # the reader now waits in read()
+        rtp_in._queue.put_nowait(b"\x00" * 640)  # a frame lands...
+        task.cancel()  # ...as the turn ends
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        assert done and task.cancelled()
+
+
+async def test_subscription_get_honours_a_cancel_that_lands_with_an_event() -> None:
+    """Same race on the per-call ARI event queue."""
+    from ivr.telephony.ari.client import AriClient
+    from ivr.telephony.ari.events import parse_event
+
+    client = AriClient("http://127.0.0.1:9", username="u", password="p", app="ivr")
+    sub = client.subscribe("chan-1")
+    event = parse_event({"type": "ChannelDtmfReceived", "digit": "1",
+                         "channel": {"id": "chan-1", "name": "PJSIP/x", "state": "Up"}})
+    for _ in range(50):
+        async def waiter() -> None:
+            while True:
+                await sub.get(1.0)
+
+        task = asyncio.create_task(waiter())
+        await asyncio.sleep(0)
+        sub.put(event)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        assert done and task.cancelled()
+    await client.aclose()

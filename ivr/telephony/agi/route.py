@@ -113,9 +113,8 @@ class RouteAgi:
                 fallback = "no_recording"
                 return
             try:
-                question = await asyncio.wait_for(
-                    self.transcribe(recording, language), self.transcribe_timeout_s
-                )
+                async with asyncio.timeout(self.transcribe_timeout_s):
+                    question = await self.transcribe(recording, language)
             except Exception as exc:  # ASR down or slow: a human takes the call
                 log.warning("agi route: transcription failed: %s", exc)
                 fallback = "asr_error"

@@ -63,9 +63,8 @@ class AgiSession:
         async with self._lock:
             self._writer.write(line.encode() + b"\n")
             await self._writer.drain()
-            return await asyncio.wait_for(
-                self._read_response(), timeout_s or self.command_timeout_s
-            )
+            async with asyncio.timeout(timeout_s or self.command_timeout_s):
+                return await self._read_response()
 
     async def _read_response(self) -> AgiResponse:
         while True:
@@ -230,7 +229,9 @@ class FastAgiServer:
         if task is not None:  # tracked so stop() can cancel sessions in progress
             self._tasks.add(task)
         try:
-            await asyncio.wait_for(self._session(reader, writer), self.session_timeout_s)
+            # asyncio.timeout rather than wait_for, which on 3.11 can swallow a cancel
+            async with asyncio.timeout(self.session_timeout_s):
+                await self._session(reader, writer)
         except (AgiHangup, ConnectionError):
             pass  # caller or Asterisk went away: nothing left to do
         except TimeoutError:
@@ -256,7 +257,8 @@ class FastAgiServer:
                 await writer.wait_closed()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        env = await asyncio.wait_for(self._read_environment(reader), self.env_timeout_s)
+        async with asyncio.timeout(self.env_timeout_s):
+            env = await self._read_environment(reader)
         if env is None:
             return  # connected and closed without a word (port probes, health checks)
         self.sessions_started += 1

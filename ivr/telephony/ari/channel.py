@@ -209,6 +209,8 @@ class AriCallChannel:
         return ev
 
     def _note(self, ev: AriEvent) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s <- %s %s", self._id, type(ev).__name__, ",".join(ev.resource_ids()))
         caller_gone = isinstance(ev, (StasisEnd, ChannelHangupRequest, ChannelDestroyed))
         if caller_gone and ev.resource_ids()[:1] == (self._id,):
             if self.state is not CallState.HANDED_OFF:
@@ -477,7 +479,13 @@ class AriCallChannel:
         finally:
             if feeder is not None:
                 feeder.cancel()
-                await asyncio.gather(feeder, return_exceptions=True)
+                # Bounded: the turn must never hang on its audio task (a swallowed
+                # cancel once held calls in silence until the caller gave up).
+                await asyncio.wait({feeder}, timeout=2.0)
+                if not feeder.done():
+                    log.error("audio task of %s ignored its cancel; left behind", self._id)
+                elif not feeder.cancelled() and feeder.exception() is not None:
+                    log.error("audio task of %s failed: %s", self._id, feeder.exception())
             if self.state is CallState.ACTIVE:
                 await self._stop_prompt(pb_id)
             if stream is not None:

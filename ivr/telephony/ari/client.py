@@ -117,10 +117,11 @@ class Subscription:
 
     async def get(self, within_s: float | None = None) -> AriEvent | None:
         """Next event, or None after ``within_s`` seconds."""
-        if within_s is None:
-            return await self.queue.get()
+        # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancel that lands
+        # as an event arrives (see RtpReceiver.read).
         try:
-            return await asyncio.wait_for(self.queue.get(), max(within_s, 0.0))
+            async with asyncio.timeout(None if within_s is None else max(within_s, 0.0)):
+                return await self.queue.get()
         except TimeoutError:
             return None
 
