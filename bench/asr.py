@@ -220,6 +220,11 @@ async def main() -> None:
     ap.add_argument(
         "--fsdd-per-group", type=int, default=0, help="digits set: K per (digit, speaker)"
     )
+    ap.add_argument(
+        "--context",
+        default="short",
+        help="Whisper encoder window: short (speech + >= 1 s, the default) and/or full (30 s)",
+    )
     args = ap.parse_args()
     sets = set(args.sets.split(","))
     rnd = random.Random(args.seed)
@@ -228,7 +233,10 @@ async def main() -> None:
     from ivr.speech.whisper_engine import WhisperRecognizer
 
     vad = SileroVad()
-    engines: dict[str, object] = {"whisper-tiny.en-int8": WhisperRecognizer(vad=vad)}
+    engines: dict[str, object] = {}
+    for ctx in args.context.split(","):
+        name = "whisper-tiny.en-int8" + ("" if ctx == "short" else " 30s-window")
+        engines[name] = WhisperRecognizer(vad=vad, full_context=ctx == "full")
     if args.vosk_model:
         engines["vosk(" + args.vosk_model.name + ")"] = VoskRecognizer(
             {"en": args.vosk_model}, vad=vad
@@ -253,11 +261,12 @@ async def main() -> None:
         modes = args.digit_modes.split(",")
         if "bias" in modes:
             digit_engines["whisper-tiny.en-int8 bias"] = WhisperRecognizer(
-                vad=vad, grammar_mode=False
+                vad=vad, grammar_mode=False, full_context="full" in args.context
             )
             await run_one(digit_engines["whisper-tiny.en-int8 bias"], "en", bytes(RATE), [])
         if "grammar" not in modes:
-            del digit_engines["whisper-tiny.en-int8"]
+            for name in [n for n in digit_engines if n.startswith("whisper")]:
+                del digit_engines[name]
         for name, rec in digit_engines.items():
             st = await bench_items(rec, "en", items, DIGITS)
             label = name + " digit-vocab" if "bias" in name else name + " digit-grammar"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import resource
 import statistics
@@ -69,6 +70,37 @@ def asterisk_cpu_s() -> float:
     return total
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's threads: the event loop's vs the others, by name.
+
+    Python threads all carry the process name, so the loop (the main thread)
+    is told apart by its id."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                name = fh.read().strip().rstrip("0123456789_-").lower() or "?"
+            if tid == str(os.getpid()):
+                name = "event loop"
+            elif name.startswith("python"):
+                name = "worker threads"
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def loop_lag(out: list[float], every_s: float = 0.05) -> None:
+    """How late the event loop wakes a sleeper (ms): its backlog under load."""
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(every_s)
+        out.append(max(0.0, (time.monotonic() - t - every_s) * 1000))
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -96,7 +128,12 @@ async def main() -> None:
     ap.add_argument("--steps", default="5,10,20,40")
     ap.add_argument("--spread", type=float, default=15.0,
                     help="seconds over which the N call starts are spread")
+    ap.add_argument("--log", type=Path, help="write the node's INFO log to this file")
     args = ap.parse_args()
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("ivr.telephony.ari.channel").setLevel(logging.DEBUG)
     tmp = Path(tempfile.mkdtemp(prefix="kanaal-bench-"))
     url = f"sqlite:///{tmp / 'bench.db'}"
     upgrade(url)
@@ -135,15 +172,36 @@ async def main() -> None:
               f"{'asterisk CPU s/call':>20} {'node RSS MB':>12} {'wall s':>7}")
         for n in (int(x) for x in args.steps.split(",")):
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-            ast0, t0 = asterisk_cpu_s(), time.monotonic()
+            kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            lags: list[float] = []
+            lag_task = asyncio.create_task(loop_lag(lags))
+            ast0, t0, thr0 = asterisk_cpu_s(), time.monotonic(), thread_cpu_s()
             batch = await staggered(specs(n, offset), args.spread)
             offset += n
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            lag_task.cancel()
+            sipp_cpu = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)
             node_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
             s = summary(batch)
             print(f"    {n:>5} {s['understood']:>4} {s['p50']:>7.0f} {s['p95']:>7.0f} "
                   f"{node_cpu / n:>16.2f} {(asterisk_cpu_s() - ast0) / n:>20.2f} "
                   f"{rss_mb():>12.0f} {time.monotonic() - t0:>7.0f}")
+            thr1 = thread_cpu_s()
+            split = sorted(((thr1[k] - thr0.get(k, 0.0)) / n, k) for k in thr1)[::-1]
+            print("      node CPU s/call by thread: " + ", ".join(
+                f"{k} {v:.2f}" for v, k in split[:6] if v >= 0.005)
+                + f"; SIPp callers (same machine) {sipp_cpu / n:.2f} s/call; event-loop lag "
+                f"p99 {pct(lags, 99):.0f} ms, max {max(lags, default=0):.0f} ms")
+            for r in batch:
+                if not (r.contact and r.contact.intent):
+                    d = r.as_dict()
+                    print(f"      not understood: said {d['said']!r}, heard {d['transcript']}, "
+                          f"outcome {d['outcome']}, error {d['error']}")
+            stuck = [t for t in asyncio.all_tasks() if "StasisApp._call" in repr(t.get_coro())]
+            for t in stuck[:3]:
+                print(f"      call task still running after its caller hung up: {t.get_name()}")
+                t.print_stack(limit=40)
             if s["p95"] > 1000 or s["understood"] < n:
                 print(f"    stopped: at {n} calls p95 {s['p95']:.0f} ms, "
                       f"{n - s['understood']} calls not understood")

@@ -75,11 +75,19 @@ async def test_monologue_is_capped(whisper: WhisperRecognizer, question: bytes) 
 
 
 async def test_vocabulary_bias_reaches_the_decoder(whisper: WhisperRecognizer) -> None:
-    """An unusual brand name is spelt as in the phrase list when given as a hint."""
+    """An unusual brand name is pulled towards the phrase list's spelling by the hint.
+
+    On the short encoder window tiny.en writes "kana" with the hint and
+    "k in all" without (the 30 s window reaches "kanaal"); either way the
+    intent matcher's character n-grams meet the catalogue's "Kanaal".
+    """
     pcm = FliteTts().synthesize_pcm("I want to cancel my Kanaal subscription", "en")
-    x = resample_pcm16(pcm, RATE, 16000)
-    biased = whisper.transcribe_sync(to_float(x), "en", ["Kanaal subscription"])
-    assert "kanaal" in biased.text.lower()
+    x = to_float(resample_pcm16(pcm, RATE, 16000))
+    biased = whisper.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
+    plain = whisper.transcribe_sync(x, "en", []).text.lower()
+    assert "kana" in biased and "kana" not in plain, (biased, plain)
+    full = WhisperRecognizer(full_context=True)
+    assert "kanaal" in full.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
 
 
 async def test_unsupported_language_and_rate(whisper: WhisperRecognizer) -> None:
@@ -140,3 +148,47 @@ async def test_speech_after_a_pause_discards_the_early_decode(
     result = await stream.finish()
     text = result.text.lower()
     assert "pay" in text and "invoice" in text
+
+
+def test_encoder_window_follows_the_speech() -> None:
+    """Short turns get a short encoder window (2 s steps, >= 2 s tail); long ones 30 s."""
+    from ivr.speech.whisper_engine import FULL_FRAMES, encoder_frames
+
+    assert encoder_frames(301) == 600  # 3 s of speech + 2 s tail -> 6 s window
+    assert encoder_frames(100) == 400
+    assert encoder_frames(2950) == FULL_FRAMES  # never beyond Whisper's 30 s
+    assert encoder_frames(301, full_context=True) == FULL_FRAMES
+
+
+async def test_short_window_hears_what_the_full_window_hears(
+    silero: SileroVad, question: bytes
+) -> None:
+    """The short encoder window (the default) and the full 30 s one agree on the words."""
+    texts = []
+    for full in (False, True):
+        rec = WhisperRecognizer(vad=silero, full_context=full)
+        stream = await rec.open_stream("en", sample_rate=RATE, phrases=["order status"])
+        await stream_all(stream, silence(0.5) + question + silence(2.0))
+        texts.append((await stream.finish()).text.lower())
+    assert all("status" in t and "order" in t for t in texts), texts
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Where is my order? Where is my order? Where", "Where is my order?"),
+        ("I want to cancel my kana subscription I want to cancel",
+         "I want to cancel my kana subscription"),
+        ("no, no, no", "no, no, no"),  # one-word loops are the caller's own
+        ("one one two", "one one two"),
+        ("I want to cancel my k-all subscription I want to cancel my k-",
+         "I want to cancel my k-all subscription"),  # loop cut mid-word by the token cap
+        ("my internet is down", "my internet is down"),
+        ("", ""),
+    ],
+)
+def test_cut_repetition(text: str, expected: str) -> None:
+    """A transcript that starts over from its first word is cut where it repeats."""
+    from ivr.speech.whisper_engine import cut_repetition
+
+    assert cut_repetition(text) == expected
