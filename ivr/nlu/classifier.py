@@ -29,6 +29,7 @@ by side in two threads.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -154,12 +155,15 @@ class _Model:
     def scores(self, texts: Sequence[str], emb: FloatArray | None) -> FloatArray:
         out = np.full((len(texts), self.n_classes), -1.0)
         if self.svm is not None:
-            x = self._features(texts, emb)
-            if len(self.svm.classes_) > 2:
-                dec = np.asarray(x @ self.svm.coef_.T) + self.svm.intercept_
+            if len(texts) == 1 and len(self.svm.classes_) > 2:
+                out[:, self.svm.classes_] = self._svm_one(texts[0], emb)
             else:
-                dec = self.svm.decision_function(x)
-            out[:, self.svm.classes_] = dec
+                x = self._features(texts, emb)
+                if len(self.svm.classes_) > 2:
+                    dec = np.asarray(x @ self.svm.coef_.T) + self.svm.intercept_
+                else:
+                    dec = self.svm.decision_function(x)
+                out[:, self.svm.classes_] = dec
         elif len(self.present) == 1:
             out[:, self.present[0]] = 1.0
         if self.ridge is not None and emb is not None:
@@ -169,6 +173,36 @@ class _Model:
         if self.use_fuzzy:
             out += self.cfg.fuzzy_weight * self._fuzzy(texts)
         return out
+
+    def _svm_one(self, text: str, emb: FloatArray | None) -> FloatArray:
+        """SVM margins of one query by gathering the weight columns of its non-zero
+        features: the same sum as the sparse product, without building scipy
+        matrices (five of them cost ~0.5 ms a query, a tenth of the budget)."""
+        assert self.svm is not None
+        cols: list[npt.NDArray[np.int64]] = []
+        vals: list[FloatArray] = []
+        offset = 0
+        for analyzer, vocab, idf in self.fast_vecs:
+            counts: dict[int, int] = {}
+            for term in analyzer(text):
+                j = vocab.get(term)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if counts:
+                c = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+                w = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64,
+                                              count=len(counts)))) * idf[c]
+                cols.append(c + offset)
+                vals.append(w / float(np.sqrt(w @ w)))
+            offset += len(idf)
+        if emb is not None and self.cfg.embedding_feature_weight > 0:
+            cols.append(np.arange(offset, offset + emb.shape[1]))
+            vals.append(np.asarray(emb[0], dtype=np.float64) * self.cfg.embedding_feature_weight)
+        coef = self.svm.coef_
+        if not cols:
+            return np.asarray(self.svm.intercept_, dtype=np.float64)
+        c_all, v_all = np.concatenate(cols), np.concatenate(vals)
+        return np.asarray(coef[:, c_all] @ v_all + self.svm.intercept_, dtype=np.float64)
 
     def familiarity(self, emb: FloatArray | None, n: int) -> FloatArray:
         """Highest cosine similarity of each query to any training example (0 without)."""
@@ -235,6 +269,16 @@ def _margins(scores: FloatArray) -> FloatArray:
         return np.ones(len(scores))
     two = -np.partition(-scores, 1, axis=1)[:, :2]
     return np.asarray(two[:, 0] - two[:, 1], dtype=np.float64)
+
+
+_FEW = 8  # up to this many queries are scored with one BLAS thread
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finds the loaded BLAS libraries once (~ms)
 
 
 def _now(fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -381,6 +425,15 @@ class IntentClassifier:
         """Batch prediction; empty or letter-less texts are out of scope."""
         if self._model is None:
             raise RuntimeError("classifier is not fitted")
+        if len(texts) <= _FEW:
+            # A few queries' products are too small to share: a second BLAS thread
+            # only adds its wake-up (up to a 4 ms scheduler tick on a busy box).
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                return self._predict_many(texts)
+        return self._predict_many(texts)
+
+    def _predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        assert self._model is not None
         out: list[Prediction | None] = [None] * len(texts)
         live = [i for i, t in enumerate(texts) if _LETTERS.search(t or "")]
         if live:

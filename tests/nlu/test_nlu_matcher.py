@@ -236,6 +236,8 @@ def test_batch_workers_give_the_same_vectors(minilm: OnnxMiniLmEmbedder) -> None
     texts = [f"question number {i} about my {w}" for i, w in
              enumerate(["bill", "order", "router", "contract"] * 40)]
     serial = OnnxMiniLmEmbedder(batch_size=16, batch_workers=1).embed(texts)
+    parallel = OnnxMiniLmEmbedder(threads=1, batch_size=16, batch_workers=2).embed(texts)
+    assert np.allclose(parallel, serial, atol=1e-5)
     assert np.allclose(minilm.embed(texts), serial, atol=1e-5)
 
 
@@ -304,3 +306,16 @@ def test_catalogue_training_is_quick(catalogue: YamlIntentCatalogue,
     warm = time.perf_counter() - t0
     assert list(tmp_path.glob("emb-*.npy"))
     assert cold < 30 and warm < cold
+
+
+@pytest.mark.slow
+def test_single_query_path_scores_like_the_batch_path(full: HybridIntentMatcher) -> None:
+    """One query is scored by gathering weight columns (no scipy); same numbers as a batch."""
+    for lang in ("en", "nl"):
+        texts = [*[r["text"] for r in _rows(lang)][:40], "zzz qqq", "agent"]
+        batch = full.predict_many(texts, lang)  # > 8 texts: the sparse matrix path
+        for text, b in zip(texts, batch, strict=True):
+            one = full.predict(text, lang)
+            assert [s.intent for s in one.ranked] == [s.intent for s in b.ranked], text
+            assert np.allclose([s.confidence for s in one.ranked],
+                               [s.confidence for s in b.ranked], atol=1e-6), text
