@@ -222,8 +222,9 @@ async def main() -> None:
     )
     ap.add_argument(
         "--context",
-        default="short",
-        help="Whisper encoder window: short (speech + >= 1 s, the default) and/or full (30 s)",
+        default="auto",
+        help="Whisper encoder window(s): auto (the default: full 30 s while no other decode "
+        "runs, as here), short (speech + >= 2 s), full",
     )
     args = ap.parse_args()
     sets = set(args.sets.split(","))
@@ -235,8 +236,8 @@ async def main() -> None:
     vad = SileroVad()
     engines: dict[str, object] = {}
     for ctx in args.context.split(","):
-        name = "whisper-tiny.en-int8" + ("" if ctx == "short" else " 30s-window")
-        engines[name] = WhisperRecognizer(vad=vad, full_context=ctx == "full")
+        name = "whisper-tiny.en-int8" + ("" if ctx == "auto" else f" {ctx}-window")
+        engines[name] = WhisperRecognizer(vad=vad, window=ctx)
     if args.vosk_model:
         engines["vosk(" + args.vosk_model.name + ")"] = VoskRecognizer(
             {"en": args.vosk_model}, vad=vad
@@ -261,7 +262,7 @@ async def main() -> None:
         modes = args.digit_modes.split(",")
         if "bias" in modes:
             digit_engines["whisper-tiny.en-int8 bias"] = WhisperRecognizer(
-                vad=vad, grammar_mode=False, full_context="full" in args.context
+                vad=vad, grammar_mode=False
             )
             await run_one(digit_engines["whisper-tiny.en-int8 bias"], "en", bytes(RATE), [])
         if "grammar" not in modes:

@@ -81,6 +81,9 @@ class Settings:
     asr_engine: str = field(default="auto", metadata=_meta("auto, vosk or whisper"))
     vosk_model_en: Path | None = field(default=None, metadata=_meta("Vosk model dir (English)"))
     vosk_model_nl: Path | None = field(default=None, metadata=_meta("Vosk model dir (Dutch)"))
+    whisper_window: str = field(default="auto", metadata=_meta(
+        "Whisper encoder window: auto (30 s while the decoder is idle, speech + 2 s "
+        "under load), short or full"))
 
     # --- Asterisk ---------------------------------------------------------------
     ari_url: str = field(default="http://127.0.0.1:8088", metadata=_meta("Asterisk HTTP base"))
@@ -240,6 +243,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IVR_LOG_LEVEL={s.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
     if s.asr_engine not in ("auto", "vosk", "whisper"):
         raise ConfigError(f"IVR_ASR_ENGINE={s.asr_engine!r}: use auto, vosk or whisper")
+    if s.whisper_window not in ("auto", "short", "full"):
+        raise ConfigError(f"IVR_WHISPER_WINDOW={s.whisper_window!r}: use auto, short or full")
     if not 0 <= s.reject_below <= s.confirm_below <= 1:
         raise ConfigError(
             "IVR_REJECT_BELOW and IVR_CONFIRM_BELOW must satisfy 0 <= reject <= confirm <= 1"

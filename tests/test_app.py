@@ -112,6 +112,8 @@ def test_config_check_names_the_bad_variable() -> None:
     assert neg.exit_code != 0 and "IVR_NO_INPUT_TIMEOUT_S" in neg.output
     lang = runner.invoke(cli, ["config", "check"], env={"IVR_DEFAULT_LANGUAGE": "fr"})
     assert lang.exit_code != 0 and "en, nl" in lang.output
+    window = runner.invoke(cli, ["config", "check"], env={"IVR_WHISPER_WINDOW": "wide"})
+    assert window.exit_code != 0 and "IVR_WHISPER_WINDOW" in window.output
     ok = runner.invoke(cli, ["config", "check", "--json"],
                        env={"IVR_DATABASE_URL": "postgresql+psycopg://u:pw-s3cr3t@db/kanaal"})
     assert ok.exit_code == 0 and "pw-s3cr3t" not in ok.output and "***" in ok.output

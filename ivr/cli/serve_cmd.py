@@ -74,7 +74,8 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
     if recognizer is None:
         vosk = {lang: p for lang, p in (("en", settings.vosk_model_en),
                                         ("nl", settings.vosk_model_nl)) if p is not None}
-        recognizer = build_recognizer(vosk if settings.asr_engine != "whisper" else {})
+        recognizer = build_recognizer(vosk if settings.asr_engine != "whisper" else {},
+                                      whisper_window=settings.whisper_window)
     prompts = FilePromptResolver(tts=default_tts(), static_dir=settings.sounds_dir,
                                  export_dir=settings.prompt_dir,
                                  asterisk_dir=settings.asterisk_prompt_dir or None)

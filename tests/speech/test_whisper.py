@@ -74,7 +74,7 @@ async def test_monologue_is_capped(whisper: WhisperRecognizer, question: bytes) 
     await stream.close()
 
 
-async def test_vocabulary_bias_reaches_the_decoder(whisper: WhisperRecognizer) -> None:
+async def test_vocabulary_bias_reaches_the_decoder(silero: SileroVad) -> None:
     """An unusual brand name is pulled towards the phrase list's spelling by the hint.
 
     On the short encoder window tiny.en writes "kana" with the hint and
@@ -83,10 +83,11 @@ async def test_vocabulary_bias_reaches_the_decoder(whisper: WhisperRecognizer) -
     """
     pcm = FliteTts().synthesize_pcm("I want to cancel my Kanaal subscription", "en")
     x = to_float(resample_pcm16(pcm, RATE, 16000))
-    biased = whisper.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
-    plain = whisper.transcribe_sync(x, "en", []).text.lower()
+    short = WhisperRecognizer(vad=silero, window="short")
+    biased = short.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
+    plain = short.transcribe_sync(x, "en", []).text.lower()
     assert "kana" in biased and "kana" not in plain, (biased, plain)
-    full = WhisperRecognizer(full_context=True)
+    full = WhisperRecognizer(window="full")
     assert "kanaal" in full.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
 
 
@@ -165,8 +166,8 @@ async def test_short_window_hears_what_the_full_window_hears(
 ) -> None:
     """The short encoder window (the default) and the full 30 s one agree on the words."""
     texts = []
-    for full in (False, True):
-        rec = WhisperRecognizer(vad=silero, full_context=full)
+    for window in ("short", "full"):
+        rec = WhisperRecognizer(vad=silero, window=window)
         stream = await rec.open_stream("en", sample_rate=RATE, phrases=["order status"])
         await stream_all(stream, silence(0.5) + question + silence(2.0))
         texts.append((await stream.finish()).text.lower())
@@ -192,3 +193,42 @@ def test_cut_repetition(text: str, expected: str) -> None:
     from ivr.speech.whisper_engine import cut_repetition
 
     assert cut_repetition(text) == expected
+
+
+def test_window_follows_the_decoder_load() -> None:
+    """auto: the full window while the decoder is quiet; the short one while another
+    decode runs or decodes start faster than one a second."""
+    import threading
+
+    from ivr.speech.whisper_engine import DecodeLoad, use_full_window
+
+    now = [100.0]
+    load = DecodeLoad(clock=lambda: now[0])
+    seen: list[bool] = []
+    inside, release = threading.Event(), threading.Event()
+
+    def decode() -> None:
+        with load.track() as busy:
+            seen.append(use_full_window("auto", busy))
+            inside.set()
+            release.wait(5)
+
+    first = threading.Thread(target=decode)
+    first.start()
+    assert inside.wait(5)
+    with load.track() as busy:  # a second decode while the first still runs
+        assert not use_full_window("auto", busy)
+        assert use_full_window("full", busy) and not use_full_window("short", False)
+    release.set()
+    first.join(5)
+    assert seen == [True] and load.in_flight == 0
+    for _ in range(2):  # four starts within 4 s: a surge, even without overlap
+        with load.track():
+            pass
+    with load.track() as busy:
+        assert busy
+    now[0] += 10  # quiet again
+    with load.track() as busy:
+        assert not busy
+    with pytest.raises(SpeechError):
+        WhisperRecognizer(window="wide")
