@@ -165,11 +165,14 @@ async def main() -> None:
               f"playback p50 {s['p50']:.0f} ms, p95 {s['p95']:.0f} ms (ASR decode p50 "
               f"{s['asr_p50']:.0f} ms); before that the endpointer waits "
               f"{EndpointConfig().end_silence_ms} ms of trailing silence (not included)")
+        order = sorted((x, i) for i, r in enumerate(reports) for x in r.response_ms)
+        print("    slowest turns (ms, call #): "
+              + ", ".join(f"{x:.0f} (#{i})" for x, i in order[::-1][:4]))
 
         print("(b) concurrent calls (one warm node)")
         print(f"    {'calls':>5} {'ok':>4} {'p50 ms':>7} {'p95 ms':>7} {'node CPU s/call':>16} "
               f"{'asterisk CPU s/call':>20} {'node RSS MB':>12} {'wall s':>7}")
-        for n in (int(x) for x in args.steps.split(",")):
+        for n in (int(x) for x in args.steps.split(",") if x.strip()):
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             lags: list[float] = []

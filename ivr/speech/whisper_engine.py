@@ -244,16 +244,17 @@ class WordGrammar:
 WINDOWS = ("auto", "short", "full")
 
 
-def use_full_window(window: str, busy: bool) -> bool:
+def use_full_window(window: str, busy: bool, hidden: bool = True) -> bool:
     """Whether an open-vocabulary decode uses the full 30 s encoder window.
 
     ``auto`` (the default) uses it while the decoder is quiet and the short one
     when it is busy (see ``DecodeLoad``): the full window hears better (phone
-    questions, six voices: keyword accuracy 89.9 % vs 85.7 %) but costs 4x the
+    questions, six voices: keyword accuracy 89.1 % vs 85.7 %) but costs 4x the
     CPU, which is what limits concurrent calls. Quality at normal load,
-    capacity in a surge.
+    capacity in a surge. A decode the caller waits for (``hidden=False``: the
+    speculative one missed, so it runs after the endpoint) is always short.
     """
-    return window == "full" or (window == "auto" and not busy)
+    return window == "full" or (window == "auto" and not busy and hidden)
 
 
 class DecodeLoad:
@@ -306,9 +307,10 @@ def encoder_frames(n_frames: int, full_context: bool = False) -> int:
     steps (CTranslate2 takes any length up to 3000 frames; the positional table
     is truncated, like whisper.cpp's ``audio_ctx``). On a short window tiny.en
     tends to read the audio twice ("where is my order where is my order");
-    ``cut_repetition`` removes that. On 100 phone questions (8 kHz mu-law, six
-    voices) WER was 7.9 % vs 10.4 % with the 30 s window, decode 82 vs 361 ms.
-    Digit grammars keep the full window: on FSDD the short one cost 18 points.
+    ``cut_repetition`` removes that. Streamed phone questions (bench/asr.py
+    --context full,short; six voices, 8 kHz mu-law): WER 9.2 vs 8.7 %, keyword
+    accuracy 85.7 vs 89.1 %, decode ~55 vs ~250 ms. Digit grammars keep the
+    full window: on FSDD the short one cost 18 points of WER.
     """
     if full_context:
         return FULL_FRAMES
@@ -409,11 +411,11 @@ def _decode(
 ) -> RecognitionResult:
     if grammar is not None:
         return _decode_grammar(model, audio, grammar, speech_s)
-    if full_context:
-        return _decode_transcribe(model, audio, language, phrases, beam_size)
-    # One window, no timestamps, no temperature fallback: faster-whisper's
-    # transcribe() would pad to 30 s. The token cap from the audio length
-    # stops the repetition loops the fallback would otherwise catch.
+    # One pass, no timestamps, no temperature fallback. faster-whisper's
+    # transcribe() would pad to 30 s whatever ``full_context`` says, and its
+    # fallback re-decodes a low-confidence turn at up to five temperatures: a
+    # 1.8 s question once took 790 ms instead of ~230. The token cap from the
+    # audio length and ``cut_repetition`` stop the loops the fallback catches.
     from faster_whisper.tokenizer import Tokenizer
 
     t0 = time.perf_counter()
@@ -460,39 +462,6 @@ def _suppressed(tok: Any) -> list[int]:
                     tok.no_speech))
         _SUPPRESS[key] = sorted(ids)
     return _SUPPRESS[key]
-
-
-def _decode_transcribe(
-    model: Any, audio: np.ndarray, language: str, phrases: Sequence[str], beam_size: int
-) -> RecognitionResult:
-    """faster-whisper's own transcribe() on the full 30 s window (``full_context``)."""
-    t0 = time.perf_counter()
-    segments, _info = model.transcribe(
-        audio.astype(np.float32),
-        language=language,
-        beam_size=beam_size,
-        hotwords=_hotwords(phrases),
-        without_timestamps=True,
-        condition_on_previous_text=False,
-        vad_filter=False,  # segmentation already done by the stream's VAD
-        word_timestamps=False,
-    )
-    texts: list[str] = []
-    logprobs: list[float] = []
-    no_speech: list[float] = []
-    for seg in segments:
-        texts.append(seg.text.strip())
-        logprobs.append(float(seg.avg_logprob))
-        no_speech.append(float(seg.no_speech_prob))
-    text = " ".join(t for t in texts if t).strip()
-    elapsed = (time.perf_counter() - t0) * 1000
-    if not text:
-        return RecognitionResult(text="", confidence=0.0, processing_ms=elapsed)
-    conf = math.exp(sum(logprobs) / len(logprobs)) * (1.0 - max(no_speech))
-    conf = round(max(0.0, min(1.0, conf)), 4)
-    return RecognitionResult(
-        text=text, confidence=conf, alternatives=((text, conf),), processing_ms=elapsed
-    )
 
 
 EARLY_MS = 250.0  # caller quiet this long: start decoding speculatively
@@ -572,12 +541,13 @@ class WhisperStream:
         self._early = asyncio.ensure_future(run_blocking(
             self._executor, self._decode, audio, self._speech_s(end_ms)))
 
-    def _decode(self, audio: np.ndarray, speech_s: float | None) -> RecognitionResult:
+    def _decode(self, audio: np.ndarray, speech_s: float | None,
+                hidden: bool = True) -> RecognitionResult:
         """One decode (blocking, in a worker thread); the window follows the load."""
         with self._load.track() as busy:
             return _decode(self._model, audio, self._language, self._phrases,
                            self._beam_size, self._grammar, speech_s,
-                           full_context=use_full_window(self._window, busy))
+                           full_context=use_full_window(self._window, busy, hidden))
 
     def _speech_s(self, end_ms: float | None = None) -> float | None:
         """VAD speech duration of the decoded audio (caps the grammar's word count)."""
@@ -617,7 +587,9 @@ class WhisperStream:
             audio = self._speech_audio()
             if audio is None or audio.size < 1600:
                 return RecognitionResult(text="", confidence=0.0)
-            result = await run_blocking(self._executor, self._decode, audio, self._speech_s())
+            # The caller is waiting now: no hidden slack left for the slow window.
+            result = await run_blocking(self._executor, self._decode, audio, self._speech_s(),
+                                        False)
         except Exception:
             log.exception("whisper decode failed")
             self._failed = True

@@ -219,6 +219,8 @@ def test_window_follows_the_decoder_load() -> None:
     with load.track() as busy:  # a second decode while the first still runs
         assert not use_full_window("auto", busy)
         assert use_full_window("full", busy) and not use_full_window("short", False)
+    # After the endpoint the caller waits: auto never picks the slow window then.
+    assert not use_full_window("auto", False, hidden=False)
     release.set()
     first.join(5)
     assert seen == [True] and load.in_flight == 0
