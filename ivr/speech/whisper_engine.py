@@ -294,6 +294,7 @@ class DecodeLoad:
 
 
 FULL_FRAMES = 3000  # Whisper's 30 s window, in 10 ms mel frames
+MAX_WINDOW_SAMPLES = 30 * 16000
 CONTEXT_STEP_FRAMES = 200  # short windows come in 2 s steps (few distinct shapes)
 CONTEXT_TAIL_FRAMES = 200  # at least 2 s of padding after the speech (1 s: more loops)
 
@@ -411,6 +412,20 @@ def _decode(
 ) -> RecognitionResult:
     if grammar is not None:
         return _decode_grammar(model, audio, grammar, speech_s)
+    if audio.size > MAX_WINDOW_SAMPLES:
+        # Longer than one window (a recording given to ``ivr transcribe``; call
+        # turns are capped well below): decode it 30 s at a time.
+        parts = [_decode(model, audio[i:i + MAX_WINDOW_SAMPLES], language, phrases, beam_size,
+                         full_context=full_context)
+                 for i in range(0, audio.size, MAX_WINDOW_SAMPLES)]
+        heard = [r for r in parts if r.text]
+        if not heard:
+            return RecognitionResult(text="", confidence=0.0,
+                                     processing_ms=sum(r.processing_ms for r in parts))
+        text = " ".join(r.text for r in heard)
+        conf = round(min(r.confidence for r in heard), 4)
+        return RecognitionResult(text=text, confidence=conf, alternatives=((text, conf),),
+                                 processing_ms=sum(r.processing_ms for r in parts))
     # One pass, no timestamps, no temperature fallback. faster-whisper's
     # transcribe() would pad to 30 s whatever ``full_context`` says, and its
     # fallback re-decodes a low-confidence turn at up to five temperatures: a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from ivr.speech.audio import resample_pcm16, to_float, ulaw_decode, ulaw_encode
@@ -234,3 +235,14 @@ def test_window_follows_the_decoder_load() -> None:
         assert not busy
     with pytest.raises(SpeechError):
         WhisperRecognizer(window="wide")
+
+
+def test_recording_longer_than_one_window_is_decoded_whole(silero: SileroVad) -> None:
+    """A 40 s recording (ivr transcribe) is decoded 30 s at a time, nothing cut off."""
+    tts = FliteTts()
+    first = to_float(resample_pcm16(tts.synthesize_pcm("where is my order", "en"), RATE, 16000))
+    last = to_float(resample_pcm16(tts.synthesize_pcm("cancel my contract", "en"), RATE, 16000))
+    gap = np.zeros(16000 * 36, dtype=np.float32)
+    text = WhisperRecognizer(vad=silero).transcribe_sync(
+        np.concatenate([first, gap, last]), "en").text.lower()
+    assert "order" in text and "contract" in text, text
