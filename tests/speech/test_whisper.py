@@ -76,20 +76,21 @@ async def test_monologue_is_capped(whisper: WhisperRecognizer, question: bytes) 
 
 
 async def test_vocabulary_bias_reaches_the_decoder(silero: SileroVad) -> None:
-    """An unusual brand name is pulled towards the phrase list's spelling by the hint.
+    """An unusual brand name is spelt as in the phrase list when given as a hint.
 
-    On the short encoder window tiny.en writes "kana" with the hint and
-    "k in all" without (the 30 s window reaches "kanaal"); either way the
-    intent matcher's character n-grams meet the catalogue's "Kanaal".
+    Checked on the full 30 s window, where tiny.en writes "kanaal" with the hint
+    and "k-n-all" without. On the short window the hint pulls it only part of the
+    way ("kana" or "k-all", depending on run); the rest of the question survives.
     """
     pcm = FliteTts().synthesize_pcm("I want to cancel my Kanaal subscription", "en")
     x = to_float(resample_pcm16(pcm, RATE, 16000))
+    full = WhisperRecognizer(vad=silero, window="full")
+    biased = full.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
+    plain = full.transcribe_sync(x, "en", []).text.lower()
+    assert "kanaal" in biased and "kanaal" not in plain, (biased, plain)
     short = WhisperRecognizer(vad=silero, window="short")
-    biased = short.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
-    plain = short.transcribe_sync(x, "en", []).text.lower()
-    assert "kana" in biased and "kana" not in plain, (biased, plain)
-    full = WhisperRecognizer(window="full")
-    assert "kanaal" in full.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
+    heard = short.transcribe_sync(x, "en", ["Kanaal subscription"]).text.lower()
+    assert "cancel" in heard and "subscription" in heard, heard
 
 
 async def test_unsupported_language_and_rate(whisper: WhisperRecognizer) -> None:
