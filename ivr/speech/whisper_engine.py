@@ -327,6 +327,7 @@ def _encode(model: Any, audio: np.ndarray, full_context: bool) -> Any:
 
 
 _WORD = re.compile(r"[\w']+")
+_LEADING_MARKS = re.compile(r"^[^\w]+")
 
 
 def cut_repetition(text: str) -> str:
@@ -451,7 +452,9 @@ def _decode(
         max_length=len(prompt) + int(8 + TOKENS_PER_S * seconds),
     )[0]
     ids = [i for i in res.sequences_ids[0] if i < tok.eot]
-    text = cut_repetition(model.hf_tokenizer.decode(ids).strip())
+    # A stray leading mark ("; I have a question...", seen after in-band DTMF) is
+    # not speech: it would only clutter the transcript the agent reads.
+    text = _LEADING_MARKS.sub("", cut_repetition(model.hf_tokenizer.decode(ids).strip()))
     elapsed = (time.perf_counter() - t0) * 1000
     # generate() returns the sum of log-probs over length (length_penalty 1);
     # faster-whisper's avg_logprob divides the sum by length + 1.
