@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -342,18 +343,12 @@ def cut_repetition(text: str) -> str:
     words = [" ".join(_WORD.findall(t.lower())) for t in tokens]
     n = len(words)
     for k in range(2, n - 1):
-        m = min(4, n - k)
+        m = min(4, n - k)  # four words, or all that follow when fewer remain
+        head, again = words[:m], words[k:k + m]
         # The token cap may cut the loop mid-word: the last word need only be a prefix.
-        if words[k:k + m - 1] == words[:m - 1] and words[m - 1].startswith(words[k + m - 1]) \
-                and (m == 4 or words[k:] == words[:n - k] or _prefix_loop(words, k)):
+        if again[:-1] == head[:-1] and head[-1].startswith(again[-1]):
             return " ".join(tokens[:k])
     return text
-
-
-def _prefix_loop(words: list[str], k: int) -> bool:
-    tail = words[k:]
-    return all(w == words[i] for i, w in enumerate(tail[:-1])) and \
-        words[len(tail) - 1].startswith(tail[-1])
 
 
 def _decode_grammar(
@@ -598,29 +593,21 @@ class WhisperStream:
             if self._early is not None and ep.end_ms is not None and \
                     self._early_end_ms == ep.end_ms:
                 result = await self._early  # same audio: reuse the speculative decode
-                return RecognitionResult(
-                    text=result.text, confidence=result.confidence,
-                    alternatives=result.alternatives, words=result.words,
-                    processing_ms=(time.perf_counter() - t0) * 1000)
-            audio = self._speech_audio()
-            if audio is None or audio.size < 1600:
-                return RecognitionResult(text="", confidence=0.0)
-            # The caller is waiting now: no hidden slack left for the slow window.
-            result = await run_blocking(self._executor, self._decode, audio, self._speech_s(),
-                                        False)
+            else:
+                audio = self._speech_audio()
+                if audio is None or audio.size < 1600:
+                    return RecognitionResult(text="", confidence=0.0)
+                # The caller is waiting now: no hidden slack left for the slow window.
+                result = await run_blocking(self._executor, self._decode, audio,
+                                            self._speech_s(), False)
         except Exception:
             log.exception("whisper decode failed")
             self._failed = True
             return EMPTY_RESULT
         finally:
             self._chunks.clear()
-        return RecognitionResult(
-            text=result.text,
-            confidence=result.confidence,
-            alternatives=result.alternatives,
-            words=result.words,
-            processing_ms=(time.perf_counter() - t0) * 1000,
-        )
+        # What the caller waited after the endpoint, not the decode's own time.
+        return dataclasses.replace(result, processing_ms=(time.perf_counter() - t0) * 1000)
 
     async def close(self) -> None:
         self._ended = True
