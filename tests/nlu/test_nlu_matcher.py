@@ -166,16 +166,23 @@ def test_generic_fit_with_oos_examples_calibrates_rejection() -> None:
     assert clf.predict("moon tax shoe").out_of_scope
 
 
-def test_parallel_fit_matches_serial_fit() -> None:
-    """Fitting the calibration model in a second thread changes nothing but the time."""
-    rng = np.random.default_rng(2)
+def _three_word_topics(seed: int, per_topic: int
+                       ) -> tuple[list[str], list[str], np.random.Generator]:
+    """Three toy topics of random three-word texts (and the generator, to draw more)."""
+    rng = np.random.default_rng(seed)
     words = {"a": ["red", "blue", "green", "pink"], "b": ["one", "two", "six", "ten"],
              "c": ["cat", "dog", "cow", "owl"]}
     texts, labels = [], []
     for label, ws in words.items():
-        for _ in range(25):
+        for _ in range(per_topic):
             texts.append(" ".join(rng.choice(ws, size=3)))
             labels.append(label)
+    return texts, labels, rng
+
+
+def test_parallel_fit_matches_serial_fit() -> None:
+    """Fitting the calibration model in a second thread changes nothing but the time."""
+    texts, labels, _ = _three_word_topics(seed=2, per_topic=25)
     texts += ["moon tax", "shoe desk car", "tax moon shoe", "desk car"] * 3
     labels += ["oos"] * 12
     queries = ["red blue dog", "six ten", "moon desk", "owl cow cat"]
@@ -186,14 +193,7 @@ def test_parallel_fit_matches_serial_fit() -> None:
 
 def test_optional_calibration_settings_still_reject_out_of_scope() -> None:
     """The margin feature and a capped calibration set keep the rejection working."""
-    rng = np.random.default_rng(3)
-    words = {"a": ["red", "blue", "green", "pink"], "b": ["one", "two", "six", "ten"],
-             "c": ["cat", "dog", "cow", "owl"]}
-    texts, labels = [], []
-    for label, ws in words.items():
-        for _ in range(40):
-            texts.append(" ".join(rng.choice(ws, size=3)))
-            labels.append(label)
+    texts, labels, rng = _three_word_topics(seed=3, per_topic=40)
     texts += [" ".join(rng.choice(["moon", "tax", "shoe", "desk"], size=2)) for _ in range(20)]
     labels += ["oos"] * 20
     cfg = ClassifierConfig(margin_feature=True, calibration_max_train=50)
