@@ -183,26 +183,16 @@ class _Model:
         vals: list[FloatArray] = []
         offset = 0
         for analyzer, vocab, idf in self.fast_vecs:
-            counts: dict[int, int] = {}
-            for term in analyzer(text):
-                j = vocab.get(term)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            if counts:
-                c = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-                w = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64,
-                                              count=len(counts)))) * idf[c]
-                cols.append(c + offset)
-                vals.append(w / float(np.sqrt(w @ w)))
+            c, w = _tfidf_row(text, analyzer, vocab, idf)
+            cols.append(c + offset)
+            vals.append(w)
             offset += len(idf)
         if emb is not None and self.cfg.embedding_feature_weight > 0:
             cols.append(np.arange(offset, offset + emb.shape[1]))
             vals.append(np.asarray(emb[0], dtype=np.float64) * self.cfg.embedding_feature_weight)
-        coef = self.svm.coef_
-        if not cols:
-            return np.asarray(self.svm.intercept_, dtype=np.float64)
-        c_all, v_all = np.concatenate(cols), np.concatenate(vals)
-        return np.asarray(coef[:, c_all] @ v_all + self.svm.intercept_, dtype=np.float64)
+        c_all, v_all = np.concatenate(cols), np.concatenate(vals)  # both vectorizers: never []
+        return np.asarray(self.svm.coef_[:, c_all] @ v_all + self.svm.intercept_,
+                          dtype=np.float64)
 
     def familiarity(self, emb: FloatArray | None, n: int) -> FloatArray:
         """Highest cosine similarity of each query to any training example (0 without)."""
@@ -232,17 +222,9 @@ class _Model:
         indices: list[int] = []
         values: list[float] = []
         for text in texts:
-            counts: dict[int, int] = {}
-            for term in analyzer(text):
-                j = vocab.get(term)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            w = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64,
-                                          count=len(counts)))) * idf[cols]
-            norm = float(np.sqrt(w @ w))
+            cols, w = _tfidf_row(text, analyzer, vocab, idf)
             indices.extend(cols.tolist())
-            values.extend((w / norm if norm > 0 else w).tolist())
+            values.extend(w.tolist())
             indptr.append(len(indices))
         return sp.csr_matrix((values, indices, indptr), shape=(len(texts), len(idf)))
 
@@ -261,6 +243,21 @@ class _Model:
         # Only strong fuzzy matches count: token_set_ratio gives 40-60 to
         # unrelated sentences that share a few function words.
         return np.clip((best - 0.6) / 0.4, 0.0, 1.0)
+
+
+def _tfidf_row(text: str, analyzer: Any, vocab: dict[str, int], idf: FloatArray
+               ) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """One text's TF-IDF columns and weights (sublinear tf, l2-normalised)."""
+    counts: dict[int, int] = {}
+    for term in analyzer(text):
+        j = vocab.get(term)
+        if j is not None:
+            counts[j] = counts.get(j, 0) + 1
+    cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    w = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64,
+                                  count=len(counts)))) * idf[cols]
+    norm = float(np.sqrt(w @ w))
+    return cols, (w / norm if norm > 0 else w)
 
 
 def _margins(scores: FloatArray) -> FloatArray:
