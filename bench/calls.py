@@ -53,22 +53,21 @@ def specs(n: int, offset: int) -> list[VoiceCallSpec]:
             for i in range(n)]
 
 
+def _cpu_and_name(proc_dir: str) -> tuple[float, str] | None:
+    """(user + system CPU seconds, comm name) of a /proc process or task, None if gone."""
+    try:
+        with open(f"{proc_dir}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open(f"{proc_dir}/comm") as fh:
+            name = fh.read().strip()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), name
+
+
 def asterisk_cpu_s() -> float:
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{pid}/comm") as fh:
-                name = fh.read().strip()
-        except OSError:
-            continue
-        if name == "asterisk":
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    found = (_cpu_and_name(f"/proc/{pid}") for pid in os.listdir("/proc") if pid.isdigit())
+    return sum(cpu for cpu, name in filter(None, found) if name == "asterisk")
 
 
 def thread_cpu_s() -> dict[str, float]:
@@ -77,20 +76,17 @@ def thread_cpu_s() -> dict[str, float]:
     Python threads all carry the process name, so the loop (the main thread)
     is told apart by its id."""
     out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/self/task/{tid}/comm") as fh:
-                name = fh.read().strip().rstrip("0123456789_-").lower() or "?"
-            if tid == str(os.getpid()):
-                name = "event loop"
-            elif name.startswith("python"):
-                name = "worker threads"
-        except OSError:
+        got = _cpu_and_name(f"/proc/self/task/{tid}")
+        if got is None:
             continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        cpu, name = got
+        name = name.rstrip("0123456789_-").lower() or "?"
+        if tid == str(os.getpid()):
+            name = "event loop"
+        elif name.startswith("python"):
+            name = "worker threads"
+        out[name] = out.get(name, 0.0) + cpu
     return out
 
 

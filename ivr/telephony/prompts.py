@@ -49,7 +49,8 @@ class FilePromptResolver:
             if not target.exists():
                 await asyncio.to_thread(self._copy, recorded, target)
             return self._uri(target)
-        return self._uri(await self.audio_file(prompt))
+        # Not recorded (just checked): synthesise without asking audio_file to look again.
+        return self._uri(await self._synth.synthesize(prompt.text, prompt.language))
 
     @staticmethod
     def _copy(src: Path, dst: Path) -> None:
