@@ -71,9 +71,8 @@ DIGIT_WORDS = frozenset(
 def closed_vocabulary(phrases: Sequence[str]) -> tuple[str, ...] | None:
     """Words of a grammar-mode phrase list (order kept), or None for open vocabulary."""
     explicit = any(p.strip() == GRAMMAR_MARKER for p in phrases)
-    kept = [p for p in phrases if p.strip() != GRAMMAR_MARKER]
     words: dict[str, None] = {}
-    for p in unique_phrases(kept):
+    for p in unique_phrases(without_marker(phrases)):
         for w in p.split():
             words.setdefault(w, None)
     if not words:
