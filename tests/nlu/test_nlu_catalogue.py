@@ -150,10 +150,16 @@ def test_too_few_examples_and_missing_intent(tmp_path: Path) -> None:
     """Fewer than 15 examples, or an intent absent from nl.yaml, are reported."""
     directory = _copy(tmp_path)
     en = directory / "en.yaml"
-    text = en.read_text(encoding="utf-8")
-    start = text.index("      - where is my order")
-    end = text.index("      - is my order on its way")
-    en.write_text(text[:start] + text[end:], encoding="utf-8")
+    # Keep only order_status's first three examples, wherever they sit.
+    lines = en.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = lines.index("  order_status:\n")
+    end = first + 1
+    while end < len(lines) and (lines[end].startswith("   ") or not lines[end].strip()):
+        end += 1  # the intent's block ends at the next two-space key
+    items = [i for i in range(first, end) if lines[i].startswith("      - ")]
+    assert len(items) > 15
+    drop = set(items[3:])
+    en.write_text("".join(ln for i, ln in enumerate(lines) if i not in drop), encoding="utf-8")
     with pytest.raises(CatalogueError, match=r"order_status.examples: \d+ examples, at least 15"):
         load_catalogue(directory)
 
