@@ -14,17 +14,20 @@ Three scorers are fused per intent (a weighted sum of their scores):
   sets such as our catalogues: it is per-example work), which is strongest for
   very short phrases like "agent" or "invoice".
 
-The fused top score, together with the query's highest cosine similarity to
-any training example (how familiar the sentence is at all), is turned into a
-probability of being right by logistic (Platt) scaling fitted on a held-out
-slice of the training data plus any examples labelled out-of-scope; that
-probability is the confidence the call flow compares with its thresholds.
-The similarity term is what separates out-of-scope questions: on CLINC150 it
-keeps ~1.5 points more in-scope accuracy at the same out-of-scope recall.
-Optionally (``margin_feature``) the top score's lead over the runner-up is a
-third feature; in 3-fold CV on CLINC150 train+oos_train its gain was within
-noise, so it is off. The calibration model and the final model are fitted side
-by side in two threads.
+The fused top score, together with two measures of how familiar the query
+is (its highest cosine similarity to a training example of its five
+best-scoring intents, and minus its squared distance to the nearest intent
+centroid), is turned into a probability of being right by logistic (Platt)
+scaling fitted on a held-out slice of the training data plus any examples
+labelled out-of-scope; that probability is the confidence the call flow
+compares with its thresholds. The familiarity terms are what separate
+out-of-scope questions: on CLINC150 val the best in-scope accuracy at 80 %
+out-of-scope recall is 94.3 % from the top score alone, 95.6 % with the
+similarity and about 96 % with both (with the fitted weights, 95.4 % at
+85 %). Optionally (``margin_feature``) the top score's lead over the
+runner-up is a further feature; in 3-fold CV on CLINC150 train+oos_train its
+gain was within noise, so it is off. The calibration model
+and the final model are fitted side by side in two threads.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class ClassifierConfig:
     # 3-fold CV on CLINC150 train, 5000 cost ~0.1 point in-scope at equal OOS recall).
     calibration_max_train: int = 0
     top_k: int = 5
+    familiar_classes: int = 5  # familiarity looks at the examples of this many best classes
     oos_label: str = "oos"
     seed: int = 0
     parallel_fit: bool = True  # fit the calibration and final models in two threads
@@ -90,7 +94,23 @@ class FitReport:
     embed_seconds: float = 0.0
     platt: tuple[float, float] = (0.0, 0.0)
     similarity_weight: float = 0.0
+    closeness_weight: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Calibration:
+    """Platt scaling: P(correct) = sigmoid(a * score + b + weights . query features)."""
+
+    a: float = 4.0
+    b: float = -2.0
+    familiarity: float = 0.0
+    closeness: float = 0.0
+    margin: float = 0.0
+
+    @property
+    def uses_embedding(self) -> bool:
+        return bool(self.familiarity or self.closeness)
 
 
 class _Model:
@@ -141,8 +161,25 @@ class _Model:
             targets[np.arange(len(emb)), y] = 1.0
             gram = a.T @ a + self.cfg.ridge_alpha * np.eye(a.shape[1])
             self.ridge = np.asarray(np.linalg.solve(gram, a.T @ targets), dtype=np.float64)
-        # Training embeddings for the familiarity feature (max cosine similarity).
-        self.emb_train = np.asarray(emb, dtype=np.float32) if emb is not None else None
+        # Training embeddings for the familiarity feature (max cosine similarity),
+        # sorted by class so a class's examples are one slice; and the class
+        # centroids for the closeness feature.
+        self.emb_train: npt.NDArray[np.float32] | None = None
+        self.centroids: FloatArray | None = None
+        if emb is not None and len(emb):
+            order = np.argsort(y, kind="stable")
+            self.emb_train = np.asarray(emb[order], dtype=np.float32)
+            classes, starts, counts = np.unique(y[order], return_index=True, return_counts=True)
+            self.class_slices = np.zeros((n_classes, 2), dtype=np.int64)
+            self.class_slices[classes, 0] = starts
+            self.class_slices[classes, 1] = starts + counts
+            cent = np.zeros((n_classes, emb.shape[1]))
+            np.add.at(cent, y, emb)
+            cent[classes] /= counts[:, None]
+            self.centroids = cent
+            # Classes without examples can never be the nearest centroid.
+            self.centroid_sq = np.where(np.isin(np.arange(n_classes), classes),
+                                        (cent * cent).sum(axis=1), np.inf)
         if self.use_fuzzy:
             from rapidfuzz import utils
 
@@ -194,12 +231,40 @@ class _Model:
         return np.asarray(self.svm.coef_[:, c_all] @ v_all + self.svm.intercept_,
                           dtype=np.float64)
 
-    def familiarity(self, emb: FloatArray | None, n: int) -> FloatArray:
-        """Highest cosine similarity of each query to any training example (0 without)."""
-        if self.emb_train is None or emb is None or not len(self.emb_train):
-            return np.zeros(n)
-        sim = np.asarray(emb, dtype=np.float32) @ self.emb_train.T
-        return np.asarray(sim.max(axis=1), dtype=np.float64)
+    def closeness(self, emb: FloatArray | None, scores: FloatArray
+                  ) -> tuple[FloatArray, FloatArray]:
+        """How familiar each query is: (highest cosine similarity to a training
+        example of its ``familiar_classes`` best-scoring classes, minus the
+        squared distance to the nearest class centroid); zeros without embeddings.
+
+        Only the best classes' examples are searched: the nearest example is
+        almost always among them, and a single query then reads a few hundred
+        rows instead of every example (15,000 on CLINC150, ~0.7 ms a query).
+        Batch and single queries compute the same numbers.
+        """
+        n = len(scores)
+        if self.emb_train is None or self.centroids is None or emb is None:
+            return np.zeros(n), np.zeros(n)
+        q = np.asarray(emb, dtype=np.float64)
+        # -|q - c|^2 = 2 q.c - |c|^2 - |q|^2
+        d2 = 2.0 * (q @ self.centroids.T) - self.centroid_sq - (q * q).sum(axis=1)[:, None]
+        near = np.asarray(d2.max(axis=1), dtype=np.float64)
+        k = min(self.cfg.familiar_classes, scores.shape[1])
+        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        fam = np.zeros(n)
+        qf = q.astype(np.float32)
+        if n == 1:
+            fam[0] = max((float((self.emb_train[a:b] @ qf[0]).max())
+                          for a, b in self.class_slices[best[0]] if b > a), default=0.0)
+            return fam, near
+        for lo in range(0, n, 512):  # bounded memory for large test sets
+            sim = qf[lo:lo + 512] @ self.emb_train.T
+            per_class = np.full((len(sim), scores.shape[1]), -1.0, dtype=np.float32)
+            present = self.class_slices[:, 1] > self.class_slices[:, 0]
+            per_class[:, present] = np.maximum.reduceat(
+                sim, self.class_slices[present, 0], axis=1)
+            fam[lo:lo + 512] = np.take_along_axis(per_class, best[lo:lo + 512], axis=1).max(axis=1)
+        return fam, near
 
     def _features(self, texts: Sequence[str], emb: FloatArray | None, fit: bool = False) -> Any:
         import scipy.sparse as sp
@@ -298,9 +363,7 @@ class IntentClassifier:
         self.config = config or ClassifierConfig()
         self.classes: tuple[str, ...] = ()
         self._model: _Model | None = None
-        self._platt = (4.0, -2.0)
-        self._sim_weight = 0.0
-        self._margin_weight = 0.0
+        self._cal = _Calibration()
         self.report = FitReport()
 
     @property
@@ -339,12 +402,13 @@ class IntentClassifier:
                 self._calibrate, x_text, y, emb, oos, emb_oos, len(classes), use_fuzzy, report
             )
             self._model = _Model(cfg, use_fuzzy).fit(x_text, y, emb, len(classes))
-            self._platt, self._sim_weight, self._margin_weight = calibration.result()
+            self._cal = calibration.result()
         self.classes = classes
         report.embed_seconds = embed_s
         report.seconds = time.perf_counter() - started
-        report.platt = self._platt
-        report.similarity_weight = self._sim_weight
+        report.platt = (self._cal.a, self._cal.b)
+        report.similarity_weight = self._cal.familiarity
+        report.closeness_weight = self._cal.closeness
         self.report = report
         return self
 
@@ -355,9 +419,9 @@ class IntentClassifier:
 
     def _calibrate(self, x_text: list[str], y: npt.NDArray[np.int64], emb: FloatArray | None,
                    oos: list[str], emb_oos: FloatArray | None, n_classes: int,
-                   use_fuzzy: bool, report: FitReport
-                   ) -> tuple[tuple[float, float], float, float]:
-        """Fit Platt scaling ((top score, familiarity) -> P(correct)) on a held-out slice."""
+                   use_fuzzy: bool, report: FitReport) -> _Calibration:
+        """Fit Platt scaling ((top score, familiarity, closeness) -> P(correct))
+        on a held-out slice."""
         rng = np.random.default_rng(self.config.seed)
         hold = np.zeros(len(y), dtype=bool)
         for c in np.unique(y):
@@ -367,7 +431,7 @@ class IntentClassifier:
                 hold[rng.choice(idx, size=k, replace=False)] = True
         if hold.sum() < 10:
             report.notes.append("too little data to calibrate; default confidence mapping")
-            return self._platt, 0.0, 0.0
+            return _Calibration()
         train = ~hold
         cap = self.config.calibration_max_train
         if 0 < cap < int(train.sum()):
@@ -383,39 +447,44 @@ class IntentClassifier:
         s_in = model.scores(held_texts, emb_held)
         top = s_in.max(axis=1)
         margin = _margins(s_in)
-        fam = model.familiarity(emb_held, len(held_texts))
+        fam, near = model.closeness(emb_held, s_in)
         correct = (s_in.argmax(axis=1) == y[hold]).astype(int)
         if oos:
             s_oos = model.scores(oos, emb_oos)
             top = np.concatenate([top, s_oos.max(axis=1)])
             margin = np.concatenate([margin, _margins(s_oos)])
-            fam = np.concatenate([fam, model.familiarity(emb_oos, len(oos))])
+            fam_oos, near_oos = model.closeness(emb_oos, s_oos)
+            fam = np.concatenate([fam, fam_oos])
+            near = np.concatenate([near, near_oos])
             correct = np.concatenate([correct, np.zeros(len(oos), dtype=int)])
         if correct.min() == correct.max():
             # Every held-out example right (typical for a small clean catalogue):
             # anchor the curve so the weakest held-out score maps to ~0.7.
             lo = float(np.quantile(top, 0.05))
-            return (6.0, 6.0 * (-lo) + 0.85), 0.0, 0.0
+            return _Calibration(6.0, 6.0 * (-lo) + 0.85)
         from sklearn.linear_model import LogisticRegression
 
-        # Familiarity only helps to reject what is unlike every example, so it
-        # is used only when out-of-scope examples show how it should weigh.
+        # Familiarity and closeness only help to reject what is unlike the
+        # examples, so they are used only when out-of-scope examples show how
+        # they should weigh.
         use_fam = bool(oos) and emb is not None
         use_margin = use_fam and self.config.margin_feature
-        cols = [top, fam] if use_fam else [top]
+        cols = [top, fam, near] if use_fam else [top]
         feats = np.column_stack([*cols, margin] if use_margin else cols)
         lr = LogisticRegression(C=100.0).fit(feats, correct)
-        sim_w = float(lr.coef_[0, 1]) if use_fam else 0.0
-        margin_w = float(lr.coef_[0, 2]) if use_margin else 0.0
-        return ((float(lr.coef_[0, 0]), float(lr.intercept_[0])), max(sim_w, 0.0),
-                max(margin_w, 0.0))
+        w = [max(float(v), 0.0) for v in lr.coef_[0, 1:]]  # more familiar never means less sure
+        return _Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]),
+                            familiarity=w[0] if use_fam else 0.0,
+                            closeness=w[1] if use_fam else 0.0,
+                            margin=w[2] if use_margin else 0.0)
 
-    def confidence(self, score: FloatArray, familiarity: float = 0.0,
+    def confidence(self, score: FloatArray, familiarity: float = 0.0, closeness: float = 0.0,
                    margin: FloatArray | float = 0.0) -> FloatArray:
-        """Map fused scores (and the query's familiarity and each score's lead
-        over the best other one) to calibrated probabilities."""
-        a, b = self._platt
-        z = a * score + self._sim_weight * familiarity + self._margin_weight * margin + b
+        """Map fused scores (and the query's familiarity and closeness, and each
+        score's lead over the best other one) to calibrated probabilities."""
+        c = self._cal
+        z = (c.a * score + c.familiarity * familiarity + c.closeness * closeness
+             + c.margin * margin + c.b)
         return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
     def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
@@ -437,16 +506,16 @@ class IntentClassifier:
             live_texts = [texts[i] for i in live]
             emb = self._embed(live_texts)
             scores = self._model.scores(live_texts, emb)
-            fam = (self._model.familiarity(emb, len(live_texts)) if self._sim_weight
-                   else np.zeros(len(live_texts)))
+            fam, near = self._model.closeness(emb if self._cal.uses_embedding else None,
+                                              scores)
             k = min(self.config.top_k, scores.shape[1])
             for row, i in enumerate(live):
                 order = np.argsort(-scores[row])[:k]
                 top = scores[row, order]
                 lead = top - (top[1] if len(top) > 1 else top[0] - 1.0)
                 lead[1:] = top[1:] - top[0]
-                conf = self.confidence(top, float(fam[row]),
-                                       lead if self._margin_weight else 0.0)
+                conf = self.confidence(top, float(fam[row]), float(near[row]),
+                                       lead if self._cal.margin else 0.0)
                 ranked = tuple(
                     (self.classes[c], round(float(p), 4)) for c, p in zip(order, conf, strict=True)
                 )

@@ -334,3 +334,29 @@ def test_single_query_path_scores_like_the_batch_path(full: HybridIntentMatcher)
             assert [s.intent for s in one.ranked] == [s.intent for s in b.ranked], text
             assert np.allclose([s.confidence for s in one.ranked],
                                [s.confidence for s in b.ranked], atol=1e-6), text
+
+
+@pytest.mark.slow
+def test_familiarity_features_reject_the_unfamiliar_alike_for_one_query_and_many(
+    catalogue: YamlIntentCatalogue, minilm: OnnxMiniLmEmbedder
+) -> None:
+    """With out-of-scope examples, calibration weighs the query's nearest example and
+    nearest centroid; a single query (row slices) and a batch (one product) agree."""
+    intents = ["order_status", "opening_hours", "password_reset", "refund", "complaint"]
+    pairs = [(t, i) for t, i in catalogue.examples("en") if i in intents]
+    texts, labels = [t for t, _ in pairs], [i for _, i in pairs]
+    oos = ["what is the weather tomorrow", "play some jazz music", "how tall is mount everest",
+           "tell me a joke", "what is the capital of france", "set an alarm for seven",
+           "who won the football match", "how do i bake bread", "translate hello to german",
+           "what time is it in tokyo", "recommend a good movie", "how many calories in an apple"]
+    clf = IntentClassifier(minilm).fit(texts + oos, labels + ["oos"] * len(oos))
+    assert clf.report.similarity_weight > 0 or clf.report.closeness_weight > 0
+    queries = ["when are you open on saturday", "i forgot my password",
+               "what is the population of brazil", "where is my parcel", "sing me a song"]
+    batch = clf.predict_many(queries * 2)  # > 8 queries: the batch path
+    for q, b in zip(queries, batch[:len(queries)], strict=True):
+        one = clf.predict(q)
+        assert [i for i, _ in one.ranked] == [i for i, _ in b.ranked], q
+        assert np.allclose([c for _, c in one.ranked], [c for _, c in b.ranked], atol=1e-5), q
+    assert not batch[0].out_of_scope and batch[0].ranked[0][0] == "opening_hours"
+    assert batch[2].out_of_scope
