@@ -119,7 +119,8 @@ def main() -> None:
         cv = f" ({r.folds}-fold CV)" if r.folds > 1 else ""
         table.append(
             f"| {name}{cv} | top-1 {r.top1_accuracy:.1%}, in-scope {r.in_scope_accuracy:.1%}, "
-            f"OOS recall {oos}, macro-F1 {r.macro_f1:.3f} | "
+            f"OOS recall {oos}, macro-F1 {r.macro_f1:.3f}, low-confidence "
+            f"{r.low_confidence:.1%} (accuracy on the rest {r.confident_accuracy:.1%}) | "
             f"{r.latency_p50_ms:.2f} / {r.latency_p95_ms:.2f} | "
             f"{r.train_seconds:.1f} ({r.train_examples} ex.) |"
         )

@@ -87,8 +87,9 @@ def test_evaluate_reports_all_figures(clinc_file: Path) -> None:
     assert 0.0 < result.macro_f1 <= 1.0
     assert 0.0 < result.latency_p50_ms <= result.latency_p95_ms
     assert result.train_seconds > 0 and result.peak_rss_mb > 10
+    assert result.open_set and 0.0 <= result.low_confidence <= 1.0
     text = format_result("mini", result)
-    assert "in-scope accuracy" in text and "p95" in text
+    assert "in-scope accuracy" in text and "p95" in text and "low confidence" in text
 
 
 def test_cross_validation_without_test_set(catalogue: YamlIntentCatalogue) -> None:
@@ -98,6 +99,11 @@ def test_cross_validation_without_test_set(catalogue: YamlIntentCatalogue) -> No
     assert result.folds == 3
     assert result.oos_recall is None
     assert result.top1_accuracy >= 0.6  # lexical only, 2/3 of the examples per fold
+    # No 'oos' label anywhere: a low-confidence flag is not an 'oos' prediction.
+    assert not result.open_set
+    assert result.accuracy == pytest.approx(result.top1_accuracy)
+    assert 0.0 < result.low_confidence < 0.5
+    assert result.confident_accuracy >= result.top1_accuracy
     with pytest.raises(DatasetError):
         cross_validate(lambda: HybridIntentMatcher(), data, 1)
 
