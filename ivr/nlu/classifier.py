@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -336,11 +337,42 @@ def _margins(scores: FloatArray) -> FloatArray:
 _FEW = 8  # up to this many queries are scored with one BLAS thread
 
 
-@functools.cache
-def _blas_controller() -> Any:
-    from threadpoolctl import ThreadpoolController
+class _OneBlasThread:
+    """Process-wide "one BLAS thread while any few-query prediction runs".
 
-    return ThreadpoolController()  # finds the loaded BLAS libraries once (~ms)
+    threadpoolctl's limit is process-wide and restores what it saw on entry,
+    so two overlapping ``with limit(...)`` blocks (matches from concurrent
+    calls run in worker threads) could restore in the wrong order and leave
+    BLAS on one thread for good. Here the first entrant sets the limit and
+    the last one out restores the original, under a lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: Any = None
+
+    @functools.cached_property
+    def _controller(self) -> Any:
+        from threadpoolctl import ThreadpoolController
+
+        return ThreadpoolController()  # finds the loaded BLAS libraries once (~ms)
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._saved = self._controller.limit(limits=1, user_api="blas")
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._saved.restore_original_limits()
+                self._saved = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
 
 
 def _now(fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -494,7 +526,7 @@ class IntentClassifier:
         if len(texts) <= _FEW:
             # A few queries' products are too small to share: a second BLAS thread
             # only adds its wake-up (up to a 4 ms scheduler tick on a busy box).
-            with _blas_controller().limit(limits=1, user_api="blas"):
+            with _ONE_BLAS_THREAD:
                 return self._predict_many(texts)
         return self._predict_many(texts)
 

@@ -360,3 +360,40 @@ def test_familiarity_features_reject_the_unfamiliar_alike_for_one_query_and_many
         assert np.allclose([c for _, c in one.ranked], [c for _, c in b.ranked], atol=1e-5), q
     assert not batch[0].out_of_scope and batch[0].ranked[0][0] == "opening_hours"
     assert batch[2].out_of_scope
+
+
+def test_overlapping_single_queries_restore_the_blas_threads() -> None:
+    """Two few-query predictions that overlap (entered A, B; left A, B) leave BLAS as
+    it was: the first entrant limits it to one thread, the last one out restores it."""
+    from threadpoolctl import threadpool_info
+
+    from ivr.nlu.classifier import _ONE_BLAS_THREAD
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas_threads()
+    if not before or before == {1}:
+        pytest.skip("BLAS runs one thread already; nothing to restore")
+    entered = [threading.Event(), threading.Event()]
+    leave = [threading.Event(), threading.Event()]
+    seen: list[set[int]] = []
+
+    def user(k: int) -> None:
+        with _ONE_BLAS_THREAD:
+            entered[k].set()
+            leave[k].wait(5)
+            seen.append(blas_threads())
+
+    threads = [threading.Thread(target=user, args=(k,)) for k in (0, 1)]
+    threads[0].start()
+    assert entered[0].wait(5)
+    threads[1].start()
+    assert entered[1].wait(5)
+    leave[0].set()  # A leaves first, while B is still inside
+    threads[0].join(5)
+    assert blas_threads() == {1}
+    leave[1].set()
+    threads[1].join(5)
+    assert seen == [{1}, {1}]
+    assert blas_threads() == before
