@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -334,45 +333,22 @@ def _margins(scores: FloatArray) -> FloatArray:
     return np.asarray(two[:, 0] - two[:, 1], dtype=np.float64)
 
 
-_FEW = 8  # up to this many queries are scored with one BLAS thread
+@functools.cache
+def one_blas_thread() -> None:
+    """Put BLAS on one thread for the rest of the process (first call only).
 
-
-class _OneBlasThread:
-    """Process-wide "one BLAS thread while any few-query prediction runs".
-
-    threadpoolctl's limit is process-wide and restores what it saw on entry,
-    so two overlapping ``with limit(...)`` blocks (matches from concurrent
-    calls run in worker threads) could restore in the wrong order and leave
-    BLAS on one thread for good. Here the first entrant sets the limit and
-    the last one out restores the original, under a lock.
+    The matcher's products are small: a second BLAS thread only adds its
+    wake-up to a single query (up to a 4 ms scheduler tick on a busy 2-core
+    box), and training already fits two models side by side, one per core.
+    Set once and never restored because threadpoolctl's limits are
+    process-wide and, for OpenBLAS, owned by one thread: per-query limits from
+    concurrent worker threads were ignored or restored out of order, which
+    could leave BLAS on one thread anyway, or on two during a query.
     """
+    import scipy.linalg  # noqa: F401  (loads scipy's own BLAS, so the limit covers it too)
+    from threadpoolctl import threadpool_limits
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._saved: Any = None
-
-    @functools.cached_property
-    def _controller(self) -> Any:
-        from threadpoolctl import ThreadpoolController
-
-        return ThreadpoolController()  # finds the loaded BLAS libraries once (~ms)
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._users == 0:
-                self._saved = self._controller.limit(limits=1, user_api="blas")
-            self._users += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                self._saved.restore_original_limits()
-                self._saved = None
-
-
-_ONE_BLAS_THREAD = _OneBlasThread()
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _now(fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -408,6 +384,7 @@ class IntentClassifier:
             raise ValueError("texts and labels differ in length")
         cfg = self.config
         started = time.perf_counter()
+        one_blas_thread()
         pairs = [(str(t), str(lab)) for t, lab in zip(texts, labels, strict=True) if str(t).strip()]
         ins = [(t, lab) for t, lab in pairs if lab != cfg.oos_label]
         oos = [t for t, lab in pairs if lab == cfg.oos_label]
@@ -523,11 +500,7 @@ class IntentClassifier:
         """Batch prediction; empty or letter-less texts are out of scope."""
         if self._model is None:
             raise RuntimeError("classifier is not fitted")
-        if len(texts) <= _FEW:
-            # A few queries' products are too small to share: a second BLAS thread
-            # only adds its wake-up (up to a 4 ms scheduler tick on a busy box).
-            with _ONE_BLAS_THREAD:
-                return self._predict_many(texts)
+        one_blas_thread()
         return self._predict_many(texts)
 
     def _predict_many(self, texts: Sequence[str]) -> list[Prediction]:
