@@ -79,10 +79,12 @@ def decision_table(reports: list[TextCallReport], title: str) -> Table:
         table.add_column(col, overflow="fold")
     for r in reports:
         d = r.as_dict()
-        table.add_row(d["caller"], d["question"] or "-", d["intent"] or "-",
-                      f"{d['confidence']:.2f}" if d["confidence"] is not None else "-",
-                      d["scenario"] or "-", d["skill"] or "-", d["action"] or "-",
-                      d["outcome"], f"{d['elapsed_ms']:.0f}")
+        # escape(): a question like "[keypad 2]" is text, not rich markup.
+        table.add_row(*(escape(str(v)) for v in (
+            d["caller"], d["question"] or "-", d["intent"] or "-",
+            f"{d['confidence']:.2f}" if d["confidence"] is not None else "-",
+            d["scenario"] or "-", d["skill"] or "-", d["action"] or "-",
+            d["outcome"], f"{d['elapsed_ms']:.0f}")))
     return table
 
 

@@ -6,6 +6,7 @@ import json
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ivr.cli.common import settings_from
@@ -31,7 +32,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
     table.add_column("setting")
     table.add_column("value")
     for key, value in values.items():
-        table.add_row(key, value)
+        table.add_row(escape(key), escape(value))
     Console().print(table)
     click.echo("configuration OK")
 
@@ -43,5 +44,5 @@ def list_settings() -> None:
     for col in ("variable", "default", "meaning"):
         table.add_column(col)
     for row in describe():
-        table.add_row(*row)
+        table.add_row(*(escape(c) for c in row))
     Console().print(table)

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ivr.config import Settings
@@ -219,9 +220,12 @@ def voice_table(reports: list[VoiceCallReport], title: str) -> Table:
     for r in reports:
         d = r.as_dict()
         heard = "; ".join(t.removeprefix("caller: ") for t in d["transcript"]) or "-"
-        table.add_row(d["caller"], heard, d["intent"] or "-", d["scenario"] or "-",
-                      d["action"] or "-", d["outcome"] or (d["error"] or "-"),
-                      ", ".join(f"{x:.0f}" for x in d["response_ms"]) or "-")
+        # escape(): rich would take "[keys 1002]" or an ASR "[music]" for markup
+        # and silently drop it from the table.
+        table.add_row(*(escape(str(v)) for v in (
+            d["caller"], heard, d["intent"] or "-", d["scenario"] or "-", d["action"] or "-",
+            d["outcome"] or (d["error"] or "-"),
+            ", ".join(f"{x:.0f}" for x in d["response_ms"]) or "-")))
     return table
 
 

@@ -447,8 +447,9 @@ def _decode(
         max_length=len(prompt) + int(8 + TOKENS_PER_S * seconds),
     )[0]
     ids = [i for i in res.sequences_ids[0] if i < tok.eot]
-    # A stray leading mark ("; I have a question...", seen after in-band DTMF) is
-    # not speech: it would only clutter the transcript the agent reads.
+    # Whisper may open with punctuation ("...", "-", a quote): not speech, and it
+    # would only clutter the transcript the agent reads. (The "; I have a
+    # question" once blamed on DTMF was the demo table dropping "[keys -]".)
     text = _LEADING_MARKS.sub("", cut_repetition(model.hf_tokenizer.decode(ids).strip()))
     elapsed = (time.perf_counter() - t0) * 1000
     # generate() returns the sum of log-probs over length (length_penalty 1);
