@@ -140,7 +140,8 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
                 tg.create_task(stasis.run(), name="stasis")
                 tg.create_task(agi.serve_forever(), name="fastagi")
                 tg.create_task(web.serve(), name="web")
-                await asyncio.wait_for(client.connected.wait(), 30)
+                async with asyncio.timeout(30):
+                    await client.connected.wait()
                 log.info("ready: ARI %s app %s, FastAGI :%d, web :%d", settings.ari_url,
                          settings.ari_app, agi.port, settings.web_port)
                 if ready is not None:

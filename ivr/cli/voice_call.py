@@ -150,7 +150,8 @@ async def voice_node(settings: Settings, *, rig: Any = None, clock: Any = None,
     node = asyncio.create_task(serve_node(settings, ready=ready, on_call_end=on_end,
                                           clock=clock))
     try:
-        await asyncio.wait_for(ready.wait(), 120)
+        async with asyncio.timeout(120):
+            await ready.wait()
         async with build_app(settings, sandbox_log=None, clock=clock) as app:
             async def place(spec: VoiceCallSpec) -> VoiceCallReport:
                 t0 = time.monotonic()
