@@ -26,8 +26,8 @@ out-of-scope recall is 94.3 % from the top score alone, 95.6 % with the
 similarity and about 96 % with both (with the fitted weights, 95.4 % at
 85 %). Optionally (``margin_feature``) the top score's lead over the
 runner-up is a further feature; in 3-fold CV on CLINC150 train+oos_train its
-gain was within noise, so it is off. The calibration model
-and the final model are fitted side by side in two threads.
+gain was within noise, so it is off. The calibration model and the final
+model are fitted side by side in two threads.
 """
 
 from __future__ import annotations
@@ -257,10 +257,10 @@ class _Model:
             fam[0] = max((float((self.emb_train[a:b] @ qf[0]).max())
                           for a, b in self.class_slices[best[0]] if b > a), default=0.0)
             return fam, near
+        present = self.class_slices[:, 1] > self.class_slices[:, 0]
         for lo in range(0, n, 512):  # bounded memory for large test sets
             sim = qf[lo:lo + 512] @ self.emb_train.T
             per_class = np.full((len(sim), scores.shape[1]), -1.0, dtype=np.float32)
-            present = self.class_slices[:, 1] > self.class_slices[:, 0]
             per_class[:, present] = np.maximum.reduceat(
                 sim, self.class_slices[present, 0], axis=1)
             fam[lo:lo + 512] = np.take_along_axis(per_class, best[lo:lo + 512], axis=1).max(axis=1)
