@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from ivr.queues import get_within, put_latest
 from ivr.speech.audio import byteswap16
 
 log = logging.getLogger(__name__)
@@ -139,21 +140,12 @@ class RtpReceiver:
         self.packets += 1
         self.last_packet_at = asyncio.get_running_loop().time()
         frame = byteswap16(pkt.payload) if self._swap else pkt.payload
-        if self._queue.full():
-            self._queue.get_nowait()
+        if put_latest(self._queue, frame):
             self.dropped += 1
-        self._queue.put_nowait(frame)
 
     async def read(self, within_s: float | None = None) -> bytes | None:
         """Next frame, or None if none arrives within ``within_s`` or when closed."""
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
-        # that lands as a frame arrives, and the listen turn's audio task never
-        # ended (the call hung until the caller gave up; tests/telephony/test_media).
-        try:
-            async with asyncio.timeout(None if within_s is None else max(within_s, 0.0)):
-                return await self._queue.get()
-        except TimeoutError:
-            return None
+        return await get_within(self._queue, within_s)
 
     def drain(self) -> int:
         """Discard queued frames (audio from before a turn started); returns how many."""
@@ -176,9 +168,7 @@ class RtpReceiver:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        if self._queue.full():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+        put_latest(self._queue, None)
 
     async def __aenter__(self) -> RtpReceiver:
         return await self.start()

@@ -4,7 +4,6 @@ the moment the IVR hands a caller over (the pull API serves the same data later)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import deque
@@ -12,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from ivr.queues import put_latest
 from ivr.web.screenpop import token_ok
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,7 @@ class ScreenPopHub:
         message = {"type": "screenpop", "session": session_id, "context": context}
         self._recent.append(message)
         for queue in list(self._subscribers):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(message)
+            put_latest(queue, message)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)

@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from ivr.domain.ports import PortError
+from ivr.queues import get_within, put_latest
 from ivr.telephony.ari.events import (
     AriEvent,
     BridgeDestroyed,
@@ -108,22 +109,14 @@ class Subscription:
     def put(self, event: AriEvent) -> None:
         if self.closed:
             return
-        if self.queue.full():
-            self.queue.get_nowait()
+        if put_latest(self.queue, event):
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("ari subscription lagging, dropped %d events", self.dropped)
-        self.queue.put_nowait(event)
 
     async def get(self, within_s: float | None = None) -> AriEvent | None:
         """Next event, or None after ``within_s`` seconds."""
-        # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancel that lands
-        # as an event arrives (see RtpReceiver.read).
-        try:
-            async with asyncio.timeout(None if within_s is None else max(within_s, 0.0)):
-                return await self.queue.get()
-        except TimeoutError:
-            return None
+        return await get_within(self.queue, within_s)
 
     def close(self) -> None:
         for rid in list(self.ids):
