@@ -35,7 +35,7 @@ from ivr.config import load_settings
 from ivr.speech.vad import EndpointConfig
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo, seed_synthetic, synthetic_number
-from ivr.telephony.rig import Rig
+from ivr.testing.rig import Rig
 
 UTTERANCES = ("where is my order", "what are your opening hours",
               "has my package been shipped", "when are you open")

@@ -14,8 +14,8 @@ import statistics
 import time
 
 from ivr.telephony.agi import AgiSession, FastAgiServer
-from ivr.telephony.rig import Rig
-from ivr.telephony.sipcaller import place_call, synthesize_utterance
+from ivr.testing.rig import Rig
+from ivr.testing.sipcaller import place_call, synthesize_utterance
 
 
 async def agi_bench(sessions: int, concurrency: int = 20, commands: int = 5) -> None:

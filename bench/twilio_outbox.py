@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from ivr.notify.outbox import Outbox, OutboxStore
-from ivr.notify.sandbox import ServerThread, create_sandbox_app
 from ivr.notify.twilio_messenger import TwilioMessenger, TwilioTransport, make_twilio_client
 from ivr.storage.db import make_engine, upgrade
+from ivr.testing.twilio_sandbox import ServerThread, create_sandbox_app
 
 ACCOUNT, TOKEN = "AC" + "2" * 32, "bench-token"
 

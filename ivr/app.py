@@ -1,8 +1,13 @@
-"""Composition root: builds every adapter from the Settings and hands them to the core.
+"""Composition root: builds every part of a node from the Settings. No logic lives here.
 
-No logic lives here beyond choosing and connecting parts. ``App`` is an async
-context manager: entering it starts the background workers (message outbox,
-the built-in Twilio sandbox when configured), leaving it stops them.
+- ``build_app`` wires the core a call needs (database adapters, CRM, knowledge,
+  understanding, Router, messaging with its outbox, screen-pop hub, metrics).
+  ``App`` is an async context manager: entering it starts the outbox worker.
+- ``build_node`` adds the telephony and web servers around an ``App``: the ARI
+  Stasis app, the FastAGI server (the same flow for dialplan-driven setups),
+  the web app, the recogniser and the prompt files. ``Node.run`` serves them.
+
+CLI commands only parse arguments and call these.
 """
 
 from __future__ import annotations
@@ -10,24 +15,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 
 from ivr.clock import SystemClock
 from ivr.config import Settings
-from ivr.domain.flow import CallFlow, FlowConfig
-from ivr.domain.model import LANGUAGES, ContactChannel, Language
+from ivr.domain.flow import (
+    CallFlow,
+    ContactLogObserver,
+    FlowConfig,
+    FlowMetrics,
+    FlowPorts,
+    FlowResult,
+    ScreenPopObserver,
+)
+from ivr.domain.model import LANGUAGES, ContactChannel, Language, Utterance, as_language
 from ivr.domain.ports import (
     CallChannel,
     Clock,
+    FlowObserver,
     IntentCatalogue,
     IntentMatcher,
     LinkBuilder,
     Messenger,
-    ScreenPop,
+    Recognizer,
 )
 from ivr.domain.routing import SimpleRouter
 from ivr.storage.db import make_engine
@@ -41,11 +56,26 @@ from ivr.storage.repositories import (
 from ivr.storage.tables import skills
 from ivr.web.push import ScreenPopHub
 
+if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is built
+    import uvicorn
+
+    from ivr.notify.outbox import Outbox, OutboxStore
+    from ivr.telephony.agi.channel import Transcribe
+    from ivr.telephony.agi.route import FlowAgi
+    from ivr.telephony.agi.server import FastAgiServer
+    from ivr.telephony.ari.app import StasisApp
+    from ivr.telephony.ari.channel import AriCallChannel
+    from ivr.telephony.ari.client import AriClient
+
 log = logging.getLogger(__name__)
 
 # Every link_key the catalogues use must have a URL here (tests check it).
 LINK_KEYS = ("address_change", "activate_account", "deactivate_account", "password_reset",
              "payment_plan", "payment_method", "personal_details", "return", "chat")
+
+
+class SandboxNotStarted(RuntimeError):
+    """``twilio_base_url=sandbox`` reached build_app: the CLI starts the sandbox, not the core."""
 
 
 @dataclass
@@ -65,33 +95,48 @@ class App:
     messenger: Messenger
     clock: Clock
     flow_config: FlowConfig
-    outbox: Any = None
-    outbox_store: Any = None
-    sandbox_app: Any = None
-    screenpop: ScreenPop | None = None
+    outbox: Outbox
+    outbox_store: OutboxStore
+    screenpop: ScreenPopHub
+    metrics: FlowMetrics
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
-    def flow(self, channel: CallChannel,
-             contact_channel: ContactChannel = ContactChannel.VOICE) -> CallFlow:
-        """A CallFlow for one call on ``channel``."""
-        return CallFlow(
-            channel, directory=self.directory, knowledge=self.knowledge,
-            catalogue=self.catalogue, matcher=self.matcher, router=self.router,
-            contacts=self.contacts, messenger=self.messenger, links=self.links,
-            clock=self.clock, config=self.flow_config, screenpop=self.screenpop,
-            contact_channel=contact_channel,
-        )
+    @property
+    def ports(self) -> FlowPorts:
+        return FlowPorts(directory=self.directory, knowledge=self.knowledge,
+                         catalogue=self.catalogue, matcher=self.matcher, router=self.router,
+                         messenger=self.messenger, links=self.links, clock=self.clock)
+
+    def observers(self) -> tuple[FlowObserver, ...]:
+        """Who hears every call's flow events: the contact log, the screen-pop, metrics."""
+        return (ContactLogObserver(self.contacts), ScreenPopObserver(self.screenpop),
+                self.metrics)
+
+    def flow(self, channel: CallChannel, contact_channel: ContactChannel = ContactChannel.VOICE,
+             *, language: Language | None = None,
+             observers: Sequence[FlowObserver] | None = None) -> CallFlow:
+        """A CallFlow for one call on ``channel`` (``observers`` replaces the node's set)."""
+        config = self.flow_config
+        if language is not None:
+            config = replace(config, default_language=language)
+        return CallFlow(channel, ports=self.ports, config=config,
+                        observers=self.observers() if observers is None else observers,
+                        contact_channel=contact_channel)
+
+    async def run_call(self, channel: CallChannel, language: Language | None = None
+                       ) -> FlowResult:
+        """Run one voice call to its end (ARI and FastAGI entry points)."""
+        return await self.flow(channel, ContactChannel.VOICE, language=language).run()
 
     async def __aenter__(self) -> App:
-        if self.outbox is not None:
-            task = asyncio.create_task(self.outbox.run(), name="outbox")
+        task = asyncio.create_task(self.outbox.run(), name="outbox")
 
-            async def _stop() -> None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async def _stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-            self._stack.push_async_callback(_stop)
+        self._stack.push_async_callback(_stop)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -100,37 +145,29 @@ class App:
 
 
 def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
+    """The intent catalogue and matcher for the configured languages."""
     from ivr.nlu.catalogue import load_catalogue
     from ivr.nlu.matcher import default_matcher
 
-    languages: tuple[Language, ...] = tuple(
-        lang for lang in LANGUAGES if lang in settings.languages)
+    languages = tuple(lang for lang in LANGUAGES if lang in settings.languages)
     catalogue = load_catalogue(settings.grammars_dir, languages=languages)
     matcher = default_matcher(catalogue, cache_dir=settings.data_dir / "cache" / "nlu")
     return catalogue, matcher
 
 
-def build_messaging(settings: Settings, engine: Engine, *,
-                    sandbox_log: Callable[[str], None] | None = print
-                    ) -> tuple[Messenger, LinkBuilder, Any, Any, Any, contextlib.ExitStack]:
-    """Twilio messenger + durable outbox + signed links (and the sandbox when configured)."""
+def build_messaging(settings: Settings, engine: Engine
+                    ) -> tuple[Messenger, LinkBuilder, Outbox, OutboxStore]:
+    """Twilio messenger + durable outbox + signed links."""
     from ivr.notify.links import SignedLinkBuilder
     from ivr.notify.outbox import Outbox, OutboxStore
-    from ivr.notify.sandbox import ServerThread, create_sandbox_app
     from ivr.notify.twilio_messenger import TwilioMessenger, TwilioTransport, make_twilio_client
 
-    stack = contextlib.ExitStack()
-    base_url: str | None = settings.twilio_base_url or None
-    sandbox_app = None
     if settings.twilio_base_url == "sandbox":
-        # Out of the box, messages go to the built-in Twilio-compatible server so a
-        # new user sees what would have been sent, without an account.
-        sandbox_app = create_sandbox_app(account_sid=settings.twilio_account_sid,
-                                         auth_token=settings.twilio_auth_token, log=sandbox_log)
-        server = stack.enter_context(ServerThread(sandbox_app))
-        base_url = server.url
+        raise SandboxNotStarted(
+            "IVR_TWILIO_BASE_URL=sandbox: the built-in sandbox is started by the `ivr` "
+            "commands (ivr.testing.running_app); give build_app its URL, or a Twilio URL")
     client = make_twilio_client(settings.twilio_account_sid, settings.twilio_auth_token,
-                                base_url=base_url)
+                                base_url=settings.twilio_base_url or None)
     store = OutboxStore(engine)
     transport = TwilioTransport(
         client, status_callback_url=f"{settings.public_url.rstrip('/')}/twilio/status")
@@ -141,7 +178,7 @@ def build_messaging(settings: Settings, engine: Engine, *,
     base = settings.self_service_base_url.rstrip("/")
     links = SignedLinkBuilder(secret=settings.link_secret, ttl_s=settings.link_ttl_s,
                               urls={k: f"{base}/{k.replace('_', '-')}" for k in LINK_KEYS})
-    return messenger, links, outbox, store, sandbox_app, stack
+    return messenger, links, outbox, store
 
 
 def _overflow(engine: Engine) -> dict[str, str]:
@@ -150,46 +187,144 @@ def _overflow(engine: Engine) -> dict[str, str]:
             select(skills.c.name, skills.c.overflow_skill)) if r.overflow_skill}
 
 
-def build_app(settings: Settings, *, clock: Clock | None = None,
-              sandbox_log: Callable[[str], None] | None = print) -> App:
-    """Wire the whole node from settings (the database must be migrated)."""
-    engine = make_engine(settings.effective_database_url)
-    directory = SqlCustomerDirectory(engine)
-    knowledge = SqlKnowledgeBase(engine, timezone=settings.timezone)
-    contacts = SpoolingContactLog(SqlContactLog(engine),
-                                  settings.data_dir / "spool" / "contacts.jsonl")
-    agents = SqlAgentPool(engine)
+def build_router(settings: Settings, engine: Engine) -> SimpleRouter:
+    """The Router: one object for every routing decision of the node."""
     try:
         overflow = _overflow(engine)
     except Exception:  # a dead DB at start-up must not stop calls: routing falls back
         log.exception("could not read skill overflow; using defaults")
         overflow = {}
-    router = SimpleRouter(agents, vip_tiers=settings.vip_tiers, overflow=overflow)
-    catalogue, matcher = build_understanding(settings)
-    messenger, links, outbox, store, sandbox_app, stack = build_messaging(
-        settings, engine, sandbox_log=sandbox_log)
-    default_language: Language = "nl" if settings.default_language == "nl" else "en"
-    flow_config = FlowConfig(
-        default_language=default_language,
+    return SimpleRouter(SqlAgentPool(engine), vip_tiers=settings.vip_tiers, overflow=overflow,
+                        always_pin=frozenset(settings.require_pin_for))
+
+
+def flow_config(settings: Settings) -> FlowConfig:
+    return FlowConfig(
+        default_language=as_language(settings.default_language),
         timezone=settings.timezone,
         no_input_timeout_s=settings.no_input_timeout_s,
         max_reprompts=settings.max_reprompts,
         confirm_below=settings.confirm_below,
         reject_below=settings.reject_below,
-        always_pin=frozenset(settings.require_pin_for),
     )
-    app = App(
-        settings=settings, engine=engine, directory=directory, knowledge=knowledge,
-        contacts=contacts, agents=agents, router=router, catalogue=catalogue, matcher=matcher,
-        links=links, messenger=messenger, clock=clock or SystemClock(), flow_config=flow_config,
-        outbox=outbox, outbox_store=store, sandbox_app=sandbox_app,
-        screenpop=ScreenPopHub(),
-    )
-    app._stack.callback(stack.close)
-    return app
 
 
-@contextlib.asynccontextmanager
-async def running(settings: Settings, **kw: Any) -> AsyncIterator[App]:
-    async with build_app(settings, **kw) as app:
-        yield app
+def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
+    """Wire the core of a node from settings (the database must be migrated)."""
+    engine = make_engine(settings.effective_database_url)
+    catalogue, matcher = build_understanding(settings)
+    messenger, links, outbox, store = build_messaging(settings, engine)
+    return App(
+        settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
+        knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
+        contacts=SpoolingContactLog(SqlContactLog(engine),
+                                    settings.data_dir / "spool" / "contacts.jsonl"),
+        agents=SqlAgentPool(engine), router=build_router(settings, engine),
+        catalogue=catalogue, matcher=matcher, links=links, messenger=messenger,
+        clock=clock or SystemClock(), flow_config=flow_config(settings),
+        outbox=outbox, outbox_store=store, screenpop=ScreenPopHub(), metrics=FlowMetrics(),
+    )
+
+
+# ----------------------------------------------------------------------- the node
+
+def build_recognizer(settings: Settings) -> Recognizer:
+    """Vosk models where configured (unless IVR_ASR_ENGINE=whisper), else Whisper."""
+    from ivr.speech.recognizers import build_recognizer as build
+
+    vosk = {lang: p for lang, p in (("en", settings.vosk_model_en),
+                                    ("nl", settings.vosk_model_nl)) if p is not None}
+    return build(vosk if settings.asr_engine != "whisper" else {},
+                 whisper_window=settings.whisper_window)
+
+
+def file_transcriber(recognizer: Recognizer) -> Transcribe:
+    """Transcribe a recorded WAV (FastAGI turns) the way a live call is recognised."""
+    from ivr.speech.audio import read_wav
+    from ivr.speech.recognizers import recognize_pcm
+
+    async def transcribe(path: Path, language: Language,
+                         phrases: Sequence[str]) -> Utterance | None:
+        wav = await asyncio.to_thread(read_wav, path, sample_rate=16000)
+        result = await recognize_pcm(recognizer, wav.pcm16, 16000, language, list(phrases))
+        text = result.text.strip()
+        return Utterance(text=text, confidence=result.confidence) if text else None
+
+    return transcribe
+
+
+@dataclass
+class Node:
+    """One serving node: the core plus its ARI, FastAGI and web servers."""
+
+    app: App
+    ari: AriClient
+    stasis: StasisApp
+    agi: FastAgiServer
+    agi_route: FlowAgi
+    web: uvicorn.Server
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until cancelled; ``ready`` is set once ARI is connected."""
+        s = self.app.settings
+        await self.agi.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.stasis.run(), name="stasis")
+                tg.create_task(self.agi.serve_forever(), name="fastagi")
+                tg.create_task(self.web.serve(), name="web")
+                async with asyncio.timeout(30):
+                    await self.ari.connected.wait()
+                log.info("ready: ARI %s app %s, FastAGI :%d, web :%d", s.ari_url, s.ari_app,
+                         self.agi.port, s.web_port)
+                if ready is not None:
+                    ready.set()
+        finally:
+            self.web.should_exit = True
+            await self.agi.stop()
+
+
+def build_node(app: App, *, recognizer: Recognizer | None = None,
+               on_call_end: Callable[[AriCallChannel], None] | None = None) -> Node:
+    """Telephony and web around ``app``: ARI Stasis app, FastAGI ``/route``, web server."""
+    import uvicorn
+
+    from ivr.speech.tts import default_tts
+    from ivr.telephony.agi.route import FlowAgi
+    from ivr.telephony.agi.server import FastAgiServer
+    from ivr.telephony.ari.app import StasisApp
+    from ivr.telephony.ari.channel import AriChannelSettings
+    from ivr.telephony.ari.client import AriClient
+    from ivr.telephony.prompts import FilePromptResolver
+    from ivr.web.app import create_web_app
+
+    s = app.settings
+    recognizer = recognizer or build_recognizer(s)
+    prompts = FilePromptResolver(tts=default_tts(), static_dir=s.sounds_dir,
+                                 export_dir=s.prompt_dir,
+                                 asterisk_dir=s.asterisk_prompt_dir or None)
+    s.record_dir.mkdir(parents=True, exist_ok=True)
+    client = AriClient(s.ari_url, username=s.ari_user, password=s.ari_password, app=s.ari_app)
+
+    async def run_call(channel: CallChannel, language: Language | None = None) -> None:
+        await app.run_call(channel, language)
+
+    stasis = StasisApp(
+        client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
+        fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
+        settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region),
+        on_call_end=on_call_end,
+    )
+    route = FlowAgi(
+        run_flow=run_call,
+        fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
+        prompts=prompts, transcribe=file_transcriber(recognizer),
+        record_dir_asterisk=s.asterisk_record_dir or str(s.record_dir),
+        record_dir_local=s.record_dir, default_language=app.flow_config.default_language,
+        default_region=s.default_region,
+    )
+    agi = FastAgiServer({"route": route}, host=s.agi_host, port=s.agi_port)
+    web = uvicorn.Server(uvicorn.Config(create_web_app(app), host=s.web_host, port=s.web_port,
+                                        log_level="warning", log_config=None, lifespan="off",
+                                        timeout_graceful_shutdown=2))
+    return Node(app=app, ari=client, stasis=stasis, agi=agi, agi_route=route, web=web)

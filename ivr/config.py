@@ -45,6 +45,9 @@ class Settings:
     timezone: str = field(default="Europe/Amsterdam", metadata=_meta("IANA zone of opening hours"))
     default_region: str = field(default="NL", metadata=_meta("country for national CLIs"))
     log_level: str = field(default="INFO", metadata=_meta("DEBUG, INFO, WARNING, ERROR"))
+    log_format: str = field(
+        default="text", metadata=_meta("text (human) or json (one JSON object per line)")
+    )
     grammars_dir: Path = field(default=Path("grammars"), metadata=_meta("intent catalogues"))
     sounds_dir: Path = field(default=Path("sounds"), metadata=_meta("pre-recorded prompts"))
     prompt_dir: Path = field(
@@ -241,6 +244,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IVR_TIMEZONE={s.timezone!r}: not an IANA time zone") from None
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"IVR_LOG_LEVEL={s.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
+    if s.log_format not in ("text", "json"):
+        raise ConfigError(f"IVR_LOG_FORMAT={s.log_format!r}: use text or json")
     if s.asr_engine not in ("auto", "vosk", "whisper"):
         raise ConfigError(f"IVR_ASR_ENGINE={s.asr_engine!r}: use auto, vosk or whisper")
     if s.whisper_window not in ("auto", "short", "full"):

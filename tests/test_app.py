@@ -9,7 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from ivr.app import LINK_KEYS, build_app
+from ivr.app import LINK_KEYS
 from ivr.cli import cli
 from ivr.cli.call_cmd import run_text_call
 from ivr.cli.demo_cmd import SAMPLES, demo_moment, run_text_demo
@@ -18,6 +18,7 @@ from ivr.config import Settings, load_settings
 from ivr.nlu.catalogue import load_catalogue
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import KNOWLEDGE, seed_demo
+from ivr.testing.app import running_app
 from ivr.web.app import create_web_app
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,7 @@ def test_catalogue_link_keys_and_answers_are_wired(settings: Settings) -> None:
 
 async def test_screenpop_api_serves_transcript_and_customer(settings: Settings) -> None:
     """After a hand-off the agent desktop gets question, transcript and customer card."""
-    async with build_app(settings, sandbox_log=None, clock=PinnedClock(demo_moment())) as app:
+    async with running_app(settings, clock=PinnedClock(demo_moment())) as app:
         report = await run_text_call(app, settings, from_number="+31655556666",
                                      script=["I have a question about my invoice"], echo=False)
         session = report.result.contact.id
@@ -92,7 +93,7 @@ async def test_screenpop_api_serves_transcript_and_customer(settings: Settings) 
 async def test_dead_database_during_call_goes_to_human_and_is_spooled(
         settings: Settings, tmp_path: Path) -> None:
     """With the database gone mid-life, the caller reaches a human and the contact is spooled."""
-    async with build_app(settings, sandbox_log=None) as app:
+    async with running_app(settings) as app:
         app.engine.dispose()
         Path(settings.database_url.removeprefix("sqlite:///")).unlink()  # noqa: ASYNC240
         report = await run_text_call(app, settings, from_number="+447700900123",
@@ -139,7 +140,7 @@ async def test_screenpop_is_pushed_to_agent_desktops(settings: Settings) -> None
 
     port = free_port()
     # Agents are on duty at the demo moment (a hand-off happens, so a pop is pushed).
-    async with build_app(settings, sandbox_log=None, clock=PinnedClock(demo_moment())) as app, \
+    async with running_app(settings, clock=PinnedClock(demo_moment())) as app, \
             web_server(create_web_app(app), "127.0.0.1", port):
         url = f"ws://127.0.0.1:{port}/ws/screenpop"
         with pytest.raises(websockets.InvalidStatus) as refused:

@@ -48,6 +48,11 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, env_file: str, overrides: tuple[str, ...]) -> None:
     """Kanaal: speech-routing voice IVR for Asterisk."""
+    from ivr.logs import configure_logging
+
+    # Defaults until a sub-command reads the settings (settings_from re-configures with
+    # IVR_LOG_LEVEL / IVR_LOG_FORMAT); commands that need no settings keep these.
+    configure_logging()
     ctx.obj = {"env_file": env_file, "overrides": overrides}
 
 

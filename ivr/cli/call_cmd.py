@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ivr.cli.common import settings_from
+from ivr.cli.common import settings_from, stdout_to_stderr
 from ivr.config import Settings
 from ivr.domain.flow import FlowResult
 from ivr.domain.model import ContactChannel
+from ivr.logs import bind_session
 from ivr.telephony.callerid import parse_caller
 from ivr.telephony.text_channel import TextCallChannel, Turn
 
@@ -67,7 +68,9 @@ async def run_text_call(app: Any, settings: Settings, *, from_number: str | None
     caller = parse_caller(from_number, settings.default_region)
     channel = TextCallChannel(caller_info=caller, script=list(script), on_turn=show)
     t0 = time.perf_counter()
-    result = await app.flow(channel, ContactChannel.TEXT).run()
+    # Calls can share a task (the demo runs them one after another): scope the binding.
+    with bind_session(channel.session_id):
+        result = await app.flow(channel, ContactChannel.TEXT).run()
     return TextCallReport(from_number or "withheld", channel.turns, result,
                           (time.perf_counter() - t0) * 1000)
 
@@ -127,8 +130,9 @@ def call(ctx: click.Context, texts: tuple[str, ...], say: str | None, from_numbe
     settings = settings_from(ctx)
     if lang:
         settings = replace(settings, default_language=lang)
-    report = asyncio.run(_text_main(settings, list(texts), from_number, _parse_at(at),
-                                    echo=not as_json))
+    with stdout_to_stderr(as_json):
+        report = asyncio.run(_text_main(settings, list(texts), from_number, _parse_at(at),
+                                        echo=not as_json))
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -137,16 +141,16 @@ def call(ctx: click.Context, texts: tuple[str, ...], say: str | None, from_numbe
 
 async def _text_main(settings: Settings, script: list[str], from_number: str | None,
                      at: datetime | None, *, echo: bool) -> TextCallReport:
-    from ivr.app import build_app
     from ivr.clock import PinnedClock
     from ivr.storage.db import upgrade
+    from ivr.testing.app import running_app
 
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     from ivr.web.app import create_web_app, free_port, web_server
 
     port = free_port()
     settings = replace(settings, web_port=port, public_url=f"http://127.0.0.1:{port}")
-    async with build_app(settings, clock=PinnedClock(at) if at else None,
+    async with running_app(settings, clock=PinnedClock(at) if at else None,
                          sandbox_log=(lambda line: Console().print(
                              f"[dim]twilio {escape(line)}[/]")) if echo else None) as app, \
             web_server(create_web_app(app), "127.0.0.1", port):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import sys
+from collections.abc import Iterator
 
 import click
 
 from ivr.config import ConfigError, Settings, load_settings, parse_overrides
+from ivr.logs import configure_logging
 
 
 def settings_from(ctx: click.Context) -> Settings:
@@ -21,10 +24,24 @@ def settings_from(ctx: click.Context) -> Settings:
                                  overrides=parse_overrides(obj.get("overrides", ())))
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic narrates every migration at INFO; that is noise on a CLI.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Re-configure now the settings are known (the group configured defaults).
+    configure_logging(settings.log_level, settings.log_format)
     obj["settings"] = settings
     root.obj = obj
     return settings
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool = True) -> Iterator[None]:
+    """While a ``--json`` command works, send stray prints to stderr.
+
+    Its one JSON document is written after the block, so stdout carries nothing else:
+    ``serve_node`` builds its app with the sandbox printing every message it receives,
+    and the sandbox prints from its own thread (``redirect_stdout`` swaps ``sys.stdout``
+    for every thread).
+    """
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield

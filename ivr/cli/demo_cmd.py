@@ -6,13 +6,14 @@ import asyncio
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
 
 from ivr.cli.call_cmd import TextCallReport, decision_table, run_text_call
-from ivr.cli.common import settings_from
+from ivr.cli.common import settings_from, stdout_to_stderr
 from ivr.config import Settings
 
 
@@ -61,9 +62,9 @@ def demo_moment() -> datetime:
 
 
 async def run_text_demo(settings: Settings, *, echo: bool) -> tuple[list[TextCallReport], str]:
-    from ivr.app import build_app
     from ivr.clock import PinnedClock
     from ivr.storage.db import upgrade
+    from ivr.testing.app import running_app
     from ivr.web.app import create_web_app, free_port, web_server
 
     console = Console(width=max(160, Console().width))
@@ -71,7 +72,7 @@ async def run_text_demo(settings: Settings, *, echo: bool) -> tuple[list[TextCal
     port = free_port()
     settings = replace(settings, web_port=port, public_url=f"http://127.0.0.1:{port}")
     sandbox_lines: list[str] = []
-    async with build_app(settings, clock=PinnedClock(demo_moment()),
+    async with running_app(settings, clock=PinnedClock(demo_moment()),
                          sandbox_log=sandbox_lines.append) as app, \
             web_server(create_web_app(app), "127.0.0.1", port):
         reports = []
@@ -92,7 +93,8 @@ async def run_text_demo(settings: Settings, *, echo: bool) -> tuple[list[TextCal
 def demo(ctx: click.Context, text_only: bool, as_json: bool) -> None:
     """Run the sample calls of every scenario and print the decisions."""
     settings = settings_from(ctx)
-    reports, sandbox_log = asyncio.run(run_text_demo(settings, echo=not as_json))
+    with stdout_to_stderr(as_json):
+        reports, sandbox_log = asyncio.run(run_text_demo(settings, echo=not as_json))
     rows = [r.as_dict() for r in reports]
     failures = [
         f"{s.title}: expected {s.expect_scenario}/{s.expect_intent}, got "
@@ -100,15 +102,20 @@ def demo(ctx: click.Context, text_only: bool, as_json: bool) -> None:
         for s, r in zip(SAMPLES, rows, strict=True)
         if (s.expect_scenario, s.expect_intent) != (r["scenario"], r["intent"])
     ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
+    if not as_json:
         console = Console(width=max(160, Console().width))
         console.print(decision_table(reports, "Kanaal demo: sample calls (text channel)"))
         console.rule("Messages the Twilio sandbox received")
         console.print(sandbox_log or "(none)")
+    voice_rows = None
     if not text_only:
-        failures += _voice_demo(settings, as_json=as_json)
+        with stdout_to_stderr(as_json):
+            voice_rows, voice_failures = _voice_demo(settings, as_json=as_json)
+        failures += voice_failures
+    if as_json:
+        # One document: text calls, and the voice calls (null with --text).
+        click.echo(json.dumps({"text": rows, "voice": voice_rows}, indent=2,
+                              ensure_ascii=False))
     if failures:
         raise click.ClickException("demo calls landed in the wrong place:\n" +
                                    "\n".join(failures))
@@ -134,7 +141,9 @@ VOICE_SAMPLES = (
 )
 
 
-def _voice_demo(settings: Settings, *, as_json: bool) -> list[str]:
+def _voice_demo(settings: Settings, *,
+                as_json: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """Place the voice samples; returns their results and the misrouted ones."""
     from ivr.cli.voice_call import VoiceCallSpec, latency_summary, run_voice_calls, voice_table
 
     specs = [VoiceCallSpec(say=say, from_number=number, dtmf=dtmf, title=title,
@@ -148,12 +157,10 @@ def _voice_demo(settings: Settings, *, as_json: bool) -> list[str]:
     # Concurrent: the calls overlap on the rig like real traffic does.
     reports = asyncio.run(run_voice_calls(settings, specs, concurrent=True,
                                           clock=PinnedClock(demo_moment())))
-    if as_json:
-        click.echo(json.dumps([r.as_dict() for r in reports], indent=2, ensure_ascii=False))
-    else:
+    if not as_json:
         console.print(voice_table(reports, "Kanaal demo: real calls through Asterisk"))
         console.print(latency_summary(reports))
-    return [
+    return [r.as_dict() for r in reports], [
         f"voice {r.spec.title}: expected {r.spec.expect_scenario}/{r.spec.expect_intent}, got "
         f"{d['scenario']}/{d['intent']}"
         for r in reports

@@ -1,4 +1,4 @@
-"""`ivr rig up|down|status`: the Asterisk + SIPp test rig (see ivr.telephony.rig)."""
+"""`ivr rig up|down|status`: the Asterisk + SIPp test rig (see ivr.testing.rig)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _rig_options(f: Any) -> Any:
 
 def _make_rig(kw: dict[str, Any]) -> Any:
     # imported here: `ivr --help` must not pay for httpx
-    from ivr.telephony.rig import Rig, RigCredentials, RigPorts
+    from ivr.testing.rig import Rig, RigCredentials, RigPorts
 
     return Rig(
         root=kw["root"],
@@ -53,7 +53,7 @@ def rig() -> None:
 @_rig_options
 def up(**kw: Any) -> None:
     """Build the rig if needed, start Asterisk and wait until ARI answers."""
-    from ivr.telephony.rig import RigError
+    from ivr.testing.rig import RigError
 
     try:
         status = _make_rig(kw).up()
@@ -66,7 +66,7 @@ def up(**kw: Any) -> None:
 @_rig_options
 def down(**kw: Any) -> None:
     """Stop Asterisk and unmount the rig's /proc."""
-    from ivr.telephony.rig import RigError
+    from ivr.testing.rig import RigError
 
     try:
         _make_rig(kw).down()

@@ -26,7 +26,7 @@ def twilio_sandbox(ctx: click.Context, host: str, port: int, account_sid: str | 
     """
     import uvicorn
 
-    from ivr.notify.sandbox import create_sandbox_app
+    from ivr.testing.twilio_sandbox import create_sandbox_app
 
     settings = settings_from(ctx)
     account_sid = account_sid or settings.twilio_account_sid

@@ -17,7 +17,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -25,7 +25,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ivr.config import Settings
-from ivr.domain.model import ContactChannel, ContactSnapshot, Language
+from ivr.domain.model import ContactChannel, ContactSnapshot, Language, as_language
+from ivr.domain.ports import Clock
+from ivr.testing.rig import Rig
+
+if TYPE_CHECKING:
+    from ivr.app import App
+    from ivr.telephony.ari.channel import AriCallChannel
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ class VoiceCallReport:
         }
 
 
-async def _prompt_leads(app: Any, settings: Settings,
+async def _prompt_leads(app: App, settings: Settings,
                         spec: VoiceCallSpec) -> list[tuple[float, float]]:
     """For each caller input: (seconds from the previous input to the end of the prompt that
     asks for it, length of that prompt), learned from a dry run of the same flow.
@@ -86,7 +92,6 @@ async def _prompt_leads(app: Any, settings: Settings,
     from ivr.telephony.callerid import parse_caller
     from ivr.telephony.prompts import FilePromptResolver
     from ivr.telephony.text_channel import TextCallChannel
-    from ivr.testing.fakes import InMemoryContactLog
 
     script = ["silence"] * spec.silent_turns
     script += [f"dtmf:{spec.dtmf}"] if spec.dtmf else []
@@ -94,8 +99,8 @@ async def _prompt_leads(app: Any, settings: Settings,
     channel = TextCallChannel(caller_info=parse_caller(spec.from_number,
                                                        settings.default_region),
                               script=script)
-    dry = replace(app, contacts=InMemoryContactLog())
-    await dry.flow(channel, ContactChannel.TEXT).run()
+    # No observers: the dry run leaves no record, no screen-pop and no metrics.
+    await app.flow(channel, ContactChannel.TEXT, observers=()).run()
     # Same files the node plays: recorded prompts where they exist, else synthesised.
     prompts_audio = FilePromptResolver(tts=default_tts(), static_dir=settings.sounds_dir,
                                        export_dir=settings.prompt_dir)
@@ -122,16 +127,63 @@ async def _prompt_leads(app: Any, settings: Settings,
     return leads
 
 
+async def _place(app: App, rig: Rig, settings: Settings, spec: VoiceCallSpec,
+                 ended: dict[str, AriCallChannel], hangup_after_s: float) -> VoiceCallReport:
+    """One real SIP call through the rig, timed to the prompts; its contact and timings."""
+    from ivr.testing.sipcaller import place_call, synthesize_utterance
+
+    t0 = time.monotonic()
+    audio = (await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
+             if spec.say else None)
+    leads = await _prompt_leads(app, settings, spec)
+    dtmf_at: float | None = None
+    lead, last = leads[-1]
+    speak_at = lead - last + 1.0  # speak into the question (barge-in)
+    if spec.dtmf and not spec.say:
+        lead, last = leads[0]
+        dtmf_at = lead - last + 3.0  # key into the (keypad) prompt
+    elif spec.dtmf and len(leads) > 1:
+        # Key the customer number after its prompt, then speak into the question.
+        dtmf_at = leads[0][0] + 1.0
+        speak_at = dtmf_at + 0.3 * len(spec.dtmf) + lead - last + 1.0
+    result = await place_call(
+        rig, audio, spec.from_number, dtmf=spec.dtmf, dtmf_delay_s=dtmf_at,
+        audio_delay_s=speak_at, hangup_after_s=hangup_after_s,
+        trailing_silence_s=1.0)
+    key = spec.from_number or "anonymous"
+    for _ in range(100):  # the flow saves its contact as the call ends
+        if key in ended:
+            break
+        await asyncio.sleep(0.1)
+    channel = ended.pop(key, None)
+    contact = await app.contacts.get(channel.session_id) if channel else None
+    report = VoiceCallReport(spec, result.ok or result.answered, contact,
+                             duration_s=time.monotonic() - t0)
+    if channel is not None:
+        report.response_ms = [r.response_ms for r in channel.stats.responses]
+        report.asr_ms = [r.asr_ms for r in channel.stats.responses]
+        report.silence_wait_ms = [r.silence_wait_ms
+                                  for r in channel.stats.responses]
+        report.barge_in_ms = [b.detect_to_stop_request_ms
+                              for b in channel.stats.barge_ins]
+    else:
+        detail = " ".join(result.errors.split())[-300:]
+        report.error = (f"the call never reached the IVR (SIPp exit "
+                        f"{result.exit_code}, SIP status {result.final_status}"
+                        + (f": {detail}" if detail else "") + ")")
+    return report
+
+
+
 @contextlib.asynccontextmanager
-async def voice_node(settings: Settings, *, rig: Any = None, clock: Any = None,
+async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock | None = None,
                      hangup_after_s: float = 75.0
                      ) -> AsyncIterator[Callable[[VoiceCallSpec], Awaitable[VoiceCallReport]]]:
     """Bring up the rig and the node; yields ``place(spec) -> VoiceCallReport``."""
-    from ivr.app import build_app
-    from ivr.cli.serve_cmd import rig_settings, serve_node
+    from ivr.app import build_node
+    from ivr.cli.serve_cmd import rig_settings
     from ivr.storage.db import upgrade
-    from ivr.telephony.rig import Rig
-    from ivr.telephony.sipcaller import place_call, synthesize_utterance
+    from ivr.testing.app import running_app
     from ivr.web.app import free_port
 
     if rig is None:
@@ -141,69 +193,30 @@ async def voice_node(settings: Settings, *, rig: Any = None, clock: Any = None,
     settings = replace(rig_settings(settings, rig), web_port=port, agi_port=0,
                        public_url=f"http://127.0.0.1:{port}")
     await asyncio.to_thread(upgrade, settings.effective_database_url)
-    ended: dict[str, Any] = {}
+    ended: dict[str, AriCallChannel] = {}
 
-    def on_end(channel: Any) -> None:
+    def on_end(channel: AriCallChannel) -> None:
         ended[channel.caller.number or "anonymous"] = channel
 
     ready = asyncio.Event()
-    node = asyncio.create_task(serve_node(settings, ready=ready, on_call_end=on_end,
-                                          clock=clock))
-    try:
-        async with asyncio.timeout(120):
-            await ready.wait()
-        async with build_app(settings, sandbox_log=None, clock=clock) as app:
+    async with running_app(settings, clock=clock) as app:
+        node = asyncio.create_task(build_node(app, on_call_end=on_end).run(ready))
+        try:
+            async with asyncio.timeout(120):
+                await ready.wait()
             async def place(spec: VoiceCallSpec) -> VoiceCallReport:
-                t0 = time.monotonic()
-                audio = (await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
-                         if spec.say else None)
-                leads = await _prompt_leads(app, settings, spec)
-                dtmf_at: float | None = None
-                lead, last = leads[-1]
-                speak_at = lead - last + 1.0  # speak into the question (barge-in)
-                if spec.dtmf and not spec.say:
-                    lead, last = leads[0]
-                    dtmf_at = lead - last + 3.0  # key into the (keypad) prompt
-                elif spec.dtmf and len(leads) > 1:
-                    # Key the customer number after its prompt, then speak into the question.
-                    dtmf_at = leads[0][0] + 1.0
-                    speak_at = dtmf_at + 0.3 * len(spec.dtmf) + lead - last + 1.0
-                result = await place_call(
-                    rig, audio, spec.from_number, dtmf=spec.dtmf, dtmf_delay_s=dtmf_at,
-                    audio_delay_s=speak_at, hangup_after_s=hangup_after_s,
-                    trailing_silence_s=1.0)
-                key = spec.from_number or "anonymous"
-                for _ in range(100):  # the flow saves its contact as the call ends
-                    if key in ended:
-                        break
-                    await asyncio.sleep(0.1)
-                channel = ended.pop(key, None)
-                contact = await app.contacts.get(channel.session_id) if channel else None
-                report = VoiceCallReport(spec, result.ok or result.answered, contact,
-                                         duration_s=time.monotonic() - t0)
-                if channel is not None:
-                    report.response_ms = [r.response_ms for r in channel.stats.responses]
-                    report.asr_ms = [r.asr_ms for r in channel.stats.responses]
-                    report.silence_wait_ms = [r.silence_wait_ms
-                                              for r in channel.stats.responses]
-                    report.barge_in_ms = [b.detect_to_stop_request_ms
-                                          for b in channel.stats.barge_ins]
-                else:
-                    detail = " ".join(result.errors.split())[-300:]
-                    report.error = (f"the call never reached the IVR (SIPp exit "
-                                    f"{result.exit_code}, SIP status {result.final_status}"
-                                    + (f": {detail}" if detail else "") + ")")
-                return report
+                return await _place(app, rig, settings, spec, ended, hangup_after_s)
 
             yield place
-    finally:
-        node.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await node
+        finally:
+            node.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await node
 
 
 async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
-                          concurrent: bool = False, rig: Any = None, clock: Any = None,
+                          concurrent: bool = False, rig: Rig | None = None,
+                          clock: Clock | None = None,
                           hangup_after_s: float = 75.0) -> list[VoiceCallReport]:
     """Place each call (one after another, or all at once) and collect the results."""
     async with voice_node(settings, rig=rig, clock=clock,
@@ -242,12 +255,13 @@ def latency_summary(reports: list[VoiceCallReport]) -> str:
 
 def run_voice_call(ctx: click.Context, *, say: str, from_number: str | None, lang: str,
                    dtmf: str | None, as_json: bool) -> None:
-    from ivr.cli.common import settings_from
+    from ivr.cli.common import settings_from, stdout_to_stderr
 
     settings = settings_from(ctx)
     spec = VoiceCallSpec(say=say, from_number=from_number,
-                         lang="nl" if lang == "nl" else "en", dtmf=dtmf)
-    reports = asyncio.run(run_voice_calls(settings, [spec]))
+                         lang=as_language(lang), dtmf=dtmf)
+    with stdout_to_stderr(as_json):  # serve_node's sandbox prints what it receives
+        reports = asyncio.run(run_voice_calls(settings, [spec]))
     if as_json:
         click.echo(json.dumps(reports[0].as_dict(), indent=2, ensure_ascii=False))
         return

@@ -15,6 +15,15 @@ Language = Literal["en", "nl"]
 LANGUAGES: tuple[Language, ...] = ("en", "nl")
 
 
+def as_language(value: str | None, default: Language = "en") -> Language:
+    """A supported language from a code such as ``nl``, ``nl_NL`` or ``EN``; else ``default``."""
+    code = (value or "").strip().lower()
+    for lang in LANGUAGES:
+        if code.startswith(lang):
+            return lang
+    return default
+
+
 class Scenario(enum.StrEnum):
     """The four service scenarios of the seeds (plus the explicit end of a call)."""
 
@@ -165,6 +174,19 @@ class AgentAvailability:
     agents_ready: int
     queue_length: int = 0
     estimated_wait_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """Everything the Router may weigh for one caller at one moment."""
+
+    spec: IntentSpec | None  # None: the intent is unknown (escalations)
+    customer: Customer | None
+    at: datetime
+    language: Language
+    session_id: str | None = None
+    identified_by: str | None = None  # "cli" | "customer_no"
+    authenticated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

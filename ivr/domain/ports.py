@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ivr.domain.model import (
     AgentAvailability,
@@ -26,8 +26,12 @@ from ivr.domain.model import (
     Order,
     Outage,
     RouteDecision,
+    RouteRequest,
     Utterance,
 )
+
+if TYPE_CHECKING:  # the flow package imports this module; only types flow back
+    from ivr.domain.flow.events import FlowEvent
 
 
 class CallerHungUp(Exception):
@@ -56,10 +60,12 @@ class CallChannel(Protocol):
     """One live conversation (voice or text) as the flow sees it."""
 
     @property
-    def caller(self) -> Caller: ...
+    def caller(self) -> Caller:
+        """Who is calling (number as delivered by the network, parsed)."""
 
     @property
-    def session_id(self) -> str: ...
+    def session_id(self) -> str:
+        """The call's id: contact record key, screen-pop key, log context."""
 
     async def say(self, prompt: Prompt) -> None:
         """Play/print a prompt. Audio channels may stop it early on barge-in."""
@@ -80,7 +86,8 @@ class CallChannel(Protocol):
     async def hand_off(self, decision: RouteDecision) -> None:
         """Transfer the caller to the agent queue the decision names."""
 
-    async def hang_up(self) -> None: ...
+    async def hang_up(self) -> None:
+        """End the call (the IVR is done and no agent is needed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +116,11 @@ class RecognizerStream(Protocol):
     async def feed(self, pcm16: bytes) -> RecognitionEvent:
         """Feed 16-bit little-endian mono PCM at the stream's sample rate."""
 
-    async def finish(self) -> RecognitionResult: ...
+    async def finish(self) -> RecognitionResult:
+        """Decode what was fed so far and return the final result."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the stream (idempotent)."""
 
 
 class Recognizer(Protocol):
@@ -119,24 +128,34 @@ class Recognizer(Protocol):
 
     name: str
 
-    def supports(self, language: Language) -> bool: ...
+    def supports(self, language: Language) -> bool:
+        """Whether a model for ``language`` is loaded."""
 
     async def open_stream(
         self, language: Language, *, sample_rate: int, phrases: Sequence[str] = ()
-    ) -> RecognizerStream: ...
+    ) -> RecognizerStream:
+        """Start one utterance; ``phrases`` bias recognition (grammar or prompt)."""
 
 
 class CustomerDirectory(Protocol):
-    async def find_by_number(self, e164: str) -> Customer | None: ...
+    """The CRM as the IVR needs it: who is calling, their orders, their PIN."""
 
-    async def find_by_customer_no(self, customer_no: str) -> Customer | None: ...
+    async def find_by_number(self, e164: str) -> Customer | None:
+        """The customer with this phone number (E.164), None when unknown."""
 
-    async def orders(self, customer_id: int) -> Sequence[Order]: ...
+    async def find_by_customer_no(self, customer_no: str) -> Customer | None:
+        """The customer with this customer number (keyed in), None when unknown."""
 
-    async def verify_pin(self, customer_id: int, pin: str) -> bool: ...
+    async def orders(self, customer_id: int) -> Sequence[Order]:
+        """The customer's orders, newest first."""
+
+    async def verify_pin(self, customer_id: int, pin: str) -> bool:
+        """Whether ``pin`` is the customer's PIN (constant time; no PIN: False)."""
 
 
 class KnowledgeBase(Protocol):
+    """Answers, opening hours, outages and chat capacity."""
+
     async def answer(self, key: str, language: Language) -> str | None:
         """Answer template for a knowledge key, ``{placeholders}`` filled by the flow."""
 
@@ -146,11 +165,15 @@ class KnowledgeBase(Protocol):
     async def outages(self, region: str | None, at: datetime) -> Sequence[Outage]:
         """Active outages; region None lists all."""
 
-    async def chat_status(self, at: datetime) -> ChatStatus: ...
+    async def chat_status(self, at: datetime) -> ChatStatus:
+        """Whether live chat is open and has capacity at ``at``."""
 
 
 class IntentCatalogue(Protocol):
-    def spec(self, name: str) -> IntentSpec | None: ...
+    """The intents the line handles (grammars/<lang>.yaml)."""
+
+    def spec(self, name: str) -> IntentSpec | None:
+        """The intent called ``name``, None when the catalogue has none."""
 
     def keypad_menu(self) -> Sequence[IntentSpec]:
         """Intents in keypad order (the DTMF fallback menu)."""
@@ -160,32 +183,61 @@ class IntentCatalogue(Protocol):
 
 
 class IntentMatcher(Protocol):
-    async def match(self, text: str, language: Language) -> IntentMatch: ...
+    """Text -> ranked intents with confidence, or out of scope."""
+
+    async def match(self, text: str, language: Language) -> IntentMatch:
+        """Rank the catalogue's intents for ``text`` (what the caller said)."""
 
 
 class AgentPool(Protocol):
-    async def availability(self, skill: str) -> AgentAvailability: ...
+    """Agent availability per skill, as the Router reads it."""
+
+    async def availability(self, skill: str) -> AgentAvailability:
+        """Agents ready, callers waiting and expected wait for ``skill``."""
 
 
 class Router(Protocol):
-    async def route(
-        self,
-        *,
-        spec: IntentSpec,
-        customer: Customer | None,
-        at: datetime,
-        language: Language,
-    ) -> RouteDecision: ...
+    """Every "where does this caller go" decision, in one place.
+
+    The flow, the ARI app's safety net and the FastAGI path all ask the Router,
+    so a routing engine replaces one object.
+    """
+
+    async def route(self, request: RouteRequest) -> RouteDecision:
+        """Scenario and destination for an understood intent (``request.spec`` set)."""
+
+    async def escalate(self, request: RouteRequest, reason: str) -> RouteDecision:
+        """An agent for a caller the IVR could not serve (``reason`` is recorded)."""
+
+    def needs_pin(self, request: RouteRequest, decision: RouteDecision) -> bool:
+        """Whether the caller must key in their PIN before ``decision`` is carried out."""
+
+    def fail_safe(self, reason: str, *, session_id: str | None = None,
+                  customer: Customer | None = None, intent: str | None = None
+                  ) -> RouteDecision:
+        """A human queue when something broke. No I/O: it must work when all else fails."""
+
+
+class FlowObserver(Protocol):
+    """Subscribes to a call's flow events (contact log, screen-pop, metrics, features)."""
+
+    async def on_event(self, event: FlowEvent, contact: ContactSnapshot) -> None:
+        """Called after ``event`` was folded into the record; must not block the call."""
 
 
 class ContactLog(Protocol):
+    """Where contact records are kept (one row per call, upserted)."""
+
     async def save(self, contact: ContactSnapshot) -> None:
         """Upsert the whole contact record (called after every step)."""
 
-    async def get(self, contact_id: str) -> ContactSnapshot | None: ...
+    async def get(self, contact_id: str) -> ContactSnapshot | None:
+        """The stored record, None when unknown."""
 
 
 class Messenger(Protocol):
+    """SMS and WhatsApp (Twilio in production)."""
+
     async def send_link(
         self,
         *,
@@ -199,14 +251,21 @@ class Messenger(Protocol):
 
 
 class LinkBuilder(Protocol):
+    """Signed links into self-service and chat."""
+
     def link(self, key: str, contact_id: str) -> str:
         """Signed, expiring URL for a self-service/chat flow that continues this contact."""
 
 
 class ScreenPop(Protocol):
+    """The agent desktop's push channel."""
+
     async def publish(self, session_id: str, context: dict[str, Any]) -> None:
         """Make the agent-facing context for a session available (desktop pops it)."""
 
 
 class Clock(Protocol):
-    def now(self) -> datetime: ...
+    """Time, injectable so tests and `--at` can pin it."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""

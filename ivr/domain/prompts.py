@@ -151,6 +151,32 @@ PROMPTS: dict[str, dict[str, str]] = {
         "en": "Thank you for calling. Goodbye.",
         "nl": "Bedankt voor uw telefoontje. Tot ziens.",
     },
+    # Fragments: parts of the sentences above (rendered, never recorded alone).
+    "eta_phrase": {
+        "en": " and should arrive on {date}",
+        "nl": " en wordt naar verwachting {date} bezorgd",
+    },
+    "today_open": {
+        "en": "We are open now, until {closes}.",
+        "nl": "We zijn nu open, tot {closes} uur.",
+    },
+    "today_closed": {
+        "en": "We are closed now; we open again {date} at {time}.",
+        "nl": "We zijn nu gesloten; we zijn weer open op {date} om {time} uur.",
+    },
+    "next_open": {
+        "en": "We are available again {date} from {time}.",
+        "nl": "We zijn weer bereikbaar op {date} vanaf {time} uur.",
+    },
+    # Text messages (SMS / WhatsApp), not speech.
+    "sms_self_service": {
+        "en": "Kanaal: arrange {label} yourself here: {url} (link valid for 24 hours)",
+        "nl": "Kanaal: regel {label} direct zelf via {url} (link 24 uur geldig)",
+    },
+    "sms_chat": {
+        "en": "Kanaal: continue your question about {label} in our live chat: {url}",
+        "nl": "Kanaal: zet uw vraag over {label} voort in onze live chat: {url}",
+    },
     "yes_words": {
         "en": "yes|yeah|yep|sure|correct|right|please|it did|that's right|ok|okay",
         "nl": "ja|jawel|klopt|zeker|graag|goed|prima|oké|ok|dat klopt",

@@ -1,24 +1,43 @@
 """Router: (intent, customer, time, agent state) -> RouteDecision.
 
-A deliberately small rule set behind the Router port: the intent's scenario and
-skill, priority for high-value customers and sensitive topics, and overflow to a
-substitute skill when nobody with the primary skill is ready, so a caller never
-waits in a queue that nobody serves.
+The one place that decides where a caller goes: the intent's scenario and
+skill, priority for high-value customers and sensitive topics, overflow to a
+substitute skill when nobody with the primary skill is ready (so a caller never
+waits in a queue that nobody serves), escalations to a person, the PIN rule,
+and the fail-safe queue used when anything breaks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import replace
 
-from ivr.domain.model import Customer, IntentSpec, Language, RouteDecision, Scenario
+from ivr.domain.model import (
+    Customer,
+    RouteDecision,
+    RouteRequest,
+    Scenario,
+)
 from ivr.domain.ports import AgentPool
 
-GENERAL_SKILL = "general"
+# The skill (and queue) every caller can fall back to. Defined here only.
+FALLBACK_SKILL = "general"
+
+# Intents that disclose account data and need a PIN when the caller was not
+# identified by their own number (keyed-in customer numbers can be guessed).
+DEFAULT_PIN_PROTECTED = frozenset({"order_status", "invoice_question", "payment_arrears"})
+
+
+def fallback_decision(reason: str, session_id: str | None = None, *,
+                      customer: Customer | None = None, intent: str | None = None,
+                      skill: str = FALLBACK_SKILL) -> RouteDecision:
+    """The human queue of last resort. Pure: it must work when everything else is down."""
+    return RouteDecision(scenario=Scenario.AGENT, skill=skill, queue=skill, priority=1,
+                         reason=reason, intent=intent, customer=customer, session_id=session_id)
 
 
 class SimpleRouter:
-    """Rules: scenario from the catalogue; VIP/sensitive priority; skill overflow."""
+    """Rules: scenario from the catalogue; VIP/sensitive priority; skill overflow; PIN rule."""
 
     def __init__(
         self,
@@ -26,19 +45,22 @@ class SimpleRouter:
         *,
         vip_tiers: tuple[str, ...] = ("gold", "platinum"),
         overflow: Mapping[str, str] | None = None,
+        pin_protected: frozenset[str] = DEFAULT_PIN_PROTECTED,
+        always_pin: frozenset[str] = frozenset(),
+        fallback_skill: str = FALLBACK_SKILL,
     ) -> None:
         self._agents = agents
         self._vip = vip_tiers
         self._overflow = dict(overflow or {})
+        self._pin_protected = pin_protected
+        self._always_pin = always_pin
+        self._fallback = fallback_skill
 
-    async def route(
-        self,
-        *,
-        spec: IntentSpec,
-        customer: Customer | None,
-        at: datetime,
-        language: Language,
-    ) -> RouteDecision:
+    async def route(self, request: RouteRequest) -> RouteDecision:
+        spec = request.spec
+        if spec is None:
+            return await self.escalate(request, "no intent")
+        customer = request.customer
         priority = 0
         reason = f"intent {spec.name}"
         if customer is not None and customer.tier in self._vip:
@@ -56,14 +78,35 @@ class SimpleRouter:
         if skill != spec.skill:
             reason += f", overflow {spec.skill}->{skill}"
         return RouteDecision(
-            scenario=scenario,
-            skill=skill,
-            queue=skill,
-            priority=priority,
-            reason=reason,
-            intent=spec.name,
-            customer=customer,
+            scenario=scenario, skill=skill, queue=skill, priority=priority, reason=reason,
+            intent=spec.name, customer=customer, session_id=request.session_id,
         )
+
+    async def escalate(self, request: RouteRequest, reason: str) -> RouteDecision:
+        spec = request.spec
+        if spec is None:
+            return RouteDecision(scenario=Scenario.AGENT, skill=self._fallback,
+                                 queue=self._fallback, reason=reason,
+                                 customer=request.customer, session_id=request.session_id)
+        as_agent = replace(request, spec=replace(spec, scenario=Scenario.AGENT))
+        routed = await self.route(as_agent)
+        return replace(routed, reason=f"{routed.reason}; {reason}")
+
+    def needs_pin(self, request: RouteRequest, decision: RouteDecision) -> bool:
+        c, spec = request.customer, request.spec
+        if c is None or spec is None or not c.has_pin or request.authenticated:
+            return False
+        if decision.scenario is Scenario.AGENT:
+            return False  # the agent verifies identity themselves
+        if spec.name in self._always_pin:
+            return True
+        return spec.name in self._pin_protected and request.identified_by != "cli"
+
+    def fail_safe(self, reason: str, *, session_id: str | None = None,
+                  customer: Customer | None = None, intent: str | None = None
+                  ) -> RouteDecision:
+        return fallback_decision(reason, session_id, customer=customer, intent=intent,
+                                 skill=self._fallback)
 
     async def _available_skill(self, skill: str) -> str:
         """Follow the overflow chain until a skill has someone ready (or it ends)."""
@@ -73,7 +116,8 @@ class SimpleRouter:
             availability = await self._agents.availability(current)
             if availability.agents_ready > 0:
                 return current
-            nxt = self._overflow.get(current, GENERAL_SKILL if current != GENERAL_SKILL else None)
+            nxt = self._overflow.get(current,
+                                     self._fallback if current != self._fallback else None)
             if nxt is None or nxt in seen:
                 # Nobody ready anywhere: queue on the primary skill (it is staffed, just busy).
                 return skill

@@ -115,11 +115,6 @@ def _to_match(pred: Prediction) -> IntentMatch:
     )
 
 
-def scores_as_dict(match: IntentMatch) -> Mapping[str, float]:
-    """{intent: confidence} of a match, for logs and JSON output."""
-    return {s.intent: s.confidence for s in match.ranked}
-
-
 def default_matcher(
     catalogue: YamlIntentCatalogue,
     *,

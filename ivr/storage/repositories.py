@@ -37,6 +37,7 @@ from ivr.domain.model import (
     Scenario,
     Step,
     StepRecord,
+    as_language,
 )
 from ivr.domain.ports import PortError
 from ivr.storage.tables import (
@@ -139,7 +140,7 @@ class SqlCustomerDirectory(_SqlAdapter):
 
     @staticmethod
     def _from_row(row: Any, numbers: tuple[str, ...]) -> Customer:
-        lang: Language = "nl" if row.language == "nl" else "en"
+        lang = as_language(row.language)
         return Customer(
             id=row.id, customer_no=row.customer_no, name=row.name, language=lang,
             region=row.region, postcode=row.postcode, tier=row.tier, numbers=numbers,
@@ -319,7 +320,7 @@ def row_to_snapshot(r: Any) -> ContactSnapshot:
         id=r["id"], channel=ContactChannel(r["channel"]), caller=r["caller"],
         started_at=_aware(r["started_at"]) if isinstance(r["started_at"], datetime)
         else datetime.fromisoformat(r["started_at"]),
-        language="nl" if r["language"] == "nl" else "en", customer_id=r["customer_id"],
+        language=as_language(r["language"]), customer_id=r["customer_id"],
         question=r["question"], intent=r["intent"], confidence=r["confidence"],
         scenario=Scenario(r["scenario"]) if r["scenario"] else None, skill=r["skill"],
         action=r["action"], outcome=Outcome(r["outcome"]) if r["outcome"] else None,

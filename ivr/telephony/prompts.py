@@ -9,7 +9,9 @@ Asterisk plays ``sound:/abs/path`` without the extension.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 from ivr.domain.ports import Prompt
@@ -25,6 +27,10 @@ class FilePromptResolver:
         self._export = export_dir
         self._asterisk = (asterisk_dir or str(export_dir.resolve())).rstrip("/")
         self._synth = PromptSynthesizer(tts, export_dir / "dynamic")
+        # One lock per exported file: simultaneous calls asking for the same recorded
+        # prompt copy it once. Bounded by the number of recorded prompts; never popped,
+        # so a late caller cannot get a fresh lock while an earlier copy still runs.
+        self._exporting: dict[Path, asyncio.Lock] = {}
 
     def _uri(self, path: Path) -> str:
         rel = path.relative_to(self._export).with_suffix("")
@@ -47,14 +53,27 @@ class FilePromptResolver:
         if recorded is not None:
             target = self._export / "static" / prompt.language / recorded.name
             if not target.exists():
-                await asyncio.to_thread(self._copy, recorded, target)
+                await self._export_once(recorded, target)
             return self._uri(target)
         # Not recorded (just checked): synthesise without asking audio_file to look again.
         return self._uri(await self._synth.synthesize(prompt.text, prompt.language))
 
+    async def _export_once(self, src: Path, dst: Path) -> None:
+        lock = self._exporting.setdefault(dst, asyncio.Lock())
+        async with lock:
+            await asyncio.to_thread(self._copy, src, dst)
+
     @staticmethod
     def _copy(src: Path, dst: Path) -> None:
+        if dst.exists():  # another call copied it while this one waited for the lock
+            return
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+        # Unique temp name: other processes (several nodes on one share) or a copy left
+        # running by a cancelled call may write the same prompt at the same time; with
+        # a shared "<key>.tmp" one rename found its temp file already moved away.
+        tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)  # atomic: Asterisk never plays a half-copied file
+        finally:
+            tmp.unlink(missing_ok=True)

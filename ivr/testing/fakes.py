@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 from ivr.domain.model import (
     AgentAvailability,
@@ -29,23 +29,82 @@ from ivr.domain.model import (
 )
 from ivr.domain.ports import PortError
 
+PortName = Literal["directory", "knowledge", "matcher", "agents", "contacts", "messenger",
+                   "recognizer"]
+PORT_NAMES: frozenset[str] = frozenset(get_args(PortName))
 
-class Broken:
-    """Mixin state: when ``fail`` is set, every call raises PortError (a dead DB, say)."""
 
-    fail: bool = False
+class Faults:
+    """One failure switch shared by the fakes: break ports by name, one or all at once.
 
-    def _check(self) -> None:
-        if self.fail:
-            raise PortError(f"{type(self).__name__} is down")
+    Every fake takes ``faults=`` (default: its own fresh ``Faults()``); give several
+    fakes the same object and a test can take down the database and the matcher
+    together, then heal one. A broken port raises :class:`PortError` on every call,
+    the way a dead adapter does.
+    """
+
+    def __init__(self) -> None:
+        self._down: set[str] = set()
+        self._all = False
+
+    @staticmethod
+    def _known(port: str) -> str:
+        # A typo would silently leave the port working and the test proving nothing.
+        if port not in PORT_NAMES:
+            raise ValueError(f"unknown port {port!r}; one of {sorted(PORT_NAMES)}")
+        return port
+
+    def fail(self, port: PortName) -> None:
+        """Make every call to ``port`` raise PortError."""
+        self._down.add(self._known(port))
+
+    def heal(self, port: PortName) -> None:
+        """Let ``port`` work again (also after :meth:`fail_all`)."""
+        self._known(port)
+        if self._all:
+            self._all = False
+            self._down = set(PORT_NAMES - {port})
+        else:
+            self._down.discard(port)
+
+    def fail_all(self) -> None:
+        """Break every port."""
+        self._all = True
+
+    def heal_all(self) -> None:
+        """Let every port work again."""
+        self._all = False
+        self._down.clear()
+
+    def is_down(self, port: PortName) -> bool:
+        """Whether calls to ``port`` currently fail."""
+        return self._all or self._known(port) in self._down
+
+    def check(self, port: PortName) -> None:
+        """Raise PortError if ``port`` is broken; fakes call this first in every method."""
+        if self.is_down(port):
+            raise PortError(f"{port} is down")
 
 
 @dataclass
-class FakeDirectory(Broken):
+class _Breakable:
+    """Base of the fakes: ``faults`` (keyword-only) decides whether ``port`` is down."""
+
+    port: ClassVar[PortName]
+    faults: Faults = field(default_factory=Faults, kw_only=True)
+
+    def _check(self) -> None:
+        self.faults.check(self.port)
+
+
+@dataclass
+class FakeDirectory(_Breakable):
+    """CustomerDirectory in memory: customers, their orders and PINs."""
+
+    port: ClassVar[PortName] = "directory"
     customers: list[Customer] = field(default_factory=list)
     order_book: dict[int, list[Order]] = field(default_factory=dict)
     pins: dict[int, str] = field(default_factory=dict)
-    fail: bool = False
 
     async def find_by_number(self, e164: str) -> Customer | None:
         self._check()
@@ -65,12 +124,14 @@ class FakeDirectory(Broken):
 
 
 @dataclass
-class FakeKnowledge(Broken):
+class FakeKnowledge(_Breakable):
+    """KnowledgeBase in memory: answers, opening status, outages, chat status."""
+
+    port: ClassVar[PortName] = "knowledge"
     answers: dict[tuple[str, str], str] = field(default_factory=dict)
     voice_open: bool = True
     chat: ChatStatus = field(default_factory=lambda: ChatStatus(True, 5, 1))
     outage_list: list[Outage] = field(default_factory=list)
-    fail: bool = False
 
     async def answer(self, key: str, language: Language) -> str | None:
         self._check()
@@ -123,9 +184,10 @@ class FakeCatalogue:
 
 
 @dataclass
-class KeywordMatcher(Broken):
+class KeywordMatcher(_Breakable):
     """Keyword -> (intent, confidence); anything else is out of scope."""
 
+    port: ClassVar[PortName] = "matcher"
     keywords: dict[str, tuple[str, float]] = field(default_factory=lambda: {
         "order": ("order_status", 0.95),
         "bestelling": ("order_status", 0.95),
@@ -139,7 +201,6 @@ class KeywordMatcher(Broken):
         "died": ("report_death", 0.7),
         "passed away": ("report_death", 0.9),
     })
-    fail: bool = False
 
     async def match(self, text: str, language: Language) -> IntentMatch:
         self._check()
@@ -150,9 +211,11 @@ class KeywordMatcher(Broken):
 
 
 @dataclass
-class FakeAgentPool(Broken):
+class FakeAgentPool(_Breakable):
+    """AgentPool in memory: agents ready per skill (1 if not listed)."""
+
+    port: ClassVar[PortName] = "agents"
     ready: dict[str, int] = field(default_factory=dict)
-    fail: bool = False
 
     async def availability(self, skill: str) -> AgentAvailability:
         self._check()
@@ -160,10 +223,12 @@ class FakeAgentPool(Broken):
 
 
 @dataclass
-class InMemoryContactLog(Broken):
+class InMemoryContactLog(_Breakable):
+    """ContactLog in memory: snapshots by id, and how many saves."""
+
+    port: ClassVar[PortName] = "contacts"
     records: dict[str, ContactSnapshot] = field(default_factory=dict)
     saves: int = 0
-    fail: bool = False
 
     async def save(self, contact: ContactSnapshot) -> None:
         self._check()
@@ -176,10 +241,12 @@ class InMemoryContactLog(Broken):
 
 
 @dataclass
-class FakeMessenger(Broken):
+class FakeMessenger(_Breakable):
+    """Messenger that records what it sends; ``error_code`` makes it reject."""
+
+    port: ClassVar[PortName] = "messenger"
     sent: list[dict[str, str]] = field(default_factory=list)
     error_code: str | None = None  # e.g. "21211": permanent failure
-    fail: bool = False
 
     async def send_link(
         self, *, to: str, channel: str, body: str, contact_id: str, language: Language

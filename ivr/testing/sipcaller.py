@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ivr.telephony.rig import Rig
+    from ivr.testing.rig import Rig
 
 ULAW_RATE = 8000
 FRAME_MS = 20
@@ -263,7 +263,7 @@ class CallResult:
 
 
 def _scenario(name: str) -> str:
-    return importlib.resources.files("ivr.telephony.sipp").joinpath(name).read_text()
+    return importlib.resources.files("ivr.testing.sipp").joinpath(name).read_text()
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -391,12 +391,6 @@ async def place_call(
     messages = _read(work / "messages.log")
     errors = _read(work / "errors.log") + stderr.decode(errors="replace")
     return _result(proc.returncode or 0, duration, messages, errors, plan)
-
-
-def place_call_sync(rig: Rig, audio: Path | None, from_number: str | None,
-                    **kw: object) -> CallResult:
-    """Blocking :func:`place_call` for scripts and the CLI (not for use inside a loop)."""
-    return asyncio.run(place_call(rig, audio, from_number, **kw))  # type: ignore[arg-type]
 
 
 def _read(path: Path) -> str:

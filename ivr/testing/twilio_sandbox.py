@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import re
 import secrets
 import threading
@@ -36,13 +35,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from twilio.request_validator import RequestValidator
+
+from ivr.web.forms import read_form
 
 API = "/2010-04-01"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -139,20 +139,6 @@ class SandboxState:
                     self.faults.remove(fault)
             return fault
         return None
-
-
-async def read_form(request: Request) -> dict[str, str]:
-    """Parse an application/x-www-form-urlencoded body (all Twilio sends).
-
-    Done by hand so the webhooks do not need python-multipart; a repeated key keeps
-    its last value, which is fine for Twilio's single-valued fields.
-    """
-    raw = await request.body()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return dict(parse_qsl(text, keep_blank_values=True))
 
 
 def _now_rfc2822() -> str:
@@ -434,11 +420,3 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def sandbox_messages_json(app: FastAPI) -> str:
-    """The sandbox log as JSON text (handy for printing in the demo)."""
-    state: SandboxState = app.state.sandbox
-    return json.dumps([
-        {k: v for k, v in m.items() if not k.startswith("_")} for m in state.messages.values()
-    ], indent=2)

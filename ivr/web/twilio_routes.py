@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from twilio.request_validator import RequestValidator
 
 from ivr.notify.outbox import OutboxStore
-from ivr.notify.sandbox import read_form
+from ivr.web.forms import read_form
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from ivr.domain.flow import CallFlow, FlowConfig, FlowResult
+from ivr.domain.flow import (
+    CallFlow,
+    ContactLogObserver,
+    FlowConfig,
+    FlowPorts,
+    FlowResult,
+    ScreenPopObserver,
+)
 from ivr.domain.model import (
     Caller,
     ChatStatus,
@@ -30,6 +37,7 @@ from ivr.testing.fakes import (
     FakeLinks,
     FakeMessenger,
     FakeScreenPop,
+    Faults,
     FixedClock,
     InMemoryContactLog,
     KeywordMatcher,
@@ -49,33 +57,45 @@ def caller(number: str | None, raw: str | None = None) -> Caller:
 
 @dataclass
 class Rig:
-    directory: FakeDirectory = field(default_factory=lambda: FakeDirectory(
-        customers=[ANNA, BOB],
-        order_book={
-            1: [Order("A12345", "in_transit", date(2026, 11, 26), "PostNL")],
-            2: [Order("B777", "processing", date(2026, 11, 28))],
-        },
-        pins={1: "4321"},
-    ))
-    knowledge: FakeKnowledge = field(default_factory=lambda: FakeKnowledge(answers={
-        ("opening_hours", "en"): "We are open weekdays from 8 to 18. {today_status}",
-        ("opening_hours", "nl"): "Wij zijn op werkdagen open van 8 tot 18 uur. {today_status}",
-    }))
-    matcher: KeywordMatcher = field(default_factory=KeywordMatcher)
-    agents: FakeAgentPool = field(default_factory=FakeAgentPool)
-    contacts: InMemoryContactLog = field(default_factory=InMemoryContactLog)
-    messenger: FakeMessenger = field(default_factory=FakeMessenger)
+    faults: Faults = field(default_factory=Faults)  # one switch for every fake below
+    directory: FakeDirectory = field(init=False)
+    knowledge: FakeKnowledge = field(init=False)
+    matcher: KeywordMatcher = field(init=False)
+    agents: FakeAgentPool = field(init=False)
+    contacts: InMemoryContactLog = field(init=False)
+    messenger: FakeMessenger = field(init=False)
     screenpop: FakeScreenPop = field(default_factory=FakeScreenPop)
+
+    def __post_init__(self) -> None:
+        f = self.faults
+        self.directory = FakeDirectory(
+            customers=[ANNA, BOB],
+            order_book={
+                1: [Order("A12345", "in_transit", date(2026, 11, 26), "PostNL")],
+                2: [Order("B777", "processing", date(2026, 11, 28))],
+            },
+            pins={1: "4321"},
+            faults=f,
+        )
+        self.knowledge = FakeKnowledge(answers={
+            ("opening_hours", "en"): "We are open weekdays from 8 to 18. {today_status}",
+            ("opening_hours", "nl"): "Wij zijn op werkdagen open van 8 tot 18 uur. {today_status}",
+        }, faults=f)
+        self.matcher = KeywordMatcher(faults=f)
+        self.agents = FakeAgentPool(faults=f)
+        self.contacts = InMemoryContactLog(faults=f)
+        self.messenger = FakeMessenger(faults=f)
 
     async def call(self, script: list[str], who: Caller, **cfg: Any) -> tuple[
             FlowResult, TextCallChannel]:
         ch = TextCallChannel(caller_info=who, script=list(script))
-        flow = CallFlow(
-            ch, directory=self.directory, knowledge=self.knowledge, catalogue=FakeCatalogue(),
-            matcher=self.matcher, router=SimpleRouter(self.agents), contacts=self.contacts,
-            messenger=self.messenger, links=FakeLinks(), clock=FixedClock(),
-            config=FlowConfig(**cfg), screenpop=self.screenpop,
+        ports = FlowPorts(
+            directory=self.directory, knowledge=self.knowledge, catalogue=FakeCatalogue(),
+            matcher=self.matcher, router=SimpleRouter(self.agents), messenger=self.messenger,
+            links=FakeLinks(), clock=FixedClock(),
         )
+        flow = CallFlow(ch, ports=ports, config=FlowConfig(**cfg), observers=(
+            ContactLogObserver(self.contacts), ScreenPopObserver(self.screenpop)))
         return await flow.run(), ch
 
 
@@ -304,7 +324,7 @@ async def test_hangup_during_prompt(rig: Rig) -> None:
 
 async def test_database_error_sends_caller_to_human_and_records_contact(rig: Rig) -> None:
     """DB down during identification: caller goes to a human; contact still saved."""
-    rig.directory.fail = True
+    rig.faults.fail("directory")
     result, ch = await rig.call(["where is my order"], caller("+447700900123"))
     assert result.outcome is Outcome.ERROR_TO_AGENT
     assert ch.handed_off is not None and ch.handed_off.queue == "general"
@@ -315,23 +335,33 @@ async def test_database_error_sends_caller_to_human_and_records_contact(rig: Rig
 
 async def test_matcher_crash_mid_call_goes_to_human(rig: Rig) -> None:
     """A failing matcher after the question still reaches a human, question attached."""
-    rig.matcher.fail = True
+    rig.faults.fail("matcher")
     _result, ch = await rig.call(["where is my order"], caller("+447700900123"))
     assert ch.handed_off is not None and ch.handed_off.question == "where is my order"
 
 
 async def test_contact_log_failure_does_not_hurt_the_call(rig: Rig) -> None:
     """A dead contact log is logged, and the caller is still served."""
-    rig.contacts.fail = True
+    rig.faults.fail("contacts")
     result, _ch = await rig.call(["where is my order", "yes"], caller("+447700900123"))
     assert result.outcome is Outcome.SELF_SERVED
 
 
 async def test_messenger_crash_goes_to_human(rig: Rig) -> None:
     """An exception from the messenger port fails safe to a human."""
-    rig.messenger.fail = True
+    rig.faults.fail("messenger")
     result, ch = await rig.call(["change my address"], caller("+447700900123"))
     assert result.outcome is Outcome.ERROR_TO_AGENT and ch.handed_off is not None
+
+
+async def test_directory_and_contact_log_down_together_still_reach_a_human(rig: Rig) -> None:
+    """Directory and contact log down at once (one switch): the caller still gets a human."""
+    rig.faults.fail("directory")
+    rig.faults.fail("contacts")
+    result, ch = await rig.call(["where is my order"], caller("+447700900123"))
+    assert result.outcome is Outcome.ERROR_TO_AGENT
+    assert ch.handed_off is not None and ch.handed_off.queue == "general"
+    assert rig.contacts.records == {}
 
 
 async def test_speak_to_agent_words(rig: Rig) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.telephony.rig import DEFAULT_ROOT, Rig, RigError, RigPorts
+from ivr.testing.rig import DEFAULT_ROOT, Rig, RigError, RigPorts
 
 
 def _rig_from_env() -> Rig:

@@ -13,29 +13,27 @@ import logging
 import re
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from ivr.domain.model import Language, RouteDecision, Scenario
+from ivr.domain.model import RouteDecision, Scenario
 from ivr.domain.ports import (
     CallChannel,
     CallerHungUp,
     Prompt,
-    RecognitionEvent,
-    RecognitionResult,
-    RecognizerStream,
 )
 from ivr.speech.tts import FliteTts, PromptSynthesizer
 from ivr.speech.whisper_engine import WhisperRecognizer
 from ivr.telephony.ari.app import StasisApp
 from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings, CallState
 from ivr.telephony.ari.client import AriClient
-from ivr.telephony.rig import Rig
-from ivr.telephony.sipcaller import SippAgent, place_call, synthesize_utterance
+from ivr.testing.recognizers import TapRecognizer
+from ivr.testing.rig import Rig
+from ivr.testing.sipcaller import SippAgent, place_call, synthesize_utterance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 log = logging.getLogger(__name__)
@@ -73,41 +71,6 @@ class RigPrompts:
         host = await self._synth.synthesize(prompt.text, prompt.language)
         in_root = "/" + str(host.relative_to(self._rig.root)).removesuffix(".wav")
         return f"sound:{in_root}"
-
-
-class TapStream:
-    """Recogniser stream wrapper that keeps a copy of the PCM it is fed (with arrival time)."""
-
-    def __init__(self, inner: RecognizerStream, sink: list[tuple[float, bytes]]) -> None:
-        self._inner, self._sink = inner, sink
-
-    async def feed(self, pcm16: bytes) -> RecognitionEvent:
-        self._sink.append((asyncio.get_running_loop().time(), pcm16))
-        return await self._inner.feed(pcm16)
-
-    async def finish(self) -> RecognitionResult:
-        return await self._inner.finish()
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-class TapRecognizer:
-    """The real recogniser, with the fed audio recorded for byte-order/energy checks."""
-
-    name = "tap"
-
-    def __init__(self, inner: WhisperRecognizer) -> None:
-        self._inner = inner
-        self.frames: list[tuple[float, bytes]] = []
-
-    def supports(self, language: Language) -> bool:
-        return self._inner.supports(language)
-
-    async def open_stream(self, language: Language, *, sample_rate: int,
-                          phrases: Sequence[str] = ()) -> RecognizerStream:
-        inner = await self._inner.open_stream(language, sample_rate=sample_rate, phrases=phrases)
-        return TapStream(inner, self.frames)
 
 
 Flow = Callable[[AriCallChannel], Awaitable[None]]

@@ -12,11 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from ivr.domain.model import Caller, Language, RouteDecision, Scenario
-from ivr.telephony.agi import FastAgiServer
-from ivr.telephony.agi.route import AgiRouteOutcome, RouteAgi
-from ivr.telephony.rig import COMPLETE_MARKER, Rig, RigError, default_config_dir, render_config
-from ivr.telephony.sipcaller import (
+from ivr.testing.rig import COMPLETE_MARKER, Rig, RigError, default_config_dir, render_config
+from ivr.testing.sipcaller import (
     SippAgent,
     place_call,
     read_ulaw_wav,
@@ -171,54 +168,6 @@ async def test_app_down_call_lands_in_human_queue(rig: Rig) -> None:
     assert inv["x-ivr-fallback"] == "app_down"
     assert inv["x-ivr-queue"] == "ivr-general"
     assert number in inv["p-asserted-identity"]  # the agent sees the real caller
-
-
-@pytest.mark.e2e
-async def test_fastagi_route_through_rig(rig: Rig) -> None:
-    """AGI(agi://…/route): Asterisk records the caller, the route sets IVR_QUEUE, billing rings."""
-    number = unique_number()
-    outcomes: list[AgiRouteOutcome] = []
-    heard: list[tuple[float, float]] = []
-
-    async def transcribe(path: Path, lang: Language) -> str:
-        # the real recording Asterisk wrote through RECORD FILE
-        heard.append(await asyncio.to_thread(wav_stats, path))
-        return UTTERANCE
-
-    async def decide(text: str, caller: Caller, lang: Language) -> RouteDecision:
-        assert caller.number == number
-        return RouteDecision(scenario=Scenario.AGENT, skill="billing", queue="ivr-billing",
-                             intent="invoice_question", priority=2)
-
-    async def keep(outcome: AgiRouteOutcome) -> None:
-        outcomes.append(outcome)
-
-    route = RouteAgi(
-        transcribe=transcribe, decide=decide, on_outcome=keep,
-        record_dir_asterisk="/var/spool/asterisk/kanaal",
-        record_dir_local=rig.host_path("var/spool/asterisk/kanaal"),
-        max_question_s=8, silence_s=1,
-    )
-    audio = await asyncio.to_thread(synthesize_utterance, UTTERANCE, "en")
-    async with FastAgiServer({"route": route}, port=rig.ports.agi) as _server:
-        agents = [SippAgent(rig, n) for n in (1, 2)]  # billing: agent1, overflow agent2
-        for agent in agents:
-            await agent.start()
-        try:
-            call = await place_call(rig, audio, number, dialed="601", hangup_after_s=9,
-                                    audio_delay_s=0.3, trailing_silence_s=6)
-            invites = [i for a in agents for i in a.invites() if number in i.get("from", "")]
-        finally:
-            for agent in agents:
-                await agent.stop()
-    assert call.ok, call.errors
-    (outcome,) = outcomes
-    assert outcome.fallback is None, outcome
-    assert heard and heard[0][0] > 1.0 and heard[0][1] > 0.02  # speech was recorded
-    assert invites, "billing agent was not rung"
-    assert invites[0]["x-ivr-queue"] == "ivr-billing"
-    assert invites[0]["x-ivr-intent"] == "invoice_question"
-    assert invites[0]["x-ivr-session"] == outcome.session_id
 
 
 @pytest.mark.e2e

@@ -9,15 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ivr.app import build_app
 from ivr.cli.demo_cmd import demo_moment
 from ivr.cli.voice_call import VoiceCallSpec, run_voice_calls
 from ivr.clock import PinnedClock
 from ivr.config import load_settings
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
-from ivr.telephony.rig import Rig
-from ivr.telephony.sipcaller import SippAgent
+from ivr.testing.app import running_app
+from ivr.testing.rig import Rig
+from ivr.testing.sipcaller import SippAgent
 from ivr.web.app import create_web_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -76,7 +76,7 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
     invites = [inv for agent in agents for inv in agent.invites()]
     sessions = {{k.lower(): v for k, v in inv.items()}.get("x-ivr-session") for inv in invites}
     assert billing.id in sessions, invites
-    async with build_app(settings, sandbox_log=None) as app:
+    async with running_app(settings) as app:
         transport = httpx.ASGITransport(app=create_web_app(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://ivr") as web:
             pop = (await web.get(f"/api/contacts/{billing.id}",

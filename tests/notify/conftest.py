@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 from twilio_helpers import ACCOUNT, TOKEN, Sandbox
 
 from ivr.notify.outbox import OutboxStore
-from ivr.notify.sandbox import ServerThread, create_sandbox_app
 from ivr.storage.db import make_engine
+from ivr.testing.twilio_sandbox import ServerThread, create_sandbox_app
 from ivr.web.twilio_routes import twilio_router
 
 

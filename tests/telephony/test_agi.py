@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
-from ivr.domain.model import Caller, Language, Presentation, RouteDecision, Scenario
 from ivr.telephony.agi import (
     AgiHangup,
     AgiProtocolError,
@@ -18,77 +16,7 @@ from ivr.telephony.agi import (
     parse_environment,
     parse_response,
 )
-from ivr.telephony.agi.route import AgiRouteOutcome, RouteAgi
-
-ENV = {
-    "agi_network": "yes",
-    "agi_network_script": "route?lang=nl",
-    "agi_request": "agi://127.0.0.1:4573/route?lang=nl",
-    "agi_channel": "PJSIP/caller-00000001",
-    "agi_language": "en",
-    "agi_type": "PJSIP",
-    "agi_uniqueid": "1700000000.1",
-    "agi_version": "22.10.1",
-    "agi_callerid": "+31201234567",
-    "agi_calleridname": "unknown",
-    "agi_dnid": "601",
-    "agi_rdnis": "unknown",
-    "agi_context": "agi-entry",
-    "agi_extension": "s",
-    "agi_priority": "3",
-    "agi_enhanced": "0.0",
-    "agi_accountcode": "",
-    "agi_threadid": "140000",
-    "agi_arg_2": "second",
-    "agi_arg_1": "first",
-}
-
-
-def env_block(env: dict[str, str] | None = None, **over: str) -> bytes:
-    """An AGI environment as Asterisk sends it."""
-    values = {**(env or ENV), **over}
-    return "".join(f"{k}: {v}\n" for k, v in values.items()).encode() + b"\n"
-
-
-class FakeAsterisk:
-    """A raw TCP client speaking Asterisk's side of FastAGI."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.commands: list[str] = []
-
-    @classmethod
-    async def connect(cls, port: int) -> FakeAsterisk:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def next_command(self) -> str | None:
-        line = await asyncio.wait_for(self.reader.readline(), 5.0)
-        if not line:
-            return None
-        text = line.decode().rstrip("\n")
-        self.commands.append(text)
-        return text
-
-    async def serve(self, reply: Callable[[str], str]) -> None:
-        """Answer every command with ``reply(command)`` until the server closes."""
-        while (cmd := await self.next_command()) is not None:
-            await self.send(reply(cmd).encode())
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-def ok_reply(cmd: str) -> str:
-    """Asterisk's answer to the commands these tests use."""
-    if cmd.startswith("GET VARIABLE"):
-        return "200 result=1 (hello world)\n"
-    return "200 result=1\n"
+from ivr.testing.fake_agi import FakeAsterisk, env_block, ok_reply
 
 
 @pytest.fixture
@@ -301,124 +229,6 @@ async def test_usage_block_is_read_whole(server_factory) -> None:
     await ast.send(b"200 result=0\n")
     assert await ast.next_command() is None
     assert got == [520, 200]
-
-
-# ------------------------------------------------------------------ /route
-
-
-def route_reply(record_dir: Path, audio: bytes | None) -> Callable[[str], str]:
-    """Asterisk's side of /route: RECORD FILE writes the caller's audio (or not)."""
-
-    def reply(cmd: str) -> str:
-        if cmd.startswith("RECORD FILE"):
-            path = cmd.split()[2]
-            if audio is not None:
-                (record_dir / (Path(path).name + ".wav")).write_bytes(audio)
-            return "200 result=0 endpos=16000\n"
-        return "200 result=1\n"
-
-    return reply
-
-
-def make_route(
-    tmp_path: Path,
-    transcribe: Callable[[Path, Language], object],
-    outcomes: list[AgiRouteOutcome],
-) -> RouteAgi:
-    """A RouteAgi whose decision is 'billing' for anything said."""
-
-    async def decide(text: str, caller: Caller, lang: Language) -> RouteDecision:
-        return RouteDecision(scenario=Scenario.AGENT, skill="billing", queue="ivr-billing",
-                             priority=3, intent="invoice_question")
-
-    async def keep(outcome: AgiRouteOutcome) -> None:
-        outcomes.append(outcome)
-
-    return RouteAgi(
-        transcribe=transcribe,  # type: ignore[arg-type]
-        decide=decide,
-        record_dir_asterisk="/var/spool/asterisk/kanaal",
-        record_dir_local=tmp_path,
-        on_outcome=keep,
-        new_session_id=lambda: "sess-1",
-    )
-
-
-async def test_route_records_transcribes_and_sets_queue(server_factory, tmp_path) -> None:
-    """/route: RECORD FILE, transcribe the file, decide, SET VARIABLE the answer."""
-    heard: list[tuple[bytes, str]] = []
-
-    async def transcribe(path: Path, lang: Language) -> str:
-        heard.append((await asyncio.to_thread(path.read_bytes), lang))
-        return "I have a question about my invoice"
-
-    outcomes: list[AgiRouteOutcome] = []
-    srv = server_factory({"route": make_route(tmp_path, transcribe, outcomes)})
-    await srv.start()
-    ast = await FakeAsterisk.connect(srv.port)
-    await ast.send(env_block())
-    await asyncio.wait_for(ast.serve(route_reply(tmp_path, b"RIFF-fake-audio")), 5)
-    assert ast.commands[0] == 'SET VARIABLE __IVR_SESSION "sess-1"'
-    assert ast.commands[1].startswith("RECORD FILE /var/spool/asterisk/kanaal/agi-sess-1 wav")
-    assert ast.commands[2:] == [
-        'SET VARIABLE __IVR_INTENT "invoice_question"',
-        'SET VARIABLE __IVR_SCENARIO "S4"',
-        'SET VARIABLE __IVR_QUEUE "ivr-billing"',
-        'SET VARIABLE QUEUE_PRIO "3"',
-    ]
-    assert heard == [(b"RIFF-fake-audio", "nl")]  # ?lang=nl on the AGI URL
-    (out,) = outcomes
-    assert out.fallback is None and out.question == "I have a question about my invoice"
-    assert out.caller.presentation is Presentation.VALID
-
-
-@pytest.mark.parametrize(
-    ("audio", "transcript", "reason"),
-    [
-        (None, "unused", "no_recording"),
-        (b"audio", "", "no_speech"),
-        (b"audio", RuntimeError("ASR down"), "asr_error"),
-    ],
-)
-async def test_route_failures_fall_back_to_a_human(
-    server_factory, tmp_path, audio, transcript, reason
-) -> None:
-    """No recording, silence or an ASR error set IVR_FALLBACK and no queue."""
-
-    async def transcribe(path: Path, lang: Language) -> str:
-        if isinstance(transcript, Exception):
-            raise transcript
-        return str(transcript)
-
-    outcomes: list[AgiRouteOutcome] = []
-    srv = server_factory({"route": make_route(tmp_path, transcribe, outcomes)})
-    await srv.start()
-    ast = await FakeAsterisk.connect(srv.port)
-    await ast.send(env_block(agi_callerid="anonymous"))
-    await asyncio.wait_for(ast.serve(route_reply(tmp_path, audio)), 5)
-    assert ast.commands[-1] == f'SET VARIABLE __IVR_FALLBACK "{reason}"'
-    assert not any("IVR_QUEUE" in c for c in ast.commands)
-    assert outcomes[0].fallback == reason
-    assert outcomes[0].caller.presentation is Presentation.WITHHELD
-
-
-async def test_route_caller_hangs_up_while_recording(server_factory, tmp_path) -> None:
-    """RECORD FILE result=-1 (hang-up) stops the route without further commands."""
-
-    async def transcribe(path: Path, lang: Language) -> str:
-        raise AssertionError("must not transcribe after a hang-up")
-
-    outcomes: list[AgiRouteOutcome] = []
-    srv = server_factory({"route": make_route(tmp_path, transcribe, outcomes)})
-    await srv.start()
-    ast = await FakeAsterisk.connect(srv.port)
-    await ast.send(env_block())
-    await ast.next_command()
-    await ast.send(b"200 result=1\n")
-    assert (await ast.next_command() or "").startswith("RECORD FILE")
-    await ast.send(b"HANGUP\n200 result=-1 (hangup) endpos=0\n")
-    assert await ast.next_command() is None
-    assert outcomes[0].fallback == "hangup"
 
 
 async def test_stop_cancels_sessions_in_progress_quietly(server_factory, caplog) -> None:

@@ -1,29 +1,19 @@
 """AriClient and AriCallChannel against a small local ARI server (HTTP + websocket).
 
-The server speaks ARI's wire format (paths, query parameters, JSON bodies, event
-JSON on /ari/events) with just enough behaviour for protocol framing and the
-call logic: playbacks finish on a timer unless stopped, snoop/externalMedia
-channels enter Stasis, continue/hangup end the channel. Real Asterisk behaviour
-is covered by tests/e2e.
+The server is the kit's ``ivr.testing.fake_ari.FakeAri``: ARI's wire format with
+just enough behaviour for protocol framing and the call logic. Real Asterisk
+behaviour is covered by tests/e2e.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ivr.domain.model import RouteDecision, Scenario
 from ivr.domain.ports import CallerHungUp, Prompt
@@ -31,193 +21,21 @@ from ivr.telephony.ari.app import StasisApp
 from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings, CallState
 from ivr.telephony.ari.client import AriClient, AriConflict, AriError, AriNotFound
 from ivr.telephony.ari.events import ChannelDestroyed, ChannelDtmfReceived, StasisStart
+from ivr.testing.fake_ari import FakeAri
+from ivr.testing.fake_ari import channel_json as chan
 
 USER, PASSWORD, APP = "ivr", "secret", "ivr"
 
 
-def chan(cid: str, number: str = "0612345678", name: str = "PJSIP/caller-1") -> dict[str, Any]:
-    return {"id": cid, "name": name, "state": "Ring", "caller": {"number": number, "name": ""},
-            "dialplan": {"context": "from-callers", "exten": "100", "priority": 1}}
-
-
-class FakeAri:
-    """Local ARI look-alike; records every REST request."""
-
-    def __init__(self, play_s: float = 0.3) -> None:
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.channels: dict[str, dict[str, Any]] = {}
-        self.bridges: dict[str, list[str]] = {}
-        self.variables: dict[tuple[str, str], str] = {}
-        self.playbacks: dict[str, asyncio.Task[None]] = {}
-        self.sockets: list[WebSocket] = []
-        self.connected = asyncio.Event()
-        self.play_s = play_s
-        self.accept_ws = True
-        self.app = Starlette(routes=[
-            WebSocketRoute("/ari/events", self.ws),
-            Route("/ari/{path:path}", self.rest, methods=["GET", "POST", "DELETE"]),
-        ])
-
-    async def emit(self, event: dict[str, Any]) -> None:
-        event = {"application": APP, "timestamp": "2026-01-01T00:00:00.000+0000", **event}
-        for ws in list(self.sockets):
-            with contextlib.suppress(Exception):
-                await ws.send_text(json.dumps(event))
-
-    async def start_call(self, cid: str, number: str = "0612345678") -> None:
-        self.channels[cid] = chan(cid, number)
-        await self.emit({"type": "StasisStart", "channel": self.channels[cid], "args": []})
-
-    async def caller_hangs_up(self, cid: str) -> None:
-        ch = self.channels.pop(cid, chan(cid))
-        await self.emit({"type": "ChannelHangupRequest", "channel": ch, "cause": 16})
-        await self.emit({"type": "StasisEnd", "channel": ch})
-        await self.emit({"type": "ChannelDestroyed", "channel": ch, "cause": 16})
-
-    async def ws(self, websocket: WebSocket) -> None:
-        auth = websocket.headers.get("authorization", "")
-        ok = auth == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        if not ok or not self.accept_ws or websocket.query_params.get("app") != APP:
-            await websocket.close(code=1008)
-            return
-        await websocket.accept()
-        self.sockets.append(websocket)
-        self.connected.set()
-        try:
-            while True:
-                await websocket.receive_text()
-        except WebSocketDisconnect:
-            pass
-        finally:
-            self.sockets.remove(websocket)
-
-    async def drop_sockets(self) -> None:
-        self.connected.clear()
-        for ws in list(self.sockets):
-            with contextlib.suppress(Exception):
-                await ws.close(code=1011)
-
-    async def _finish_playback(self, pb: dict[str, Any], after: float) -> None:
-        await asyncio.sleep(after)
-        self.playbacks.pop(pb["id"], None)
-        await self.emit({"type": "PlaybackFinished", "playback": {**pb, "state": "done"}})
-
-    async def rest(self, request: Request) -> Response:
-        path = "/" + request.path_params["path"]
-        q = dict(request.query_params)
-        self.requests.append((request.method, path, q))
-        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        if request.headers.get("authorization") != expected:
-            return JSONResponse({"message": "Authentication required"}, 401)
-        parts = path.strip("/").split("/")
-        m = request.method
-
-        def missing(what: str) -> JSONResponse:
-            return JSONResponse({"message": f"{what} not found"}, 404)
-
-        if parts == ["channels"] and m == "GET":
-            return JSONResponse(list(self.channels.values()))
-        if parts == ["bridges"] and m == "GET":
-            return JSONResponse([{"id": b, "bridge_type": "mixing", "channels": c}
-                                 for b, c in self.bridges.items()])
-        if parts == ["channels", "externalMedia"] and m == "POST":
-            cid = q["channelId"]
-            self.channels[cid] = chan(cid, "", name="UnicastRTP/127.0.0.1:1-1")
-            await self.emit({"type": "StasisStart", "channel": self.channels[cid]})
-            return JSONResponse(self.channels[cid])
-        if parts[0] == "channels" and len(parts) >= 2:
-            cid = parts[1]
-            if cid not in self.channels:
-                return missing("Channel")
-            rest = parts[2:]
-            if not rest and m == "GET":
-                return JSONResponse(self.channels[cid])
-            if not rest and m == "DELETE":
-                ch = self.channels.pop(cid)
-                await self.emit({"type": "StasisEnd", "channel": ch})
-                await self.emit({"type": "ChannelDestroyed", "channel": ch, "cause": 16})
-                return Response(status_code=204)
-            if rest == ["answer"]:
-                self.channels[cid]["state"] = "Up"
-                return Response(status_code=204)
-            if rest[0] == "play":
-                pb = {"id": rest[1], "media_uri": q["media"], "target_uri": f"channel:{cid}",
-                      "state": "playing"}
-                await self.emit({"type": "PlaybackStarted", "playback": pb})
-                self.playbacks[rest[1]] = asyncio.create_task(
-                    self._finish_playback(pb, self.play_s))
-                return JSONResponse(pb, 201)
-            if rest == ["snoop"]:
-                sid = q["snoopId"]
-                self.channels[sid] = chan(sid, "", name=f"Snoop/{cid}-1")
-                await self.emit({"type": "StasisStart", "channel": self.channels[sid]})
-                return JSONResponse(self.channels[sid])
-            if rest == ["variable"] and m == "POST":
-                self.variables[(cid, q["variable"])] = q.get("value", "")
-                return Response(status_code=204)
-            if rest == ["variable"] and m == "GET":
-                key = (cid, q["variable"])
-                if key not in self.variables:
-                    return missing("Variable")
-                return JSONResponse({"value": self.variables[key]})
-            if rest == ["continue"]:
-                ch = self.channels[cid]
-                await self.emit({"type": "StasisEnd", "channel": ch})
-                return Response(status_code=204)
-        if parts[0] == "playbacks" and m == "DELETE":
-            task = self.playbacks.pop(parts[1], None)
-            if task is None:
-                return missing("Playback")
-            task.cancel()
-            await self.emit({"type": "PlaybackFinished", "playback": {
-                "id": parts[1], "state": "done", "target_uri": ""}})
-            return Response(status_code=204)
-        if parts[0] == "playbacks" and m == "GET":
-            return (JSONResponse({"id": parts[1], "state": "playing"})
-                    if parts[1] in self.playbacks else missing("Playback"))
-        if parts[0] == "bridges" and len(parts) >= 2:
-            bid = parts[1]
-            if m == "POST" and len(parts) == 2:
-                self.bridges[bid] = []
-                return JSONResponse({"id": bid, "bridge_type": "mixing", "channels": []})
-            if bid not in self.bridges:
-                return missing("Bridge")
-            if parts[2:] == ["addChannel"]:
-                for c in q["channel"].split(","):
-                    if c not in self.channels:
-                        return JSONResponse({"message": "Channel not in Stasis"}, 422)
-                    self.bridges[bid].append(c)
-                return Response(status_code=204)
-            if m == "DELETE":
-                del self.bridges[bid]
-                return Response(status_code=204)
-        if parts[0] == "applications":
-            return JSONResponse({"name": APP})
-        if parts == ["conflict"]:
-            return JSONResponse({"message": "wrong state"}, 409)
-        return missing("Resource")
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeAri]:
-    server_fake = FakeAri()
-    config = uvicorn.Config(server_fake.app, host="127.0.0.1", port=0, log_level="warning",
-                            ws_ping_interval=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    server_fake.base_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield server_fake
-    server.should_exit = True
-    await asyncio.wait_for(task, 5)
+    server_fake = FakeAri(username=USER, password=PASSWORD, app=APP)
+    async with server_fake.serve():
+        yield server_fake
 
 
 def make_client(fake: FakeAri, **kw: Any) -> AriClient:
-    return AriClient(fake.base_url, username=USER, password=PASSWORD, app=APP,  # type: ignore[attr-defined]
+    return AriClient(fake.base_url, username=USER, password=PASSWORD, app=APP,
                      reconnect_delays=(0.05, 0.1), **kw)
 
 
@@ -297,7 +115,7 @@ async def test_rest_errors_are_typed(fake: FakeAri) -> None:
         await bad.channels()
     assert err.value.status == 0
     await bad.aclose()
-    wrong = AriClient(fake.base_url, username=USER, password="wrong", app=APP)  # type: ignore[attr-defined]
+    wrong = AriClient(fake.base_url, username=USER, password="wrong", app=APP)
     with pytest.raises(AriError) as err:
         await wrong.channels()
     assert err.value.status == 401
@@ -515,13 +333,14 @@ async def test_stasis_app_runs_flow_and_fails_safe(fake: FakeAri) -> None:
     assert sorted(seen) == ["+31201234567", "+31201234569"]
     assert (app.completed, app.failed) == (1, 1)
     assert "ok" not in fake.channels  # hung up after the flow
-    assert fake.variables[("crash", "IVR_QUEUE")] == "ivr-general"
+    # the Router's fail-safe skill; the dialplan's ivr-handoff maps it to ivr-general
+    assert fake.variables[("crash", "IVR_QUEUE")] == "general"
     assert ("POST", "/channels/crash/continue") in [(m, x) for m, x, _ in fake.requests]
 
 
 async def test_stasis_app_serves_http_client_injection(fake: FakeAri) -> None:
     """An injected httpx client is used for REST (base_url/transport injection)."""
-    http = httpx.AsyncClient(base_url=fake.base_url + "/ari",  # type: ignore[attr-defined]
+    http = httpx.AsyncClient(base_url=fake.base_url + "/ari",
                              auth=(USER, PASSWORD))
     client = AriClient("http://unused:1", username=USER, password=PASSWORD, app=APP, http=http)
     assert await client.channels() == []

@@ -17,26 +17,11 @@ from ivr.domain.model import (
     Step,
     StepRecord,
 )
-from ivr.domain.ports import PortError
+from ivr.testing.fakes import InMemoryContactLog
 from ivr.web.screenpop import screenpop_router
 
 TOKEN = "s3cret-token"
-
-
-class MemoryContacts:
-    """In-memory ContactLog."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, ContactSnapshot] = {}
-        self.down = False
-
-    async def save(self, contact: ContactSnapshot) -> None:
-        self.rows[contact.id] = contact
-
-    async def get(self, contact_id: str) -> ContactSnapshot | None:
-        if self.down:
-            raise PortError("database down")
-        return self.rows.get(contact_id)
+Api = tuple[httpx.AsyncClient, InMemoryContactLog]
 
 
 def snapshot(session: str) -> ContactSnapshot:
@@ -52,8 +37,8 @@ def snapshot(session: str) -> ContactSnapshot:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[tuple[httpx.AsyncClient, MemoryContacts]]:
-    contacts = MemoryContacts()
+async def api() -> AsyncIterator[Api]:
+    contacts = InMemoryContactLog()
     await contacts.save(snapshot("sess-1"))
     app = FastAPI()
     app.include_router(screenpop_router(contacts, TOKEN))
@@ -62,7 +47,7 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, MemoryContacts]]:
         yield client, contacts
 
 
-async def test_contact_with_bearer_token(api: tuple[httpx.AsyncClient, MemoryContacts]) -> None:
+async def test_contact_with_bearer_token(api: Api) -> None:
     """An agent with the token gets transcript, intent, scenario, customer and steps."""
     client, _ = api
     r = await client.get("/api/contacts/sess-1", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -75,7 +60,7 @@ async def test_contact_with_bearer_token(api: tuple[httpx.AsyncClient, MemoryCon
     assert body["steps"][1]["detail"] == {"conf": 0.91}
 
 
-async def test_token_in_query(api: tuple[httpx.AsyncClient, MemoryContacts]) -> None:
+async def test_token_in_query(api: Api) -> None:
     """?token= works for desktops that cannot set headers."""
     client, _ = api
     r = await client.get(f"/api/contacts/sess-1?token={TOKEN}")
@@ -84,7 +69,7 @@ async def test_token_in_query(api: tuple[httpx.AsyncClient, MemoryContacts]) -> 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
                                      {"Authorization": f"Basic {TOKEN}"}])
-async def test_unauthorized(api: tuple[httpx.AsyncClient, MemoryContacts],
+async def test_unauthorized(api: Api,
                             headers: dict[str, str]) -> None:
     """Missing or wrong token is a 401 with a JSON error, before any lookup."""
     client, _ = api
@@ -94,17 +79,17 @@ async def test_unauthorized(api: tuple[httpx.AsyncClient, MemoryContacts],
     assert r.headers["www-authenticate"] == "Bearer"
 
 
-async def test_unknown_session_is_404(api: tuple[httpx.AsyncClient, MemoryContacts]) -> None:
+async def test_unknown_session_is_404(api: Api) -> None:
     """An unknown session gives 404 with a clear JSON error."""
     client, _ = api
     r = await client.get("/api/contacts/nope", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 404 and r.json()["error"] == "not_found"
 
 
-async def test_store_down_is_503(api: tuple[httpx.AsyncClient, MemoryContacts]) -> None:
+async def test_store_down_is_503(api: Api) -> None:
     """A failing ContactLog gives 503, not a stack trace."""
     client, contacts = api
-    contacts.down = True
+    contacts.faults.fail("contacts")
     r = await client.get("/api/contacts/sess-1", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 503 and r.json()["error"] == "unavailable"
 
@@ -112,7 +97,7 @@ async def test_store_down_is_503(api: tuple[httpx.AsyncClient, MemoryContacts]) 
 async def test_empty_token_fails_closed() -> None:
     """A router built with an empty token refuses everyone."""
     app = FastAPI()
-    app.include_router(screenpop_router(MemoryContacts(), ""))
+    app.include_router(screenpop_router(InMemoryContactLog(), ""))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test") as client:
         r = await client.get("/api/contacts/x?token=")

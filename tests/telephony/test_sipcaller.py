@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.telephony.sipcaller import (
+from ivr.testing.sipcaller import (
     SipCallerError,
     build_rtp_pcap,
     parse_trace,

@@ -119,6 +119,14 @@ class AgiSession:
         return await self.command(f"STREAM FILE {sound} {quote(escape_digits)}",
                                   timeout_s=self.command_timeout_s + 120)
 
+    async def get_data(self, sound: str, *, timeout_ms: int, max_digits: int) -> AgiResponse:
+        """``GET DATA``: play ``sound`` and collect up to ``max_digits`` keys ('#' ends).
+
+        ``result`` holds the digits (empty on a timeout without keys).
+        """
+        return await self.command(f"GET DATA {sound} {timeout_ms} {max_digits}",
+                                  timeout_s=self.command_timeout_s + 120 + timeout_ms / 1000)
+
     async def record_file(
         self,
         path: str,

@@ -12,8 +12,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
-from ivr.domain.model import RouteDecision, Scenario
+from ivr.domain.model import RouteDecision
 from ivr.domain.ports import CallChannel, CallerHungUp, Recognizer
+from ivr.domain.routing import fallback_decision
+from ivr.logs import bind_session
 from ivr.telephony.ari.channel import (
     AriCallChannel,
     AriChannelSettings,
@@ -23,10 +25,12 @@ from ivr.telephony.ari.channel import (
 )
 from ivr.telephony.ari.client import AriClient, AriError, Subscription
 from ivr.telephony.ari.events import StasisStart
+from ivr.telephony.handoff import handoff_variables
 
 log = logging.getLogger(__name__)
 
 FlowRunner = Callable[[CallChannel], Awaitable[None]]
+FailSafe = Callable[[str, str], RouteDecision]  # (reason, session id) -> a human queue
 
 
 def _new_session_id() -> str:
@@ -44,7 +48,7 @@ class StasisApp:
         prompts: PromptResolver,
         recognizer: Recognizer | None,
         settings: AriChannelSettings | None = None,
-        fallback_queue: str = "ivr-general",
+        fail_safe: FailSafe = fallback_decision,
         max_calls: int = 200,
         new_session_id: Callable[[], str] = _new_session_id,
         on_call_end: Callable[[AriCallChannel], None] | None = None,
@@ -54,7 +58,7 @@ class StasisApp:
         self._prompts = prompts
         self._recognizer = recognizer
         self._settings = settings or AriChannelSettings()
-        self._fallback_queue = fallback_queue
+        self._fail_safe_decision = fail_safe
         self._max_calls = max_calls
         self._new_session_id = new_session_id
         self._on_call_end = on_call_end
@@ -85,9 +89,13 @@ class StasisApp:
                         self._max_calls, info.id)
             await self._overflow(info.id)
             return
+        session_id = self._new_session_id()
+        # Every log line of this call carries its session id. Each call runs in its own
+        # task (its own copy of the context), so the binding ends with the call.
+        bind_session(session_id)
         channel = AriCallChannel(
             self._client, sub, info,
-            session_id=self._new_session_id(),
+            session_id=session_id,
             recognizer=self._recognizer,
             prompts=self._prompts,
             settings=self._settings,
@@ -117,10 +125,7 @@ class StasisApp:
     async def _fail_safe(self, channel: AriCallChannel) -> None:
         if channel.state not in (CallState.ACTIVE, CallState.RINGING):
             return
-        decision = RouteDecision(
-            scenario=Scenario.AGENT, skill="general", queue=self._fallback_queue,
-            reason="error_to_agent", session_id=channel.session_id,
-        )
+        decision = self._fail_safe_decision("error_to_agent", channel.session_id)
         try:
             await channel.hand_off(decision)
         except (CallerHungUp, AriError) as exc:
@@ -129,8 +134,11 @@ class StasisApp:
             await channel.hang_up()
 
     async def _overflow(self, channel_id: str) -> None:
+        session_id = self._new_session_id()
+        decision = self._fail_safe_decision("at_capacity", session_id)
         try:
-            await self._client.set_variable(channel_id, "IVR_QUEUE", self._fallback_queue)
+            for name, value in handoff_variables(decision, session_id).items():
+                await self._client.set_variable(channel_id, name, value)
             await self._client.continue_in_dialplan(
                 channel_id, context=self._settings.handoff_context,
                 extension=self._settings.handoff_extension,

@@ -42,6 +42,7 @@ from ivr.telephony.ari.events import (
     StasisStart,
 )
 from ivr.telephony.callerid import parse_caller
+from ivr.telephony.handoff import handoff_variables
 from ivr.telephony.media import RtpReceiver
 
 log = logging.getLogger(__name__)
@@ -375,10 +376,9 @@ class AriCallChannel:
     async def _open_stream(self, phrases: Sequence[str]) -> RecognizerStream | None:
         if self._recognizer is None or not await self._ensure_media():
             return None
-        lang: Language = "nl" if self._language == "nl" else "en"
         try:
             return await self._recognizer.open_stream(
-                lang, sample_rate=self._s.sample_rate, phrases=phrases
+                self._language, sample_rate=self._s.sample_rate, phrases=phrases
             )
         except Exception as exc:  # ASR down: keypad still works
             log.error("recogniser failed to open a stream: %s", exc)
@@ -568,21 +568,9 @@ class AriCallChannel:
 
     # ----------------------------------------------------------- hand-off
     async def hand_off(self, decision: RouteDecision) -> None:
-        """Attach the context as channel variables and continue into the hand-off context.
-
-        ``__`` makes a variable inherit to the agent leg Queue() dials, so the
-        agent desktop can read IVR_SESSION there.
-        """
+        """Attach the context as channel variables and continue into the hand-off context."""
         self._check_alive()
-        variables = {
-            "__IVR_SESSION": decision.session_id or self._session_id,
-            "__IVR_INTENT": decision.intent or "",
-            "__IVR_SCENARIO": decision.scenario.value,
-            "__IVR_SKILL": decision.skill,
-            "__IVR_CUSTOMER": str(decision.customer.id) if decision.customer else "",
-            "IVR_QUEUE": decision.queue,
-            "QUEUE_PRIO": str(int(decision.priority)),
-        }
+        variables = handoff_variables(decision, self._session_id)
         await self._teardown_media()
         for name, value in variables.items():
             try:

@@ -1,0 +1,172 @@
+"""Phase 3, do something for the caller: the Router's decision, then the scenario
+(S1 answer + "did that help?", S2 self-service link, S3 chat link; S4 goes to
+the hand-off phase)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from typing import assert_never
+
+from ivr.domain.flow.context import Call
+from ivr.domain.flow.events import ActionTaken, Concluded, Decided
+from ivr.domain.flow.identify import order_params
+from ivr.domain.flow.states import State
+from ivr.domain.model import Customer, IntentSpec, Outcome, Scenario, Step
+
+
+async def decide(call: Call) -> State:
+    spec = call.dialogue.spec
+    assert spec is not None, "DECIDE follows an accepted intent"
+    request = call.request(spec)
+    decision = await call.ports.router.route(request)
+    decision = replace(decision, question=call.journal.contact.question,
+                       transcript=call.transcript(), session_id=call.journal.contact.id)
+    await call.emit(Decided(decision))
+    await call.step(Step.SCENARIO, scenario=decision.scenario.value, skill=decision.skill,
+                    priority=decision.priority, reason=decision.reason)
+    if call.ports.router.needs_pin(request, decision):
+        return State.AUTHENTICATE
+    return State.ACT
+
+
+async def act(call: Call) -> State:
+    decision = call.journal.decision
+    spec = call.dialogue.spec
+    assert decision is not None and spec is not None, "ACT follows a decision"
+    match decision.scenario:
+        case Scenario.ANSWER:
+            return await answer(call, spec)
+        case Scenario.SELF_SERVICE:
+            return await send_link(call, spec, chat=False)
+        case Scenario.CHAT:
+            status = await call.ports.knowledge.chat_status(call.now())
+            if not status.available:
+                call.dialogue.escalate_reason = "chat unavailable"
+                await call.step(Step.ACTION, action="chat_unavailable", open=status.is_open,
+                                active=status.active, capacity=status.capacity)
+                return State.HANDOFF
+            return await send_link(call, spec, chat=True)
+        case Scenario.AGENT:
+            return State.HANDOFF
+        case _:
+            assert_never(decision.scenario)
+
+
+# S1 ---------------------------------------------------------------------------
+
+async def answer(call: Call, spec: IntentSpec) -> State:
+    ref = spec.answer_ref or f"kb:{spec.name}"
+    kind, _, key = ref.partition(":")
+    c = call.journal.customer
+    if kind == "crm" and key == "order_status":
+        if c is None:
+            await call.say("order_needs_identification")
+            call.dialogue.escalate_reason = "order status for unidentified caller"
+            return State.HANDOFF
+        detail = await _say_order_status(call, c)
+    elif kind == "crm" and key == "outage":
+        outages = await call.ports.knowledge.outages(c.region if c else None, call.now())
+        if not outages:
+            await call.say("outage_none")
+        for o in outages:
+            await call.say("outage_info", message=o.message(call.language))
+        detail = ",".join(str(o.id) for o in outages) or "none"
+    else:
+        template = await call.ports.knowledge.answer(key, call.language)
+        if template is None:
+            call.dialogue.escalate_reason = f"no answer for {key}"
+            await call.step(Step.ACTION, action="answer_missing", key=key)
+            return State.HANDOFF
+        params = await _answer_params(call, c)
+        await call.say("answer", text=template.format_map(_Missing(params)))
+        detail = key
+    await call.emit(ActionTaken(f"answer:{spec.name}"))
+    await call.step(Step.ACTION, action="answer", intent=spec.name, detail=detail)
+    return State.FEEDBACK
+
+
+async def _say_order_status(call: Call, c: Customer) -> str:
+    orders = call.dialogue.orders or await call.ports.directory.orders(c.id)
+    recent = sorted(orders, key=lambda o: (o.is_open, o.eta or date.min), reverse=True)
+    if not recent:
+        await call.say("no_orders")
+        return "none"
+    await call.say("order_status", **order_params(call, recent[0]))
+    return recent[0].order_no
+
+
+async def _answer_params(call: Call, c: Customer | None) -> dict[str, str]:
+    voice = await call.ports.knowledge.opening("voice", call.now())
+    if voice.is_open and voice.closes_at is not None:
+        today = call.text("today_open", closes=f"{call.local(voice.closes_at):%H:%M}")
+    elif voice.next_open is not None:
+        nxt = call.local(voice.next_open)
+        today = call.text("today_closed", date=call.say_date(nxt), time=f"{nxt:%H:%M}")
+    else:
+        today = ""
+    return {"today_status": today, "name": c.name if c else "",
+            "customer_no": c.customer_no if c else ""}
+
+
+async def feedback(call: Call) -> State:
+    u = await call.listen("was_helpful")
+    reply = call.classify_reply(u)
+    await call.step(Step.FEEDBACK, reply=reply)
+    if reply in ("no", "agent"):
+        call.dialogue.escalate_reason = "answer did not help"
+        return State.HANDOFF
+    if reply == "yes":
+        await call.say("glad_to_help")
+    await call.emit(Concluded(Outcome.SELF_SERVED))
+    return State.CLOSE
+
+
+# S2 / S3 ----------------------------------------------------------------------
+
+async def send_link(call: Call, spec: IntentSpec, *, chat: bool) -> State:
+    c = call.journal.customer
+    to = call.channel.caller.number
+    if to is None and c is not None and c.numbers:
+        to = c.numbers[0]
+    if to is None:
+        call.dialogue.escalate_reason = "no number to send a link to"
+        await call.step(Step.ACTION, action="link_impossible", reason="no number")
+        return State.HANDOFF
+    channel = c.preferred_channel if c is not None else "sms"
+    key = spec.link_key or ("chat" if chat else spec.name)
+    contact_id = call.journal.contact.id
+    url = call.ports.links.link(key, contact_id)
+    body = call.text("sms_chat" if chat else "sms_self_service",
+                     label=spec.label_for(call.language), url=url)
+    receipt = await call.ports.messenger.send_link(
+        to=to, channel=channel, body=body, contact_id=contact_id, language=call.language)
+    if not receipt.ok:
+        await call.step(Step.ACTION, action="link_failed", channel=channel,
+                        error_code=receipt.error_code, permanent=receipt.permanent)
+        await call.say("link_failed")
+        call.dialogue.escalate_reason = f"link failed ({receipt.error_code or receipt.error})"
+        return State.HANDOFF
+    channel_word = "WhatsApp" if receipt.channel == "whatsapp" else "SMS"
+    await call.emit(ActionTaken(f"{'chat' if chat else 'link'}:{key}:{receipt.channel}"))
+    await call.step(Step.ACTION, action="chat_link" if chat else "link", key=key,
+                    channel=receipt.channel, message_id=receipt.message_id)
+    if chat:
+        await call.say("chat_link_sent", channel=channel_word)
+        await call.emit(Concluded(Outcome.CHAT))
+        return State.CLOSE
+    u = await call.listen("link_sent", channel=channel_word)
+    reply = call.classify_reply(u)
+    await call.step(Step.FEEDBACK, reply=reply)
+    if reply in ("agent", "yes"):
+        call.dialogue.escalate_reason = "caller wants an agent after link"
+        return State.HANDOFF
+    await call.emit(Concluded(Outcome.LINK_SENT))
+    return State.CLOSE
+
+
+class _Missing(dict[str, str]):
+    """format_map helper: unknown placeholders stay empty instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return ""

@@ -1,0 +1,28 @@
+"""Dialogue tuning: every limit and threshold of the flow, in one typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ivr.domain.model import Language
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    """Taken from Settings by the composition root; defaults are the tested behaviour."""
+
+    default_language: Language = "en"
+    timezone: str = "Europe/Amsterdam"
+    no_input_timeout_s: float = 6.0
+    digit_timeout_s: float = 8.0
+    # Re-asks of the open question (no input or not understood) before the keypad menu.
+    max_reprompts: int = 1
+    confirm_below: float = 0.6
+    reject_below: float = 0.35
+    # "agent" in the answer wins unless an intent is this sure (e.g. "agent login problem").
+    agent_words_unless_above: float = 0.9
+    customer_no_tries: int = 2
+    customer_no_digits: int = 10
+    pin_tries: int = 3
+    pin_digits: int = 4
+    keypad_tries: int = 2

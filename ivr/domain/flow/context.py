@@ -1,0 +1,185 @@
+"""What every handler works with: the ports, the journal and the dialogue's scratch.
+
+The contact record (and who the caller is, what was decided) belongs to the
+``ContactJournal``; ``Dialogue`` keeps only what the conversation needs between
+turns and never goes into the record (counters, the last utterance).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from ivr.domain.flow.config import FlowConfig
+from ivr.domain.flow.events import FlowEvent, Heard, Said, StepTaken
+from ivr.domain.flow.journal import ContactJournal
+from ivr.domain.model import (
+    IntentMatch,
+    IntentSpec,
+    Language,
+    Order,
+    RouteRequest,
+    Step,
+    Utterance,
+)
+from ivr.domain.ports import (
+    CallChannel,
+    Clock,
+    CustomerDirectory,
+    IntentCatalogue,
+    IntentMatcher,
+    KnowledgeBase,
+    LinkBuilder,
+    Messenger,
+    Prompt,
+    Router,
+)
+from ivr.domain.prompts import MONTHS, WEEKDAYS, render, words
+
+Reply = Literal["yes", "no", "agent", "none", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPorts:
+    """The outside world as the flow sees it (one set per node, shared by calls)."""
+
+    directory: CustomerDirectory
+    knowledge: KnowledgeBase
+    catalogue: IntentCatalogue
+    matcher: IntentMatcher
+    router: Router
+    messenger: Messenger
+    links: LinkBuilder
+    clock: Clock
+
+
+@dataclass(slots=True)
+class Dialogue:
+    """Per-turn scratch of one conversation (not part of the contact record)."""
+
+    utterance: Utterance | None = None
+    match: IntentMatch | None = None
+    spec: IntentSpec | None = None
+    orders: Sequence[Order] = ()
+    no_input: int = 0
+    misunderstood: int = 0
+    keypad_tries: int = 0
+    keypad_digit: str | None = None
+    escalate_reason: str = ""
+
+
+class Call:
+    """One call as the handlers see it: channel, ports, config, journal, scratch."""
+
+    def __init__(self, channel: CallChannel, ports: FlowPorts, config: FlowConfig,
+                 journal: ContactJournal) -> None:
+        self.channel = channel
+        self.ports = ports
+        self.cfg = config
+        self.journal = journal
+        self.dialogue = Dialogue()
+        self._tz = ZoneInfo(config.timezone)
+
+    # ---------------------------------------------------------------- record
+
+    @property
+    def language(self) -> Language:
+        return self.journal.language
+
+    def now(self) -> datetime:
+        return self.ports.clock.now()
+
+    async def emit(self, event: FlowEvent) -> None:
+        await self.journal.emit(event)
+
+    async def step(self, step: Step, **detail: Any) -> None:
+        """Record a step of the contact (saved by the contact log observer)."""
+        await self.emit(StepTaken(step=step, at=self.now(), detail=detail))
+
+    def request(self, spec: IntentSpec | None) -> RouteRequest:
+        """What the Router needs to know about this caller right now."""
+        j = self.journal
+        return RouteRequest(spec=spec, customer=j.customer, at=self.now(),
+                            language=self.language, session_id=j.contact.id,
+                            identified_by=j.identified_by, authenticated=j.authenticated)
+
+    def transcript(self) -> tuple[str, ...]:
+        return tuple(self.journal.contact.transcript)
+
+    # ------------------------------------------------------------ speaking
+
+    def prompt(self, key: str, **params: object) -> Prompt:
+        return render(key, self.language, **params)
+
+    def text(self, key: str, **params: object) -> str:
+        """A catalogue fragment (part of a larger sentence), rendered in the caller's language."""
+        return render(key, self.language, **params).text
+
+    async def say(self, key: str, **params: object) -> None:
+        prompt = self.prompt(key, **params)
+        await self.emit(Said(prompt.text, key))
+        await self.channel.say(prompt)
+
+    async def listen(self, key: str | None, **params: object) -> Utterance | None:
+        """Ask (barge-in allowed) and return the caller's words or keys, None on silence."""
+        prompt = self.prompt(key, **params) if key else None
+        if prompt is not None:
+            await self.emit(Said(prompt.text, prompt.key))
+        utterance = await self.channel.listen(
+            prompt, timeout_s=self.cfg.no_input_timeout_s,
+            phrases=self.ports.catalogue.phrases(self.language),
+        )
+        if utterance is not None:
+            await self.emit(Heard(utterance.text or f"[keypad {utterance.dtmf}]"))
+        return utterance
+
+    async def collect(self, key: str, *, max_digits: int, secret: bool = False,
+                      **params: object) -> str | None:
+        """Keypad entry; prompt and keys go into the transcript (PINs masked)."""
+        prompt = self.prompt(key, **params)
+        await self.emit(Said(prompt.text, key))
+        digits = await self.channel.collect_digits(prompt, max_digits=max_digits,
+                                                   timeout_s=self.cfg.digit_timeout_s)
+        shown = ("*" * len(digits) if secret else digits) if digits else "-"
+        await self.emit(Heard(f"[keys {shown}]"))
+        return digits
+
+    def classify_reply(self, u: Utterance | None) -> Reply:
+        """'yes' | 'no' | 'agent' | 'none' | 'other' for a short answer."""
+        if u is None:
+            return "none"
+        if u.dtmf:
+            keyed: dict[str, Reply] = {"1": "yes", "2": "no", "0": "agent"}
+            return keyed.get(u.dtmf[0], "other")
+        text = f" {_normalise(u.text)} "
+        lang = self.language
+        if any(f" {w} " in text for w in words("agent_words", lang)):
+            return "agent"
+        # "no" wins over "yes" in "no thanks, not really"; check it first.
+        if any(f" {w} " in text for w in words("no_words", lang)):
+            return "no"
+        if any(f" {w} " in text for w in words("yes_words", lang)):
+            return "yes"
+        return "other"
+
+    # ------------------------------------------------------------- dates
+
+    def local(self, at: datetime) -> datetime:
+        return at.astimezone(self._tz) if at.tzinfo else at.replace(tzinfo=self._tz)
+
+    def say_date(self, d: date) -> str:
+        lang = self.language
+        return f"{WEEKDAYS[lang][d.weekday()]} {d.day} {MONTHS[lang][d.month - 1]}"
+
+    def reprompts_left(self) -> bool:
+        """Whether the open question may be asked again before the keypad menu."""
+        d = self.dialogue
+        return d.no_input + d.misunderstood <= self.cfg.max_reprompts
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[^\w' ]+", " ", text.lower()).strip()

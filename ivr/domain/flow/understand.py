@@ -1,0 +1,112 @@
+"""Phase 2, what does the caller want: the open question, the intent match,
+confirmation of an unsure match, and the keypad menu when speech fails."""
+
+from __future__ import annotations
+
+from ivr.domain.flow.context import Call
+from ivr.domain.flow.events import QuestionHeard, Understood
+from ivr.domain.flow.states import State
+from ivr.domain.model import IntentSpec, Step
+
+AGENT_INTENT = "speak_to_agent"
+
+
+async def ask(call: Call) -> State:
+    d = call.dialogue
+    first = d.no_input == 0 and d.misunderstood == 0
+    u = await call.listen("ask_question" if first else "ask_question_again")
+    if u is None:
+        d.no_input += 1
+        await call.step(Step.QUESTION, result="no_input", count=d.no_input)
+        return State.ASK if call.reprompts_left() else State.KEYPAD
+    if u.dtmf and not u.text:
+        # Caller went for the keypad straight away: honour it.
+        d.keypad_digit = u.dtmf[0]
+        await call.step(Step.QUESTION, result="dtmf", digit=u.dtmf[0])
+        return State.KEYPAD
+    d.utterance = u
+    await call.emit(QuestionHeard(u.text))
+    await call.step(Step.QUESTION, text=u.text, asr_confidence=round(u.confidence, 3))
+    return State.UNDERSTAND
+
+
+async def understand(call: Call) -> State:
+    d = call.dialogue
+    u = d.utterance
+    assert u is not None, "UNDERSTAND follows a heard utterance"
+    match = await call.ports.matcher.match(u.text, call.language)
+    d.match = match
+    best = match.best
+    if call.classify_reply(u) == "agent" and (
+            best is None or best.confidence < call.cfg.agent_words_unless_above):
+        agent = call.ports.catalogue.spec(AGENT_INTENT)
+        if agent is not None:
+            return await accept(call, agent, 1.0, via="agent_words")
+    if best is None or match.out_of_scope or best.confidence < call.cfg.reject_below:
+        d.misunderstood += 1
+        await call.step(Step.INTENT, result="not_understood",
+                        best=best.intent if best else None,
+                        confidence=round(best.confidence, 3) if best else None,
+                        count=d.misunderstood)
+        return State.ASK if call.reprompts_left() else State.KEYPAD
+    spec = call.ports.catalogue.spec(best.intent)
+    if spec is None:
+        raise LookupError(f"matcher returned unknown intent {best.intent!r}")
+    if best.confidence < call.cfg.confirm_below and not spec.sensitive:
+        d.spec = spec
+        return State.CONFIRM
+    return await accept(call, spec, best.confidence, via="speech")
+
+
+async def accept(call: Call, spec: IntentSpec, confidence: float, *, via: str) -> State:
+    """The intent is settled: record it and decide what to do."""
+    call.dialogue.spec = spec
+    await call.emit(Understood(spec.name, confidence, via))
+    await call.step(Step.INTENT, intent=spec.name, confidence=round(confidence, 3), via=via)
+    return State.DECIDE
+
+
+async def confirm(call: Call) -> State:
+    d = call.dialogue
+    spec = d.spec
+    assert spec is not None and d.match is not None, "CONFIRM follows an unsure match"
+    u = await call.listen("confirm_intent", label=spec.label_for(call.language))
+    reply = call.classify_reply(u)
+    await call.step(Step.CONFIRM, intent=spec.name, reply=reply)
+    best = d.match.best
+    if reply == "yes":
+        return await accept(call, spec, best.confidence if best else 0.0, via="confirmed")
+    if reply == "agent":
+        agent = call.ports.catalogue.spec(AGENT_INTENT)
+        if agent is not None:
+            return await accept(call, agent, 1.0, via="agent_words")
+    d.spec = None
+    if u is not None and reply == "other" and u.text:
+        # The caller rephrased instead of answering yes/no: understand that.
+        d.utterance = u
+        return State.UNDERSTAND
+    d.misunderstood += 1
+    return State.ASK if call.reprompts_left() else State.KEYPAD
+
+
+async def keypad(call: Call) -> State:
+    d = call.dialogue
+    lang = call.language
+    menu = [s for s in call.ports.catalogue.keypad_menu() if s.keypad]
+    by_digit = {s.keypad: s for s in menu}
+    digit, d.keypad_digit = d.keypad_digit, None
+    while (digit is None or digit not in by_digit) and d.keypad_tries < call.cfg.keypad_tries:
+        d.keypad_tries += 1
+        options = " ".join(call.text("keypad_option", label=s.label_for(lang), digit=s.keypad)
+                           for s in menu)
+        got = await call.collect("keypad_menu", max_digits=1, options=options)
+        digit = (got or "")[:1] or None
+        await call.step(Step.KEYPAD, digit=digit, attempt=d.keypad_tries)
+    if digit is not None and digit in by_digit:
+        return await accept(call, by_digit[digit], 1.0, via=f"keypad:{digit}")
+    # Not understood by voice nor keypad: a person will sort it out.
+    d.escalate_reason = "not understood"
+    agent = call.ports.catalogue.spec(AGENT_INTENT)
+    if agent is not None:
+        return await accept(call, agent, 0.0, via="fallback")
+    return State.HANDOFF

@@ -1,0 +1,24 @@
+"""The channel variables a hand-off leaves for the dialplan and the agent leg.
+
+Shared by the ARI and the FastAGI channels so both paths hand over the same
+context. ``__`` makes a variable inherit to the agent leg that Queue() dials,
+so the agent's phone and desktop can read IVR_SESSION there; the
+``ivr-handoff`` context turns IVR_QUEUE (a skill or a queue name) into a queue.
+"""
+
+from __future__ import annotations
+
+from ivr.domain.model import RouteDecision
+
+
+def handoff_variables(decision: RouteDecision, session_id: str) -> dict[str, str]:
+    """Variable name -> value, in the order they should be set."""
+    return {
+        "__IVR_SESSION": decision.session_id or session_id,
+        "__IVR_INTENT": decision.intent or "",
+        "__IVR_SCENARIO": decision.scenario.value,
+        "__IVR_SKILL": decision.skill,
+        "__IVR_CUSTOMER": str(decision.customer.id) if decision.customer else "",
+        "IVR_QUEUE": decision.queue,
+        "QUEUE_PRIO": str(int(decision.priority)),
+    }

@@ -1,0 +1,70 @@
+"""FilePromptResolver: recorded prompts copied into the folder Asterisk plays from."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ivr.domain.ports import Prompt
+from ivr.telephony.prompts import FilePromptResolver
+
+
+class NoTts:
+    """TtsEngine that must not be used: every prompt here is recorded."""
+
+    voice_id = "none"
+
+    def synthesize_pcm(self, text: str, language: str) -> bytes:
+        raise AssertionError(f"synthesised {text!r} although it is recorded")
+
+
+def resolver(tmp_path: Path, export_name: str = "export") -> tuple[FilePromptResolver, Path]:
+    static = tmp_path / "sounds"
+    recorded = static / "en" / "ask_question.wav"
+    if not recorded.exists():
+        recorded.parent.mkdir(parents=True)
+        # Big enough that concurrent copies overlap in the worker threads.
+        recorded.write_bytes(b"RIFF" + bytes(range(256)) * 8192)
+    export = tmp_path / export_name
+    return FilePromptResolver(tts=NoTts(), static_dir=static, export_dir=export,
+                              asterisk_dir="/var/lib/kanaal/prompts"), export
+
+
+async def test_recorded_prompt_is_copied_and_played_from_the_export_folder(
+    tmp_path: Path,
+) -> None:
+    """A recorded prompt becomes a sound: URI under the Asterisk path, without extension."""
+    prompts, export = resolver(tmp_path)
+    uri = await prompts.resolve(Prompt(key="ask_question", text="What is it about?",
+                                       language="en"))
+    assert uri == "sound:/var/lib/kanaal/prompts/static/en/ask_question"
+    copied = export / "static" / "en" / "ask_question.wav"
+    assert copied.read_bytes() == (tmp_path / "sounds" / "en" / "ask_question.wav").read_bytes()
+
+
+async def test_simultaneous_calls_copy_the_same_prompt_without_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """20 calls resolving one recorded prompt at once all get its URI; no temp-file clash."""
+    prompt = Prompt(key="ask_question", text="What is it about?", language="en")
+    copies: list[Path] = []
+    real_copy = FilePromptResolver._copy
+
+    def counting_copy(src: Path, dst: Path) -> None:
+        if not dst.exists():  # a real copy, not a late call finding it done
+            copies.append(dst)
+        real_copy(src, dst)
+
+    monkeypatch.setattr(FilePromptResolver, "_copy", staticmethod(counting_copy))
+    # Several fresh export folders: a clash depends on thread timing, so give it chances.
+    for attempt in range(8):
+        prompts, export = resolver(tmp_path, f"export-{attempt}")
+        uris = await asyncio.gather(*(prompts.resolve(prompt) for _ in range(20)))
+        assert set(uris) == {"sound:/var/lib/kanaal/prompts/static/en/ask_question"}
+        folder = export / "static" / "en"
+        assert sorted(p.name for p in folder.iterdir()) == ["ask_question.wav"]  # no temp left
+        assert (folder / "ask_question.wav").read_bytes() == (
+            tmp_path / "sounds" / "en" / "ask_question.wav").read_bytes()
+    assert len(copies) == 8  # one copy per export folder, not one per call

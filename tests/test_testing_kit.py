@@ -1,0 +1,64 @@
+"""The shipped testing kit (ivr.testing): one fault switch, the scripted recogniser."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.domain.ports import PortError
+from ivr.testing.fakes import FakeDirectory, Faults, InMemoryContactLog, KeywordMatcher
+from ivr.testing.recognizers import ScriptedRecognizer
+
+
+async def test_one_switch_breaks_and_heals_several_fakes() -> None:
+    """Fakes sharing a Faults object fail and recover together or one by one."""
+    faults = Faults()
+    directory, matcher = FakeDirectory(faults=faults), KeywordMatcher(faults=faults)
+    contacts = InMemoryContactLog(faults=faults)
+    faults.fail("directory")
+    with pytest.raises(PortError, match="directory is down"):
+        await directory.find_by_number("+31612345678")
+    assert (await matcher.match("my order", "en")).best is not None
+    faults.fail_all()
+    with pytest.raises(PortError):
+        await matcher.match("my order", "en")
+    faults.heal("matcher")
+    assert (await matcher.match("my order", "en")).best is not None
+    with pytest.raises(PortError):
+        await contacts.get("x")
+    faults.heal_all()
+    assert await directory.find_by_number("+31612345678") is None
+
+
+def test_fakes_get_their_own_switch_by_default_and_typos_are_refused() -> None:
+    """Without faults= each fake is independent; an unknown port name is an error."""
+    a, b = FakeDirectory(), FakeDirectory()
+    a.faults.fail("directory")
+    assert a.faults.is_down("directory") and not b.faults.is_down("directory")
+    with pytest.raises(ValueError, match="unknown port"):
+        a.faults.fail("directroy")  # type: ignore[arg-type]
+
+
+async def test_scripted_recognizer_hears_one_text_per_turn() -> None:
+    """Each stream reports speech, an endpoint, then its scripted text; then silence."""
+    rec = ScriptedRecognizer(["where is my order"], endpoint_after_frames=3)
+    assert rec.supports("nl")
+    stream = await rec.open_stream("en", sample_rate=16000, phrases=("order",))
+    events = [await stream.feed(b"\0\0" * 320) for _ in range(3)]
+    assert events[0].speech_started and [e.endpoint for e in events] == [False, False, True]
+    result = await stream.finish()
+    assert (result.text, result.confidence) == ("where is my order", 0.9)
+    await stream.close()
+    silent = await rec.open_stream("en", sample_rate=16000)
+    assert not (await silent.feed(b"\0\0" * 320)).speech_started
+    assert (await silent.finish()).text == ""
+    assert [r.phrases for r in rec.requests] == [("order",), ()]
+    assert rec.streams[0].closed
+
+
+async def test_scripted_recognizer_can_be_down() -> None:
+    """faults.fail('recognizer') makes open_stream raise PortError."""
+    faults = Faults()
+    rec = ScriptedRecognizer(["hello"], faults=faults)
+    faults.fail("recognizer")
+    with pytest.raises(PortError):
+        await rec.open_stream("en", sample_rate=8000)
