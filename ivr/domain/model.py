@@ -187,6 +187,7 @@ class RouteRequest:
     session_id: str | None = None
     identified_by: str | None = None  # "cli" | "customer_no"
     authenticated: bool = False
+    caller_number: str | None = None  # E.164, for the region of unknown callers
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,15 @@ class RouteDecision:
     transcript: tuple[str, ...] = ()
     customer: Customer | None = None
     session_id: str | None = None
+    # Smart routing (live centre state); empty for the static plan.
+    position: int | None = None  # place in the queue on arrival (1 = next)
+    expected_wait_s: float | None = None
+    max_penalty: int | None = None  # app_queue penalty ceiling at join
+    queue_rule: str | None = None  # queuerules.conf rule raising the ceiling over time
+    preferred_agent: str | None = None  # interface to offer first (repeat caller)
+    side: str | None = None  # own | partner (load split)
+    unstaffed: bool = False  # nobody can take this call now: offer alternatives instead
+    alternatives: tuple[str, ...] = ()  # callback | chat | self_service, in order
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -216,6 +226,12 @@ class RouteDecision:
             "transcript": list(self.transcript),
             "customer_id": self.customer.id if self.customer else None,
             "session_id": self.session_id,
+            "position": self.position,
+            "expected_wait_s": self.expected_wait_s,
+            "preferred_agent": self.preferred_agent,
+            "side": self.side,
+            "unstaffed": self.unstaffed,
+            "alternatives": list(self.alternatives),
         }
 
 
@@ -256,6 +272,7 @@ class Outcome(enum.StrEnum):
     ABANDONED = "abandoned"  # caller hung up
     CLOSED_HOURS = "closed_hours"  # wanted an agent outside opening hours
     ERROR_TO_AGENT = "error_to_agent"  # a system failure sent the caller to a human
+    NO_AGENT = "no_agent"  # nobody staffed for the topic and no alternative could serve
 
 
 @dataclass(frozen=True, slots=True)

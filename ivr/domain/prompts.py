@@ -139,6 +139,44 @@ PROMPTS: dict[str, dict[str, str]] = {
         "en": "I'm sorry for your loss. I'm connecting you with a colleague personally.",
         "nl": "Gecondoleerd met uw verlies. Ik verbind u persoonlijk door met een collega.",
     },
+    "queue_position": {
+        "en": "You are number {position} in line. The expected waiting time is {wait}.",
+        "nl": "U bent nummer {position} in de rij. De verwachte wachttijd is {wait}.",
+    },
+    "wait_minutes": {
+        "en": "about {minutes} minutes",
+        "nl": "ongeveer {minutes} minuten",
+    },
+    "wait_under_minute": {
+        "en": "less than a minute",
+        "nl": "minder dan een minuut",
+    },
+    "your_question": {
+        "en": "your question",
+        "nl": "uw vraag",
+    },
+    "no_agents": {
+        "en": "At the moment none of our colleagues for {label} is available.",
+        "nl": "Op dit moment is er geen collega voor {label} beschikbaar.",
+    },
+    "offer_chat": {
+        "en": "I can send you a link to our live chat instead.",
+        "nl": "Ik kan u in plaats daarvan een link naar onze live chat sturen.",
+    },
+    "offer_self_service": {
+        "en": "You can also arrange this yourself online; I will send you a link.",
+        "nl": "U kunt dit ook zelf online regelen; ik stuur u een link.",
+    },
+    "long_wait_offer": {
+        "en": "The expected waiting time is {wait}. Would you rather get a link by text "
+        "message? Say yes or press 1. To keep waiting, say no or press 2.",
+        "nl": "De verwachte wachttijd is {wait}. Wilt u liever een link per sms? "
+        "Zeg ja of toets 1. Om te blijven wachten, zeg nee of toets 2.",
+    },
+    "try_later": {
+        "en": "Please try again later, or visit our website. We are sorry for the inconvenience.",
+        "nl": "Probeer het later nog eens, of kijk op onze website. Excuses voor het ongemak.",
+    },
     "system_problem": {
         "en": "I'm sorry, something went wrong on our side. I'm connecting you with a colleague.",
         "nl": "Excuses, er ging bij ons iets mis. Ik verbind u door met een collega.",

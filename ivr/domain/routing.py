@@ -72,15 +72,24 @@ class SimpleRouter:
             scenario = Scenario.AGENT
             priority += 10
             reason += ", sensitive topic"
-        skill = spec.skill
-        if scenario is Scenario.AGENT:
-            skill = await self._available_skill(spec.skill)
-        if skill != spec.skill:
-            reason += f", overflow {spec.skill}->{skill}"
-        return RouteDecision(
-            scenario=scenario, skill=skill, queue=skill, priority=priority, reason=reason,
-            intent=spec.name, customer=customer, session_id=request.session_id,
+        decision = RouteDecision(
+            scenario=scenario, skill=spec.skill, queue=spec.skill, priority=priority,
+            reason=reason, intent=spec.name, customer=customer, session_id=request.session_id,
         )
+        if scenario is Scenario.AGENT:
+            return await self.place(request, decision)
+        return decision
+
+    async def place(self, request: RouteRequest, decision: RouteDecision) -> RouteDecision:
+        """Where an agent hand-off queues (the static plan: follow the overflow chain).
+
+        The live-state router overrides this; everything else stays shared.
+        """
+        skill = await self._available_skill(decision.skill)
+        if skill == decision.skill:
+            return decision
+        return replace(decision, skill=skill, queue=skill,
+                       reason=f"{decision.reason}, overflow {decision.skill}->{skill}")
 
     async def escalate(self, request: RouteRequest, reason: str) -> RouteDecision:
         spec = request.spec

@@ -13,7 +13,7 @@ from ivr.domain.model import RouteDecision
 
 def handoff_variables(decision: RouteDecision, session_id: str) -> dict[str, str]:
     """Variable name -> value, in the order they should be set."""
-    return {
+    variables = {
         "__IVR_SESSION": decision.session_id or session_id,
         "__IVR_INTENT": decision.intent or "",
         "__IVR_SCENARIO": decision.scenario.value,
@@ -21,4 +21,14 @@ def handoff_variables(decision: RouteDecision, session_id: str) -> dict[str, str
         "__IVR_CUSTOMER": str(decision.customer.id) if decision.customer else "",
         "IVR_QUEUE": decision.queue,
         "QUEUE_PRIO": str(int(decision.priority)),
+        # Smart routing (empty for the static plan): app_queue reads QUEUE_MAX_PENALTY
+        # at join; the dialplan passes IVR_QUEUE_RULE to Queue() and rings
+        # IVR_PREFERRED (a repeat caller's previous agent) first.
+        "QUEUE_MAX_PENALTY": "" if decision.max_penalty is None else str(decision.max_penalty),
+        "IVR_QUEUE_RULE": decision.queue_rule or "",
+        "IVR_PREFERRED": decision.preferred_agent or "",
     }
+    # A fresh channel has none of the routing extras: setting them empty would only
+    # cost requests on every hand-off.
+    extras = ("QUEUE_MAX_PENALTY", "IVR_QUEUE_RULE", "IVR_PREFERRED")
+    return {k: v for k, v in variables.items() if v or k not in extras}

@@ -48,7 +48,7 @@ PINNED = {
     "authenticate": {"act", "handoff"},
     "act": {"feedback", "close", "handoff"},
     "feedback": {"handoff", "close"},
-    "handoff": {"close", "done"},
+    "handoff": {"act", "close", "done"},
     "close": {"done"},
     "done": set(),
 }

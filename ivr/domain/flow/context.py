@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -23,6 +23,7 @@ from ivr.domain.model import (
     Language,
     Order,
     RouteRequest,
+    Scenario,
     Step,
     Utterance,
 )
@@ -70,6 +71,8 @@ class Dialogue:
     keypad_tries: int = 0
     keypad_digit: str | None = None
     escalate_reason: str = ""
+    # Alternatives to an agent already offered (chat, self-service): each once.
+    alternatives_tried: set[Scenario] = field(default_factory=set)
 
 
 class Call:
@@ -105,7 +108,8 @@ class Call:
         j = self.journal
         return RouteRequest(spec=spec, customer=j.customer, at=self.now(),
                             language=self.language, session_id=j.contact.id,
-                            identified_by=j.identified_by, authenticated=j.authenticated)
+                            identified_by=j.identified_by, authenticated=j.authenticated,
+                            caller_number=self.channel.caller.number)
 
     def transcript(self) -> tuple[str, ...]:
         return tuple(self.journal.contact.transcript)

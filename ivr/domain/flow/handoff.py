@@ -11,7 +11,7 @@ from typing import Any
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import ActionTaken, Concluded, Decided, HandedOff
 from ivr.domain.flow.states import STEP_OF, State
-from ivr.domain.model import Outcome, RouteDecision, Scenario, Step
+from ivr.domain.model import OpeningStatus, Outcome, RouteDecision, Scenario, Step
 from ivr.domain.ports import CallerHungUp
 
 log = logging.getLogger(__name__)
@@ -19,39 +19,135 @@ log = logging.getLogger(__name__)
 
 async def handoff(call: Call) -> State:
     spec = call.dialogue.spec
-    decision = call.journal.decision
-    if decision is None or decision.scenario is not Scenario.AGENT:
-        decision = await call.ports.router.escalate(
-            call.request(spec), call.dialogue.escalate_reason or "escalation")
-        decision = replace(decision, question=call.journal.contact.question,
-                           session_id=call.journal.contact.id)
-        await call.emit(Decided(decision))
+    decision = await _agent_decision(call)
     sensitive = bool(spec and spec.sensitive)
     opening = await call.ports.knowledge.opening("voice", call.now())
     if not opening.is_open and not sensitive:
-        nxt = ""
-        if opening.next_open is not None:
-            n = call.local(opening.next_open)
-            nxt = call.text("next_open", date=call.say_date(n), time=f"{n:%H:%M}")
-        await call.say("closed", next_open=nxt)
-        await call.emit(Concluded(Outcome.CLOSED_HOURS))
-        await call.step(Step.HANDOFF, result="closed", skill=decision.skill,
-                        reason=opening.reason)
-        return State.CLOSE
-    if sensitive:
-        await call.say("transfer_sensitive")
-    elif spec is not None and spec.name != "speak_to_agent":
-        await call.say("transfer", label=spec.label_for(call.language))
-    else:
-        await call.say("transfer_generic")
+        return await _closed(call, decision, opening)
+    if decision.unstaffed:
+        return await _unstaffed(call, decision)
+    if decision.alternatives and not sensitive:
+        offered = await _offer_on_long_wait(call, decision)
+        if offered is not None:
+            return offered
+    await _announce(call, decision)
     decision = replace(decision, transcript=call.transcript())
     await call.emit(ActionTaken(f"handoff:{decision.skill}"))
     await call.emit(Concluded(Outcome.AGENT))
     await call.emit(HandedOff(decision, screen_context(call, decision)))
     await call.step(Step.HANDOFF, skill=decision.skill, queue=decision.queue,
-                    priority=decision.priority, reason=decision.reason)
+                    priority=decision.priority, reason=decision.reason,
+                    position=decision.position, expected_wait_s=decision.expected_wait_s)
     await call.channel.hand_off(decision)
     return State.DONE
+
+
+async def _agent_decision(call: Call) -> RouteDecision:
+    """The Router's agent decision: the one made in DECIDE, or an escalation now."""
+    decision = call.journal.decision
+    if decision is not None and decision.scenario is Scenario.AGENT:
+        return decision
+    decision = await call.ports.router.escalate(
+        call.request(call.dialogue.spec), call.dialogue.escalate_reason or "escalation")
+    decision = replace(decision, question=call.journal.contact.question,
+                       session_id=call.journal.contact.id)
+    await call.emit(Decided(decision))
+    return decision
+
+
+async def _closed(call: Call, decision: RouteDecision, opening: OpeningStatus) -> State:
+    """Outside opening hours: say when we are back, and goodbye."""
+    nxt = ""
+    if opening.next_open is not None:
+        n = call.local(opening.next_open)
+        nxt = call.text("next_open", date=call.say_date(n), time=f"{n:%H:%M}")
+    await call.say("closed", next_open=nxt)
+    await call.emit(Concluded(Outcome.CLOSED_HOURS))
+    await call.step(Step.HANDOFF, result="closed", skill=decision.skill, reason=opening.reason)
+    return State.CLOSE
+
+
+async def _announce(call: Call, decision: RouteDecision) -> None:
+    """What the caller hears before the queue: the transfer, then position and wait."""
+    spec = call.dialogue.spec
+    if spec is not None and spec.sensitive:
+        await call.say("transfer_sensitive")
+    elif spec is not None and spec.name != "speak_to_agent":
+        await call.say("transfer", label=spec.label_for(call.language))
+    else:
+        await call.say("transfer_generic")
+    if decision.position is not None and decision.expected_wait_s:
+        await call.say("queue_position", position=decision.position,
+                       wait=wait_phrase(call, decision.expected_wait_s))
+
+
+def wait_phrase(call: Call, seconds: float) -> str:
+    """'less than a minute' or 'about N minutes' in the caller's language."""
+    if seconds < 60:
+        return call.text("wait_under_minute")
+    return call.text("wait_minutes", minutes=max(1, round(seconds / 60)))
+
+
+async def _unstaffed(call: Call, decision: RouteDecision) -> State:
+    """Nobody can take the call: never a queue nobody serves; offer what can help."""
+    spec = call.dialogue.spec
+    label = spec.label_for(call.language) if spec else call.text("your_question")
+    await call.say("no_agents", label=label)
+    nxt = await _alternative(call, decision)
+    if nxt is not None:
+        return nxt
+    await call.say("try_later")
+    await call.emit(Concluded(Outcome.NO_AGENT))
+    await call.step(Step.HANDOFF, result="unstaffed", skill=decision.skill,
+                    reason=decision.reason)
+    return State.CLOSE
+
+
+async def _offer_on_long_wait(call: Call, decision: RouteDecision) -> State | None:
+    """A long expected wait: ask whether a link would serve the caller better."""
+    if not _usable(call, decision) or decision.expected_wait_s is None:
+        return None
+    u = await call.listen("long_wait_offer", wait=wait_phrase(call, decision.expected_wait_s))
+    reply = call.classify_reply(u)
+    await call.step(Step.HANDOFF, offer="alternative", reply=reply,
+                    expected_wait_s=round(decision.expected_wait_s))
+    if reply != "yes":
+        return None
+    return await _alternative(call, decision)
+
+
+def _usable(call: Call, decision: RouteDecision) -> list[Scenario]:
+    """The alternatives this call can take, in the Router's order, each tried once."""
+    spec = call.dialogue.spec
+    tried = call.dialogue.alternatives_tried
+    usable: list[Scenario] = []
+    for alt in decision.alternatives:
+        if alt == "chat" and Scenario.CHAT not in tried:
+            usable.append(Scenario.CHAT)
+        elif alt == "self_service" and spec is not None and spec.link_key \
+                and Scenario.SELF_SERVICE not in tried:
+            usable.append(Scenario.SELF_SERVICE)
+    return usable
+
+
+async def _alternative(call: Call, decision: RouteDecision) -> State | None:
+    """Switch the decision to the first usable alternative and act on it (S3 or S2)."""
+    for scenario in _usable(call, decision):
+        if scenario is Scenario.CHAT:
+            status = await call.ports.knowledge.chat_status(call.now())
+            if not status.available:
+                call.dialogue.alternatives_tried.add(scenario)
+                continue
+            await call.say("offer_chat")
+        else:
+            await call.say("offer_self_service")
+        call.dialogue.alternatives_tried.add(scenario)
+        await call.emit(Decided(replace(decision, scenario=scenario)))
+        await call.step(Step.SCENARIO, scenario=scenario.value, skill=decision.skill,
+                        reason="alternative: nobody available" if decision.unstaffed
+                        else "alternative: long wait")
+        return State.ACT
+    return None
 
 
 def screen_context(call: Call, decision: RouteDecision) -> dict[str, Any]:
@@ -65,6 +161,11 @@ def screen_context(call: Call, decision: RouteDecision) -> dict[str, Any]:
         "skill": decision.skill,
         "priority": decision.priority,
         "reason": decision.reason,
+        "position": decision.position,
+        "expected_wait_s": decision.expected_wait_s,
+        "preferred_agent": decision.preferred_agent,
+        "side": decision.side,
+        "verified": call.journal.authenticated or call.journal.identified_by == "cli",
         "transcript": list(decision.transcript),
         "customer": None if c is None else {
             "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,

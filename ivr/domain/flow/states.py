@@ -53,8 +53,9 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     # every failed action go to a person (HANDOFF).
     _S.ACT: frozenset({_S.FEEDBACK, _S.CLOSE, _S.HANDOFF}),
     _S.FEEDBACK: frozenset({_S.HANDOFF, _S.CLOSE}),
-    # Outside opening hours a hand-off becomes a goodbye.
-    _S.HANDOFF: frozenset({_S.CLOSE, _S.DONE}),
+    # Outside opening hours, or with nobody staffed and no alternative, a hand-off
+    # becomes a goodbye; an alternative (chat, self-service link) is acted on (ACT).
+    _S.HANDOFF: frozenset({_S.ACT, _S.CLOSE, _S.DONE}),
     _S.CLOSE: frozenset({_S.DONE}),
     _S.DONE: frozenset(),
 })
