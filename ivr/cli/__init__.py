@@ -18,12 +18,16 @@ COMMANDS: dict[str, str] = {
     "call": "ivr.cli.call_cmd:call",
     "demo": "ivr.cli.demo_cmd:demo",
     "serve": "ivr.cli.serve_cmd:serve",
+    "queues": "ivr.cli.queues_cmd:queues",
     "intents": "ivr.cli.intents_cmd:intents",
     "transcribe": "ivr.cli.speech_cmd:transcribe",
     "models": "ivr.cli.speech_cmd:models",
     "sounds": "ivr.cli.speech_cmd:sounds",
     "rig": "ivr.cli.rig_cmd:rig",
     "twilio-sandbox": "ivr.cli.twilio_cmd:twilio_sandbox",
+    "users": "ivr.cli.users_cmd:users",
+    "agents": "ivr.cli.agents_cmd:agents",
+    "split": "ivr.cli.split_cmd:split",
 }
 
 

@@ -56,7 +56,8 @@ def seed_cmd(ctx: click.Context, demo: bool, synthetic: int | None) -> None:
     engine = make_engine(url)
     try:
         if demo:
-            counts = seed_demo(engine)
+            # The demo centre is staffed: its agents are logged in from the start.
+            counts = seed_demo(engine, staffed=True)
             click.echo("demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         if synthetic:
             t0 = time.perf_counter()

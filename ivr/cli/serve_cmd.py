@@ -30,6 +30,7 @@ def rig_settings(settings: Settings, rig: Rig) -> Settings:
         asterisk_prompt_dir="/var/lib/kanaal/prompts",
         record_dir=rig.host_path("/var/spool/asterisk/kanaal"),
         asterisk_record_dir="/var/spool/asterisk/kanaal",
+        ami_port=rig.ports.ami, ami_user=creds.ami_user, ami_secret=creds.ami_password,
     )
 
 
@@ -55,7 +56,12 @@ def serve(ctx: click.Context, use_rig: bool) -> None:
     """Serve calls: ARI Stasis app + FastAGI + web (screen-pop, webhooks, reports)."""
     settings = settings_from(ctx)
     from ivr.storage.db import upgrade
+    from ivr.web.security import InsecureServingError, check_serving_secrets
 
+    try:
+        check_serving_secrets(settings)
+    except InsecureServingError as exc:
+        raise click.ClickException(str(exc)) from exc
     upgrade(settings.effective_database_url)
     if use_rig:
         rig = Rig()

@@ -30,7 +30,7 @@ from ivr.domain.ports import Clock
 from ivr.testing.rig import Rig
 
 if TYPE_CHECKING:
-    from ivr.app import App
+    from ivr.app import App, Node
     from ivr.telephony.ari.channel import AriCallChannel
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class VoiceCallSpec:
     expect_scenario: str | None = None
     expect_intent: str | None = None
     silent_turns: int = 0  # say nothing this many times first (keypad fallback)
+    hangup_after_s: float | None = None  # this call's length (default: the line's)
 
 
 @dataclass
@@ -148,7 +149,7 @@ async def _place(app: App, rig: Rig, settings: Settings, spec: VoiceCallSpec,
         speak_at = dtmf_at + 0.3 * len(spec.dtmf) + lead - last + 1.0
     result = await place_call(
         rig, audio, spec.from_number, dtmf=spec.dtmf, dtmf_delay_s=dtmf_at,
-        audio_delay_s=speak_at, hangup_after_s=hangup_after_s,
+        audio_delay_s=speak_at, hangup_after_s=spec.hangup_after_s or hangup_after_s,
         trailing_silence_s=1.0)
     key = spec.from_number or "anonymous"
     for _ in range(100):  # the flow saves its contact as the call ends
@@ -175,11 +176,19 @@ async def _place(app: App, rig: Rig, settings: Settings, spec: VoiceCallSpec,
 
 
 
+@dataclass
+class VoiceLine:
+    """A running node on the rig: ``place(spec)`` makes one real call through it."""
+
+    place: Callable[[VoiceCallSpec], Awaitable[VoiceCallReport]]
+    node: Node
+    settings: Settings
+
+
 @contextlib.asynccontextmanager
 async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock | None = None,
-                     hangup_after_s: float = 75.0
-                     ) -> AsyncIterator[Callable[[VoiceCallSpec], Awaitable[VoiceCallReport]]]:
-    """Bring up the rig and the node; yields ``place(spec) -> VoiceCallReport``."""
+                     hangup_after_s: float = 75.0) -> AsyncIterator[VoiceLine]:
+    """Bring up the rig and the node (live routing in sync when enabled); yields the line."""
     from ivr.app import build_node
     from ivr.cli.serve_cmd import rig_settings
     from ivr.storage.db import upgrade
@@ -200,14 +209,21 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
 
     ready = asyncio.Event()
     async with running_app(settings, clock=clock) as app:
-        node = asyncio.create_task(build_node(app, on_call_end=on_end).run(ready))
+        built = build_node(app, on_call_end=on_end)
+        node = asyncio.create_task(built.run(ready))
         try:
             async with asyncio.timeout(120):
                 await ready.wait()
+            if built.centre is not None:
+                # Route the first call on live state, not on the static plan.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(15):
+                        await built.centre.feed.synced.wait()
+
             async def place(spec: VoiceCallSpec) -> VoiceCallReport:
                 return await _place(app, rig, settings, spec, ended, hangup_after_s)
 
-            yield place
+            yield VoiceLine(place, built, settings)
         finally:
             node.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -220,10 +236,10 @@ async def run_voice_calls(settings: Settings, specs: list[VoiceCallSpec], *,
                           hangup_after_s: float = 75.0) -> list[VoiceCallReport]:
     """Place each call (one after another, or all at once) and collect the results."""
     async with voice_node(settings, rig=rig, clock=clock,
-                          hangup_after_s=hangup_after_s) as place:
+                          hangup_after_s=hangup_after_s) as line:
         if concurrent:
-            return list(await asyncio.gather(*(place(s) for s in specs)))
-        return [await place(s) for s in specs]
+            return list(await asyncio.gather(*(line.place(s) for s in specs)))
+        return [await line.place(s) for s in specs]
 
 
 def voice_table(reports: list[VoiceCallReport], title: str) -> Table:

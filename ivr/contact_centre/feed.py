@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from ivr.domain.centre import (
     Agent,
@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 
 QUEUE_PREFIX = "ivr-"
 SIDES = ("own", "partner")
+# Members at or above this penalty are substitutes from an overflow skill (see
+# Membership): they are not agents *of* the queue's skill, routing counts them
+# under their own skills and reaches them through the overflow steps.
+SUBSTITUTE_PENALTY = 10
 
 Wall = Callable[[], float]
 
@@ -88,7 +92,7 @@ def translate(event: AmiEvent, now: float) -> Iterable[CentreInput]:
             yield _member_added(event, now)
         case QueueMemberRemoved():
             skill, side = queue_skill(event.queue)
-            if side is None:
+            if side is None and event.penalty < SUBSTITUTE_PENALTY:
                 yield MemberRemoved(event.interface, skill, now)
         case QueueMemberPause():
             yield MemberPaused(event.interface, event.paused, now,
@@ -121,9 +125,10 @@ def translate(event: AmiEvent, now: float) -> Iterable[CentreInput]:
 
 def _member_added(event: QueueMemberEvent, now: float) -> CentreInput:
     skill, side = queue_skill(event.queue)
-    if side is not None:
-        # A side queue repeats the membership of the skill's main queue; the agent's
-        # side comes from their profile. Only device state matters here.
+    if side is not None or event.penalty >= SUBSTITUTE_PENALTY:
+        # A side queue repeats the membership of the skill's main queue (the agent's
+        # side comes from their profile); a substitute is counted under their own
+        # skills. Only the device state matters here.
         return MemberStatus(event.interface, event.status, now, event.in_call)
     return MemberAdded(event.interface, skill, now, penalty=event.penalty, paused=event.paused,
                        reason=event.paused_reason, device=event.status,
@@ -133,10 +138,13 @@ def _member_added(event: QueueMemberEvent, now: float) -> CentreInput:
 class CentreFeed:
     """Live centre state from AMI: events in, snapshots out, full resync on reconnect."""
 
-    def __init__(self, client: AmiClient, *, profiles: Callable[[], Sequence[Agent]],
+    def __init__(self, client: AmiClient, *,
+                 profiles: Callable[[], Awaitable[Sequence[Agent]]],
+                 before_resync: Callable[[], Awaitable[object]] | None = None,
                  wall: Wall = time.time, tick_s: float = 1.0) -> None:
         self._client = client
         self._profiles = profiles
+        self._before_resync = before_resync
         self._wall = wall
         self._tick_s = tick_s
         self.state = CentreState()
@@ -165,7 +173,7 @@ class CentreFeed:
 
     async def run(self) -> None:
         """Connect, resync, follow events and tick the clock, until cancelled."""
-        self.load_profiles(self._profiles())
+        self.load_profiles(await self._profiles())
         sub = self._client.subscribe(
             QueueMemberAdded, QueueMemberRemoved, QueueMemberPause, QueueMemberStatus,
             QueueCallerJoin, QueueCallerLeave, QueueCallerAbandon, AgentConnect, AgentComplete)
@@ -191,10 +199,15 @@ class CentreFeed:
         self._snapshot = self.state.snapshot(self._wall())
 
     async def _resync(self, client: AmiClient) -> None:
+        if self._before_resync is not None:
+            # e.g. re-add logged-in agents after an Asterisk restart, so the status
+            # read next already shows them.
+            await self._before_resync()
+        profiles = await self._profiles()
         status = await client.queue_status()
         now = self._wall()
         inputs: list[CentreInput] = [CentreReset(now)]
-        inputs += [AgentKnown(a) for a in self._profiles()]
+        inputs += [AgentKnown(a) for a in profiles]
         for member in status.members:
             inputs.append(_member_added(member, now))
         for entry in status.entries:

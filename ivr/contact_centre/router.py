@@ -30,7 +30,6 @@ from ivr.domain.smart_routing import (
     RoutingRequest,
     SplitState,
     decide,
-    queue_rule_name,
 )
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,20 @@ def _apply(decision: RouteDecision, out: RoutingOutcome) -> RouteDecision:
     return replace(
         decision, skill=out.skill, queue=out.queue, priority=out.priority, reason=reason,
         position=out.position, expected_wait_s=out.expected_wait_s,
-        max_penalty=out.max_penalty,
-        queue_rule=queue_rule_name(out.skill, out.max_penalty) if out.penalty_steps else None,
-        preferred_agent=out.preferred_interface,
+        preferred_agent=_ring_first(out),
         side=str(out.side) if out.side is not None else None, alternatives=alternatives)
+
+
+def _ring_first(out: RoutingOutcome) -> str | None:
+    """The agent the dialplan rings before the queue, if any.
+
+    A repeat caller's previous agent (when ready); else a ready agent in the caller's
+    region, but only with nobody waiting ahead: ringing someone outside the queue
+    must never let a caller overtake those already waiting. Otherwise app_queue
+    picks (the dialplan also checks the phone is still free before ringing).
+    """
+    if out.repeat_interface is not None:
+        return out.repeat_interface
+    if out.local_interface is not None and out.position == 1:
+        return out.local_interface
+    return None

@@ -207,8 +207,6 @@ class RouteDecision:
     # Smart routing (live centre state); empty for the static plan.
     position: int | None = None  # place in the queue on arrival (1 = next)
     expected_wait_s: float | None = None
-    max_penalty: int | None = None  # app_queue penalty ceiling at join
-    queue_rule: str | None = None  # queuerules.conf rule raising the ceiling over time
     preferred_agent: str | None = None  # interface to offer first (repeat caller)
     side: str | None = None  # own | partner (load split)
     unstaffed: bool = False  # nobody can take this call now: offer alternatives instead

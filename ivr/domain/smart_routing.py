@@ -184,7 +184,9 @@ class RoutingOutcome:
     skill: str | None = None
     queue: str | None = None
     side: CentreKind | None = None
-    preferred_interface: str | None = None
+    preferred_interface: str | None = None  # best ready agent: a hint, app_queue picks
+    repeat_interface: str | None = None  # a repeat caller's previous agent, ready: ring first
+    local_interface: str | None = None  # the best ready agent is in the caller's region
     max_penalty: int = 0
     penalty_steps: tuple[PenaltyStep, ...] = ()
     position: int | None = None
@@ -286,10 +288,13 @@ def decide(
     queue = policy.queue_for(skill, side)
     preferred: str | None = repeat.agent.interface if repeat is not None else None
     proficiency = repeat.skills.get(skill) if repeat is not None else None
+    local: str | None = None
     if preferred is None:
         cand = _best_ready(view, side, request, policy, reasons)
         if cand is not None:
             preferred, proficiency = cand.interface, cand.proficiency
+            if request.region and cand.region == request.region:
+                local = cand.interface
     max_penalty, steps = _penalties(view, side, proficiency, skill == request.skill,
                                     request.skill, policy)
     qview = snapshot.queue(queue)
@@ -303,6 +308,8 @@ def decide(
     return RoutingOutcome(
         action=RouteAction.QUEUE, reasons=tuple(reasons), split=split, priority=priority,
         skill=skill, queue=queue, side=side, preferred_interface=preferred,
+        repeat_interface=repeat.agent.interface if repeat is not None else None,
+        local_interface=local,
         max_penalty=max_penalty, penalty_steps=steps, position=position,
         expected_wait_s=wait, alternatives=offers,
     )

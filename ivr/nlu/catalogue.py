@@ -174,34 +174,11 @@ def load_catalogue(
 
 
 def _read_file(path: Path, lang: Language) -> dict[str, _Entry]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogueError(path, None, "file", "not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogueError(path, None, "file", f"cannot read: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise CatalogueError(path, line, "yaml", str(exc.problem or exc)) from None
-    except yaml.YAMLError as exc:
-        raise CatalogueError(path, None, "yaml", str(exc)) from None
+    root = _compose(path)
     if not isinstance(root, yaml.MappingNode):
         raise CatalogueError(path, _line(root) if root else 1, "document", "must be a mapping")
     top = _mapping(path, root, "document")
-    declared = top.get("language")
-    if declared is not None:
-        value = _scalar(path, declared[1], "language")
-        if value != lang:
-            raise CatalogueError(
-                path, _line(declared[1]), "language", f"{value!r} but file is for {lang!r}"
-            )
-    if "intents" not in top:
-        raise CatalogueError(path, 1, "intents", "missing")
-    for key, (knode, _) in top.items():
-        if key not in ("language", "intents"):
-            raise CatalogueError(path, _line(knode), key, "unknown top-level field")
+    _check_top_level(path, top, lang)
     intents_node = top["intents"][1]
     if not isinstance(intents_node, yaml.MappingNode):
         raise CatalogueError(path, _line(intents_node), "intents", "must be a mapping of intents")
@@ -215,6 +192,40 @@ def _read_file(path: Path, lang: Language) -> dict[str, _Entry]:
     if not entries:
         raise CatalogueError(path, _line(intents_node), "intents", "no intents defined")
     return entries
+
+
+def _compose(path: Path) -> yaml.Node | None:
+    """The file's YAML node tree (nodes, not values: errors can then name a line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogueError(path, None, "file", "not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogueError(path, None, "file", f"cannot read: {exc}") from None
+    try:
+        root: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise CatalogueError(path, line, "yaml", str(exc.problem or exc)) from None
+    except yaml.YAMLError as exc:
+        raise CatalogueError(path, None, "yaml", str(exc)) from None
+    return root
+
+
+def _check_top_level(path: Path, top: dict[str, tuple[yaml.Node, Any]], lang: Language) -> None:
+    """``language`` (optional, must match the file name) and ``intents``, nothing else."""
+    declared = top.get("language")
+    if declared is not None:
+        value = _scalar(path, declared[1], "language")
+        if value != lang:
+            raise CatalogueError(
+                path, _line(declared[1]), "language", f"{value!r} but file is for {lang!r}"
+            )
+    if "intents" not in top:
+        raise CatalogueError(path, 1, "intents", "missing")
+    for key, (knode, _) in top.items():
+        if key not in ("language", "intents"):
+            raise CatalogueError(path, _line(knode), key, "unknown top-level field")
 
 
 def _read_entry(path: Path, name: str, knode: yaml.Node, vnode: yaml.Node) -> _Entry:
@@ -235,27 +246,7 @@ def _read_entry(path: Path, name: str, knode: yaml.Node, vnode: yaml.Node) -> _E
         raise CatalogueError(path, _line(fields["label"][1]), f"{base}.label", "empty")
     if "examples" not in fields:
         raise CatalogueError(path, _line(knode), f"{base}.examples", "missing")
-    ex_node = fields["examples"][1]
-    if not isinstance(ex_node, yaml.SequenceNode):
-        raise CatalogueError(path, _line(ex_node), f"{base}.examples", "must be a list")
-    examples: list[str] = []
-    seen: set[str] = set()
-    for i, item in enumerate(ex_node.value):
-        text = _scalar(path, item, f"{base}.examples[{i}]").strip()
-        if not text:
-            raise CatalogueError(path, _line(item), f"{base}.examples[{i}]", "empty example")
-        key = " ".join(text.lower().split())
-        if key in seen:
-            raise CatalogueError(
-                path, _line(item), f"{base}.examples[{i}]", f"duplicate example {text!r}"
-            )
-        seen.add(key)
-        examples.append(text)
-    if len(examples) < MIN_EXAMPLES:
-        raise CatalogueError(
-            path, _line(ex_node), f"{base}.examples",
-            f"{len(examples)} examples, at least {MIN_EXAMPLES} required",
-        )
+    examples = _read_examples(path, fields["examples"][1], f"{base}.examples")
     meta: dict[str, Any] = {}
     meta_lines: dict[str, int] = {}
     for fld in META_FIELDS:
@@ -263,8 +254,30 @@ def _read_entry(path: Path, name: str, knode: yaml.Node, vnode: yaml.Node) -> _E
             vn = fields[fld][1]
             meta[fld] = _meta_value(path, vn, f"{base}.{fld}", fld)
             meta_lines[fld] = _line(vn)
-    return _Entry(name, _line(knode), meta, meta_lines, label.strip(), tuple(examples))
+    return _Entry(name, _line(knode), meta, meta_lines, label.strip(), examples)
 
+
+def _read_examples(path: Path, ex_node: yaml.Node, where: str) -> tuple[str, ...]:
+    """Non-empty examples, unique up to case and spacing, at least MIN_EXAMPLES."""
+    if not isinstance(ex_node, yaml.SequenceNode):
+        raise CatalogueError(path, _line(ex_node), where, "must be a list")
+    examples: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(ex_node.value):
+        text = _scalar(path, item, f"{where}[{i}]").strip()
+        if not text:
+            raise CatalogueError(path, _line(item), f"{where}[{i}]", "empty example")
+        key = " ".join(text.lower().split())
+        if key in seen:
+            raise CatalogueError(path, _line(item), f"{where}[{i}]", f"duplicate example {text!r}")
+        seen.add(key)
+        examples.append(text)
+    if len(examples) < MIN_EXAMPLES:
+        raise CatalogueError(
+            path, _line(ex_node), where,
+            f"{len(examples)} examples, at least {MIN_EXAMPLES} required",
+        )
+    return tuple(examples)
 
 def _meta_value(path: Path, node: yaml.Node, where: str, fld: str) -> Any:
     """Parse and check one metadata value (typed, so errors point at its line)."""

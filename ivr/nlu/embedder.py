@@ -30,7 +30,8 @@ class Embedder(Protocol):
     name: str
     dim: int
 
-    def embed(self, texts: Sequence[str]) -> Matrix: ...
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        """One unit-length ``dim``-wide float32 row per text, in order (blocking)."""
 
 
 class OnnxMiniLmEmbedder:
@@ -116,7 +117,9 @@ class OnnxMiniLmEmbedder:
         summed = (hidden * mask[..., None]).sum(axis=1)
         vec = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         norm = np.linalg.norm(vec, axis=1, keepdims=True)
-        return (vec / np.maximum(norm, 1e-9)).astype(np.float32)
+        # onnxruntime returns untyped arrays: pin the result type here.
+        unit: Matrix = (vec / np.maximum(norm, 1e-9)).astype(np.float32)
+        return unit
 
 
 class CachedEmbedder:

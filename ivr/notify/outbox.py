@@ -132,7 +132,12 @@ class ContactEvent:
 class MessageTransport(Protocol):
     """Vendor side of the outbox. Both methods are blocking; they run in worker threads."""
 
-    def send(self, message: OutgoingMessage) -> SendResult: ...
+    def send(self, message: OutgoingMessage) -> SendResult:
+        """One attempt at the provider, classified; errors are results, never raised.
+
+        UNCERTAIN means the request may have gone out (a reset or read timeout):
+        the outbox then calls :meth:`find_existing` before sending again.
+        """
 
     def find_existing(self, message: OutgoingMessage) -> SendResult | None:
         """The provider's record of this message if an earlier attempt got through."""

@@ -44,7 +44,8 @@ _idempotency_token: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "twilio_idempotency_token", default=None
 )
 
-class RewritingHttpClient(TwilioHttpClient):
+# twilio ships no type information (no py.typed), so its base class is Any to mypy.
+class RewritingHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """``TwilioHttpClient`` that sends every request to ``base_url`` instead of Twilio."""
 
     def __init__(self, base_url: str | None = None, *, timeout: float = 10.0) -> None:

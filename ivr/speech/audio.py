@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def ulaw_encode(pcm16: bytes) -> bytes:
     mag = np.minimum(np.abs(x), _ULAW_CLIP) + _ULAW_BIAS
     exponent = _segment(mag, 7)
     mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    codes: npt.NDArray[np.uint8] = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    return codes.tobytes()
 
 
 def alaw_encode(pcm16: bytes) -> bytes:
@@ -92,7 +94,8 @@ def alaw_encode(pcm16: bytes) -> bytes:
     mag = np.minimum(np.where(x < 0, -x - 1, x), 32767) >> 3  # 13-bit magnitude
     exponent = _segment(mag, 4)
     mantissa = np.where(exponent == 0, mag >> 1, mag >> exponent) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes()
+    codes: npt.NDArray[np.uint8] = ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8)
+    return codes.tobytes()
 
 
 def byteswap16(data: bytes) -> bytes:
@@ -109,7 +112,9 @@ def _lowpass(cutoff: float, taps: int = 63) -> FloatArray:
     """Windowed-sinc low-pass FIR; ``cutoff`` in cycles/sample (0..0.5)."""
     n = np.arange(taps) - (taps - 1) / 2
     h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
-    return (h / h.sum()).astype(np.float32)
+    # ndarray.sum() is typed Any in numpy's stubs: pin the result type here.
+    fir: FloatArray = (h / h.sum()).astype(np.float32)
+    return fir
 
 
 def to_float(pcm16: bytes) -> FloatArray:
@@ -138,7 +143,8 @@ def resample(samples: FloatArray, src_rate: int, dst_rate: int) -> FloatArray:
         x = np.convolve(x, _lowpass(0.45 * dst_rate / src_rate, 101), mode="same")
     n_out = round(x.size * dst_rate / src_rate)
     t = np.arange(n_out) * (src_rate / dst_rate)
-    return np.interp(t, np.arange(x.size), x).astype(np.float32)
+    out: FloatArray = np.interp(t, np.arange(x.size), x).astype(np.float32)
+    return out
 
 
 class StreamResampler:
@@ -289,12 +295,35 @@ class Wav:
         return len(self.pcm16) / 2 / self.sample_rate if self.sample_rate else 0.0
 
 
-def parse_wav(data: bytes) -> Wav:
-    """Decode a RIFF/WAVE file (PCM 8/16/24/32, float, mu-law, A-law) to mono slin.
+def _pcm24(payload: bytes) -> FloatArray:
+    b = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+    v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+    out: FloatArray = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float32) / float(1 << 23)
+    return out
 
-    The stdlib ``wave`` module reads only integer PCM; telephone recordings are
-    often G.711 WAVs, hence this small parser.
-    """
+
+# Sample decoders by (format tag, bits per sample), each to float32 in [-1, 1).
+_WAV_DECODERS: dict[tuple[int, int], Callable[[bytes], FloatArray]] = {
+    (_WAVE_FORMAT_PCM, 16): lambda p: np.frombuffer(p, dtype="<i2").astype(np.float32) / 32768.0,
+    (_WAVE_FORMAT_PCM, 8): lambda p: (
+        (np.frombuffer(p, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    ),
+    (_WAVE_FORMAT_PCM, 24): _pcm24,
+    (_WAVE_FORMAT_PCM, 32): lambda p: (
+        np.frombuffer(p, dtype="<i4").astype(np.float32) / float(1 << 31)
+    ),
+    (_WAVE_FORMAT_FLOAT, 32): lambda p: np.frombuffer(p, dtype="<f4").astype(np.float32),
+    (_WAVE_FORMAT_ULAW, 8): lambda p: (
+        _ULAW_TABLE[np.frombuffer(p, dtype=np.uint8)].astype(np.float32) / 32768.0
+    ),
+    (_WAVE_FORMAT_ALAW, 8): lambda p: (
+        _ALAW_TABLE[np.frombuffer(p, dtype=np.uint8)].astype(np.float32) / 32768.0
+    ),
+}
+
+
+def _wav_chunks(data: bytes) -> tuple[bytes, bytes]:
+    """The ``fmt `` and ``data`` chunk bodies of a RIFF/WAVE file."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioError("not a RIFF/WAVE file")
     pos, fmt, payload = 12, None, None
@@ -306,38 +335,31 @@ def parse_wav(data: bytes) -> Wav:
         elif cid == b"data":
             payload = body
             break
-        pos += 8 + size + (size & 1)
+        pos += 8 + size + (size & 1)  # RIFF pads odd-sized chunks to an even length
     if fmt is None or payload is None or len(fmt) < 16:
         raise AudioError("WAV without fmt/data chunk")
+    return fmt, payload
+
+
+def parse_wav(data: bytes) -> Wav:
+    """Decode a RIFF/WAVE file (PCM 8/16/24/32, float, mu-law, A-law) to mono slin.
+
+    The stdlib ``wave`` module reads only integer PCM; telephone recordings are
+    often G.711 WAVs, hence this small parser.
+    """
+    fmt, payload = _wav_chunks(data)
     tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", fmt[:16])
     if tag == _WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack("<H", fmt[24:26])[0]
     if channels < 1 or rate < 1000 or rate > 192000 or block < 1:
         raise AudioError(f"implausible WAV header: {channels} ch, {rate} Hz")
-    payload = payload[: len(payload) - len(payload) % block]
-    x: npt.NDArray[np.floating]
-    if tag == _WAVE_FORMAT_PCM and bits == 16:
-        x = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
-    elif tag == _WAVE_FORMAT_PCM and bits == 8:
-        x = (np.frombuffer(payload, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif tag == _WAVE_FORMAT_PCM and bits == 24:
-        b = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        x = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float32) / float(1 << 23)
-    elif tag == _WAVE_FORMAT_PCM and bits == 32:
-        x = np.frombuffer(payload, dtype="<i4").astype(np.float32) / float(1 << 31)
-    elif tag == _WAVE_FORMAT_FLOAT and bits == 32:
-        x = np.frombuffer(payload, dtype="<f4").astype(np.float32)
-    elif tag == _WAVE_FORMAT_ULAW and bits == 8:
-        x = _ULAW_TABLE[np.frombuffer(payload, dtype=np.uint8)].astype(np.float32) / 32768.0
-    elif tag == _WAVE_FORMAT_ALAW and bits == 8:
-        x = _ALAW_TABLE[np.frombuffer(payload, dtype=np.uint8)].astype(np.float32) / 32768.0
-    else:
+    decode = _WAV_DECODERS.get((tag, bits))
+    if decode is None:
         raise AudioError(f"unsupported WAV encoding: format {tag}, {bits} bits")
+    x = decode(payload[: len(payload) - len(payload) % block])
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1)
     return Wav(to_pcm16(x), rate)
-
 
 def read_wav(path: Path | str, *, sample_rate: int | None = None) -> Wav:
     """Read a WAV file as mono slin, resampled to ``sample_rate`` when given."""

@@ -34,9 +34,11 @@ class TtsEngine(Protocol):
     """Blocking text -> 8 kHz PCM synthesiser (run it in a worker thread)."""
 
     @property
-    def voice_id(self) -> str: ...
+    def voice_id(self) -> str:
+        """Stable name of the engine and voice(s); part of the answer cache key."""
 
-    def synthesize_pcm(self, text: str, language: str) -> bytes: ...
+    def synthesize_pcm(self, text: str, language: str) -> bytes:
+        """``text`` spoken in ``language`` as 8 kHz 16-bit mono PCM; TtsError on failure."""
 
 
 def _run(cmd: list[str], *, stdin: bytes | None = None, timeout: float = 60.0) -> None:

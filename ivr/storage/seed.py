@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from ivr.storage.repositories import hash_pin
 from ivr.storage.tables import (
     agent_groups,
+    agent_skills,
+    agents,
     chat_channels,
     contacts,
     customer_numbers,
     customers,
     holidays,
     knowledge_answers,
+    load_splits,
     opening_hours,
     orders,
     outages,
@@ -107,13 +110,52 @@ AGENT_GROUPS: list[tuple[str, list[str], str | None, int, int]] = [
 ]
 
 
+# The rig's agents (dialplan/pjsip.conf, PJSIP/agent1..4). Proficiency from the static
+# penalties in dialplan/queues.conf: penalty 0 -> 5 (first choice), 1 -> 3 (overflow).
+# Regions are places, as customers' regions and the number geocoder name them.
+_OWN = ("Amsterdam", "Amsterdam", "Kanaal Amsterdam", "own")
+_PARTNER = ("Utrecht", "Utrecht", "Partner BV", "partner")
+# (code, name, interface, (site, region, centre, kind), languages csv, skill -> proficiency)
+DEMO_AGENTS: list[tuple[str, str, str, tuple[str, str, str, str], str, dict[str, int]]] = [
+    ("1001", "Sanne Visser", "PJSIP/agent1", _OWN, "en,nl",
+     {"general": 5, "billing": 5, "bereavement": 5, "collections": 3, "sales": 3}),
+    ("1002", "Daan Smit", "PJSIP/agent2", _OWN, "nl",
+     {"general": 5, "collections": 5, "complaints": 5, "billing": 3, "retention": 3}),
+    ("1003", "Priya Raman", "PJSIP/agent3", _PARTNER, "en,nl",
+     {"general": 5, "tech": 5, "logistics": 5, "complaints": 3, "bereavement": 3}),
+    ("1004", "Tom Hendriks", "PJSIP/agent4", _PARTNER, "en",
+     {"general": 5, "sales": 5, "retention": 5, "tech": 3, "logistics": 3}),
+]
+
+# skill -> (own %, partner %)
+DEMO_SPLITS: dict[str, tuple[int, int]] = {"general": (70, 30)}
+
+
+def _seed_agents(conn: Connection, now: datetime, *, staffed: bool) -> None:
+    """The rig's four agents (logged in when ``staffed``: the node then adds them to
+    their queues when it connects to AMI), and the demo load splits."""
+    for code, name, iface, (site, region, centre, kind), langs, profs in DEMO_AGENTS:
+        # No explicit ids: PostgreSQL's sequence must stay ahead for `ivr agents add`.
+        agent_id = conn.execute(insert(agents).values(
+            code=code, name=name, interface=iface, site=site, region=region, centre=centre,
+            centre_kind=kind, languages=langs, logged_in=staffed, paused=False, active=True,
+            updated_at=now).returning(agents.c.id)).scalar_one()
+        conn.execute(insert(agent_skills), [{"agent_id": agent_id, "skill": sk, "proficiency": p}
+                                            for sk, p in profs.items()])
+    for skill, (own, partner) in DEMO_SPLITS.items():
+        conn.execute(insert(load_splits).values(skill=skill, own_pct=own, partner_pct=partner,
+                                                updated_at=now))
+
+
 def _wipe(conn: object) -> None:
     for table in (contacts, orders, customer_numbers, customers, outages, knowledge_answers,
-                  opening_hours, holidays, skills, agent_groups, chat_channels):
+                  opening_hours, holidays, load_splits, agent_skills, agents, skills,
+                  agent_groups, chat_channels):
         conn.execute(delete(table))  # type: ignore[attr-defined]
 
 
-def seed_demo(engine: Engine, *, today: date | None = None) -> dict[str, int]:
+def seed_demo(engine: Engine, *, today: date | None = None, staffed: bool = False
+              ) -> dict[str, int]:
     """Replace all reference data with the demo contact centre. Returns row counts."""
     today = today or datetime.now(UTC).date()
     with engine.begin() as conn:
@@ -166,8 +208,9 @@ def seed_demo(engine: Engine, *, today: date | None = None) -> dict[str, int]:
                                                      agents=agents, ready=ready))
         conn.execute(insert(chat_channels).values(name="webchat", enabled=True, capacity=8,
                                                   active_sessions=3))
+        _seed_agents(conn, datetime.now(UTC), staffed=staffed)
     return {"customers": len(DEMO_CUSTOMERS), "orders": len(DEMO_ORDERS),
-            "knowledge": sum(len(v) for v in KNOWLEDGE.values())}
+            "knowledge": sum(len(v) for v in KNOWLEDGE.values()), "agents": len(DEMO_AGENTS)}
 
 
 def _holidays(year: int) -> list[tuple[date, str, time | None, time | None]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -164,7 +165,57 @@ contacts = Table(
     Column("dropped_at", String(32), nullable=True),
     Column("transcript", JSON, nullable=False),
     Column("steps", JSON, nullable=False),
+    # The agent's wrap-up after the conversation (migration 0004, set from /agent).
+    Column("wrapup_code", String(32), nullable=True),
+    Column("wrapup_note", Text, nullable=True),
+    # Who answered (AgentConnect): repeat callers are offered their previous agent.
+    Column("agent_id", Integer, ForeignKey("agents.id", ondelete="SET NULL"), nullable=True),
+    Column("agent_interface", String(64), nullable=True),
     Index("ix_contacts_customer_id", "customer_id"),
     Index("ix_contacts_caller", "caller"),
     Index("ix_contacts_started_at", "started_at"),
+    Index("ix_contacts_customer_intent", "customer_id", "intent", "started_at"),
+)
+
+# --- agents (migration 0003) -----------------------------------------------------------
+# Profiles and login state for dynamic app_queue membership (ivr.contact_centre).
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(16), nullable=False, unique=True),  # what the agent types: "1001"
+    Column("name", String(200), nullable=False),
+    Column("interface", String(64), nullable=False, unique=True),  # "PJSIP/agent1"
+    Column("site", String(64), nullable=False, server_default=""),
+    Column("region", String(64), nullable=False, server_default=""),
+    Column("centre", String(64), nullable=False, server_default=""),
+    Column("centre_kind", String(8), nullable=False, server_default="own"),
+    Column("languages", String(64), nullable=False, server_default=""),  # csv: "nl,en"
+    Column("logged_in", Boolean, nullable=False, server_default="0"),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("pause_reason", String(64), nullable=True),
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("centre_kind IN ('own', 'partner')", name="centre_kind"),
+)
+
+agent_skills = Table(
+    "agent_skills",
+    metadata,
+    Column("agent_id", Integer, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("skill", String(32), primary_key=True),  # no FK: a skill may lack a queue yet
+    Column("proficiency", Integer, nullable=False),
+    CheckConstraint("proficiency >= 1 AND proficiency <= 5", name="proficiency_range"),
+)
+
+# Own/partner share of a skill's calls, in percent.
+load_splits = Table(
+    "load_splits",
+    metadata,
+    Column("skill", String(32), primary_key=True),
+    Column("own_pct", Integer, nullable=False),
+    Column("partner_pct", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("own_pct >= 0 AND partner_pct >= 0 AND own_pct + partner_pct = 100",
+                    name="sums_to_100"),
 )

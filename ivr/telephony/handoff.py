@@ -21,14 +21,11 @@ def handoff_variables(decision: RouteDecision, session_id: str) -> dict[str, str
         "__IVR_CUSTOMER": str(decision.customer.id) if decision.customer else "",
         "IVR_QUEUE": decision.queue,
         "QUEUE_PRIO": str(int(decision.priority)),
-        # Smart routing (empty for the static plan): app_queue reads QUEUE_MAX_PENALTY
-        # at join; the dialplan passes IVR_QUEUE_RULE to Queue() and rings
-        # IVR_PREFERRED (a repeat caller's previous agent) first.
-        "QUEUE_MAX_PENALTY": "" if decision.max_penalty is None else str(decision.max_penalty),
-        "IVR_QUEUE_RULE": decision.queue_rule or "",
+        # Smart routing: the dialplan rings IVR_PREFERRED (a repeat caller's previous
+        # agent, or a ready agent in their region with nobody waiting ahead) first.
         "IVR_PREFERRED": decision.preferred_agent or "",
     }
     # A fresh channel has none of the routing extras: setting them empty would only
     # cost requests on every hand-off.
-    extras = ("QUEUE_MAX_PENALTY", "IVR_QUEUE_RULE", "IVR_PREFERRED")
+    extras = ("IVR_PREFERRED",)
     return {k: v for k, v in variables.items() if v or k not in extras}

@@ -151,89 +151,136 @@ class FakeAri:
         if not self._auth_ok(request.headers.get("authorization")):
             return JSONResponse({"message": "Authentication required"}, 401)
         parts = path.strip("/").split("/")
-        m = request.method
+        # Each resource family answers for its own paths; None: not one of its paths.
+        for family in (self._channels_rest, self._playbacks_rest, self._bridges_rest,
+                       self._other_rest):
+            response = await family(request.method, parts, q)
+            if response is not None:
+                return response
+        return _missing("Resource")
 
-        def missing(what: str) -> JSONResponse:
-            return JSONResponse({"message": f"{what} not found"}, 404)
-
+    async def _channels_rest(
+        self, m: str, parts: list[str], q: dict[str, str]
+    ) -> Response | None:
         if parts == ["channels"] and m == "GET":
             return JSONResponse(list(self.channels.values()))
-        if parts == ["bridges"] and m == "GET":
-            return JSONResponse([{"id": b, "bridge_type": "mixing", "channels": c}
-                                 for b, c in self.bridges.items()])
         if parts == ["channels", "externalMedia"] and m == "POST":
             cid = q["channelId"]
             self.channels[cid] = channel_json(cid, "", name="UnicastRTP/127.0.0.1:1-1")
             await self.emit({"type": "StasisStart", "channel": self.channels[cid]})
             return JSONResponse(self.channels[cid])
-        if parts[0] == "channels" and len(parts) >= 2:
-            cid = parts[1]
-            if cid not in self.channels:
-                return missing("Channel")
-            rest = parts[2:]
-            if not rest and m == "GET":
-                return JSONResponse(self.channels[cid])
-            if not rest and m == "DELETE":
-                ch = self.channels.pop(cid)
-                await self.emit({"type": "StasisEnd", "channel": ch})
-                await self.emit({"type": "ChannelDestroyed", "channel": ch, "cause": 16})
-                return Response(status_code=204)
-            if rest == ["answer"]:
-                self.channels[cid]["state"] = "Up"
-                return Response(status_code=204)
-            if rest[0] == "play":
-                pb = {"id": rest[1], "media_uri": q["media"], "target_uri": f"channel:{cid}",
-                      "state": "playing"}
-                await self.emit({"type": "PlaybackStarted", "playback": pb})
-                self.playbacks[rest[1]] = asyncio.create_task(
-                    self._finish_playback(pb, self.play_s))
-                return JSONResponse(pb, 201)
-            if rest == ["snoop"]:
-                sid = q["snoopId"]
-                self.channels[sid] = channel_json(sid, "", name=f"Snoop/{cid}-1")
-                await self.emit({"type": "StasisStart", "channel": self.channels[sid]})
-                return JSONResponse(self.channels[sid])
-            if rest == ["variable"] and m == "POST":
-                self.variables[(cid, q["variable"])] = q.get("value", "")
-                return Response(status_code=204)
-            if rest == ["variable"] and m == "GET":
-                key = (cid, q["variable"])
-                if key not in self.variables:
-                    return missing("Variable")
-                return JSONResponse({"value": self.variables[key]})
-            if rest == ["continue"]:
-                ch = self.channels[cid]
-                await self.emit({"type": "StasisEnd", "channel": ch})
-                return Response(status_code=204)
-        if parts[0] == "playbacks" and m == "DELETE":
+        if parts[0] != "channels" or len(parts) < 2:
+            return None
+        cid = parts[1]
+        if cid not in self.channels:
+            return _missing("Channel")
+        rest = parts[2:]
+        if not rest:
+            return await self._channel_itself(m, cid)
+        if rest[0] == "play":
+            return await self._play(cid, rest[1], q["media"])
+        if rest == ["variable"]:
+            return self._variable(m, cid, q)
+        return await self._channel_action(cid, rest, q)
+
+    async def _channel_itself(self, m: str, cid: str) -> Response | None:
+        """``/channels/{id}``: GET the channel or DELETE (hang up) it."""
+        if m == "GET":
+            return JSONResponse(self.channels[cid])
+        if m == "DELETE":
+            ch = self.channels.pop(cid)
+            await self.emit({"type": "StasisEnd", "channel": ch})
+            await self.emit({"type": "ChannelDestroyed", "channel": ch, "cause": 16})
+            return Response(status_code=204)
+        return None
+
+    async def _play(self, cid: str, pb_id: str, media: str) -> Response:
+        pb = {"id": pb_id, "media_uri": media, "target_uri": f"channel:{cid}", "state": "playing"}
+        await self.emit({"type": "PlaybackStarted", "playback": pb})
+        self.playbacks[pb_id] = asyncio.create_task(self._finish_playback(pb, self.play_s))
+        return JSONResponse(pb, 201)
+
+    def _variable(self, m: str, cid: str, q: dict[str, str]) -> Response | None:
+        if m == "POST":
+            self.variables[(cid, q["variable"])] = q.get("value", "")
+            return Response(status_code=204)
+        if m == "GET":
+            key = (cid, q["variable"])
+            if key not in self.variables:
+                return _missing("Variable")
+            return JSONResponse({"value": self.variables[key]})
+        return None
+
+    async def _channel_action(
+        self, cid: str, rest: list[str], q: dict[str, str]
+    ) -> Response | None:
+        """``answer``, ``snoop`` and ``continue`` on a channel (any method, like before)."""
+        if rest == ["answer"]:
+            self.channels[cid]["state"] = "Up"
+            return Response(status_code=204)
+        if rest == ["snoop"]:
+            sid = q["snoopId"]
+            self.channels[sid] = channel_json(sid, "", name=f"Snoop/{cid}-1")
+            await self.emit({"type": "StasisStart", "channel": self.channels[sid]})
+            return JSONResponse(self.channels[sid])
+        if rest == ["continue"]:
+            await self.emit({"type": "StasisEnd", "channel": self.channels[cid]})
+            return Response(status_code=204)
+        return None
+
+    async def _playbacks_rest(
+        self, m: str, parts: list[str], q: dict[str, str]
+    ) -> Response | None:
+        if parts[0] != "playbacks":
+            return None
+        if m == "DELETE":
             task = self.playbacks.pop(parts[1], None)
             if task is None:
-                return missing("Playback")
+                return _missing("Playback")
             task.cancel()
             await self.emit({"type": "PlaybackFinished", "playback": {
                 "id": parts[1], "state": "done", "target_uri": ""}})
             return Response(status_code=204)
-        if parts[0] == "playbacks" and m == "GET":
+        if m == "GET":
             return (JSONResponse({"id": parts[1], "state": "playing"})
-                    if parts[1] in self.playbacks else missing("Playback"))
-        if parts[0] == "bridges" and len(parts) >= 2:
-            bid = parts[1]
-            if m == "POST" and len(parts) == 2:
-                self.bridges[bid] = []
-                return JSONResponse({"id": bid, "bridge_type": "mixing", "channels": []})
-            if bid not in self.bridges:
-                return missing("Bridge")
-            if parts[2:] == ["addChannel"]:
-                for c in q["channel"].split(","):
-                    if c not in self.channels:
-                        return JSONResponse({"message": "Channel not in Stasis"}, 422)
-                    self.bridges[bid].append(c)
-                return Response(status_code=204)
-            if m == "DELETE":
-                del self.bridges[bid]
-                return Response(status_code=204)
+                    if parts[1] in self.playbacks else _missing("Playback"))
+        return None
+
+    async def _bridges_rest(
+        self, m: str, parts: list[str], q: dict[str, str]
+    ) -> Response | None:
+        if parts == ["bridges"] and m == "GET":
+            return JSONResponse([{"id": b, "bridge_type": "mixing", "channels": c}
+                                 for b, c in self.bridges.items()])
+        if parts[0] != "bridges" or len(parts) < 2:
+            return None
+        bid = parts[1]
+        if m == "POST" and len(parts) == 2:
+            self.bridges[bid] = []
+            return JSONResponse({"id": bid, "bridge_type": "mixing", "channels": []})
+        if bid not in self.bridges:
+            return _missing("Bridge")
+        if parts[2:] == ["addChannel"]:
+            for c in q["channel"].split(","):
+                if c not in self.channels:
+                    return JSONResponse({"message": "Channel not in Stasis"}, 422)
+                self.bridges[bid].append(c)
+            return Response(status_code=204)
+        if m == "DELETE":
+            del self.bridges[bid]
+            return Response(status_code=204)
+        return None
+
+    async def _other_rest(
+        self, m: str, parts: list[str], q: dict[str, str]
+    ) -> Response | None:
         if parts[0] == "applications":
             return JSONResponse({"name": self.app_name})
         if parts == ["conflict"]:  # not ARI: lets tests see how a 409 is mapped
             return JSONResponse({"message": "wrong state"}, 409)
-        return missing("Resource")
+        return None
+
+
+def _missing(what: str) -> JSONResponse:
+    """ARI's 404 body for an unknown resource."""
+    return JSONResponse({"message": f"{what} not found"}, 404)

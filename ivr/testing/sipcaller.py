@@ -129,6 +129,61 @@ class RtpPlan:
     end_s: float
 
 
+class _RtpStream:
+    """One PCMU/RFC 4733 RTP stream laid out on the pcap clock (``t``, seconds)."""
+
+    _SILENCE = bytes([ULAW_SILENCE]) * FRAME_BYTES
+
+    def __init__(self, ssrc: int) -> None:
+        self.ssrc = ssrc
+        self.packets: list[tuple[float, bytes]] = []
+        self.seq = 0
+        self.t = 0.0
+
+    def send(self, pt: int, ts: int, payload: bytes, marker: bool = False) -> None:
+        """One packet at the current time (the clock does not move)."""
+        header = struct.pack(
+            "!BBHII", 0x80, (0x80 if marker else 0) | pt, self.seq & 0xFFFF, ts & 0xFFFFFFFF,
+            self.ssrc,
+        )
+        self.packets.append((self.t, header + payload))
+        self.seq += 1
+
+    def audio_frame(self, frame: bytes, marker: bool = False) -> None:
+        """One 20 ms PCMU frame; the clock moves one frame on."""
+        self.send(PCMU_PT, int(self.t * ULAW_RATE), frame, marker)
+        self.t += FRAME_MS / 1000
+
+    def silence_until(self, target: float) -> None:
+        # A phone sends frames continuously; SIPp replays a pcap from its first
+        # packet, so a delay only exists if it is filled with silent frames.
+        while self.t + FRAME_MS / 1000 <= target + 1e-9:
+            self.audio_frame(self._SILENCE)
+
+    def silent_frames(self, n: int) -> None:
+        for _ in range(n):
+            self.audio_frame(self._SILENCE)
+
+    def speech(self, ulaw: bytes) -> None:
+        frames = [ulaw[i:i + FRAME_BYTES] for i in range(0, len(ulaw), FRAME_BYTES)]
+        for i, frame in enumerate(frames):
+            self.audio_frame(frame.ljust(FRAME_BYTES, bytes([ULAW_SILENCE])), marker=(i == 0))
+
+    def digits(self, keys: str, digit_ms: int, gap_ms: int) -> None:
+        step = FRAME_MS * ULAW_RATE // 1000
+        for digit in keys.upper():
+            event, start_ts = _DTMF_EVENTS[digit], int(self.t * ULAW_RATE)
+            n = max(1, digit_ms // FRAME_MS)
+            for k in range(n):
+                self.send(DTMF_PT, start_ts, struct.pack("!BBH", event, 10, (k + 1) * step),
+                          marker=(k == 0))
+                self.t += FRAME_MS / 1000
+            # RFC 4733 2.5.1.4: the end packet is sent three times
+            for _ in range(3):
+                self.send(DTMF_PT, start_ts, struct.pack("!BBH", event, 0x80 | 10, n * step))
+            self.silence_until(self.t + gap_ms / 1000)
+
+
 def build_rtp_pcap(
     ulaw: bytes,
     *,
@@ -152,73 +207,24 @@ def build_rtp_pcap(
         bad = [c for c in dtmf if c.upper() not in _DTMF_EVENTS]
         if bad:
             raise SipCallerError(f"not DTMF digits: {''.join(bad)!r}")
-    packets: list[tuple[float, bytes]] = []
-    seq = 0
-
-    def rtp(at_s: float, pt: int, ts: int, payload: bytes, marker: bool = False) -> None:
-        nonlocal seq
-        header = struct.pack(
-            "!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc
-        )
-        packets.append((at_s, header + payload))
-        seq += 1
-
-    t = 0.0
-    silence = bytes([ULAW_SILENCE]) * FRAME_BYTES
-
-    def silence_until(target: float) -> None:
-        # A phone sends frames continuously; SIPp replays a pcap from its first
-        # packet, so a delay only exists if it is filled with silent frames.
-        nonlocal t
-        while t + FRAME_MS / 1000 <= target + 1e-9:
-            rtp(t, PCMU_PT, int(t * ULAW_RATE), silence)
-            t += FRAME_MS / 1000
-
-    def speech() -> None:
-        nonlocal t
-        frames = [ulaw[i:i + FRAME_BYTES] for i in range(0, len(ulaw), FRAME_BYTES)]
-        for i, frame in enumerate(frames):
-            frame = frame.ljust(FRAME_BYTES, bytes([ULAW_SILENCE]))
-            rtp(t, PCMU_PT, int(t * ULAW_RATE), frame, marker=(i == 0))
-            t += FRAME_MS / 1000
-
-    def digits(keys: str) -> None:
-        nonlocal t
-        step = FRAME_MS * ULAW_RATE // 1000
-        for digit in keys.upper():
-            event, start_ts = _DTMF_EVENTS[digit], int(t * ULAW_RATE)
-            n = max(1, digit_ms // FRAME_MS)
-            for k in range(n):
-                payload = struct.pack("!BBH", event, 10, (k + 1) * step)
-                rtp(t, DTMF_PT, start_ts, payload, marker=(k == 0))
-                t += FRAME_MS / 1000
-            # RFC 4733 2.5.1.4: the end packet is sent three times
-            for _ in range(3):
-                rtp(t, DTMF_PT, start_ts, struct.pack("!BBH", event, 0x80 | 10, n * step))
-            silence_until(t + gap_ms / 1000)
-
+    stream = _RtpStream(ssrc)
     dtmf_first = bool(dtmf) and dtmf_delay_s is not None and dtmf_delay_s < audio_delay_s
     dtmf_start = None
     if dtmf_first and dtmf:
-        silence_until(dtmf_delay_s or 0.0)
-        dtmf_start = t
-        digits(dtmf)
-    silence_until(audio_delay_s)
-    audio_start = t
-    speech()
-    audio_end = t
+        stream.silence_until(dtmf_delay_s or 0.0)
+        dtmf_start = stream.t
+        stream.digits(dtmf, digit_ms, gap_ms)
+    stream.silence_until(audio_delay_s)
+    audio_start = stream.t
+    stream.speech(ulaw)
+    audio_end = stream.t
     if dtmf and not dtmf_first:
-        silence_until(max(dtmf_delay_s if dtmf_delay_s is not None else audio_end + 0.5,
-                          audio_end))
-        dtmf_start = t
-        digits(dtmf)
-    silent_frames = int(trailing_silence_s * 1000 / FRAME_MS)
-    for _ in range(silent_frames):
-        rtp(t, PCMU_PT, int(t * ULAW_RATE), bytes([ULAW_SILENCE]) * FRAME_BYTES)
-        t += FRAME_MS / 1000
-    plan = RtpPlan(audio_start, audio_end, dtmf_start, t)
-    return _pcap(packets), plan
-
+        stream.silence_until(max(dtmf_delay_s if dtmf_delay_s is not None else audio_end + 0.5,
+                                 audio_end))
+        dtmf_start = stream.t
+        stream.digits(dtmf, digit_ms, gap_ms)
+    stream.silent_frames(int(trailing_silence_s * 1000 / FRAME_MS))
+    return _pcap(stream.packets), RtpPlan(audio_start, audio_end, dtmf_start, stream.t)
 
 def _pcap(packets: list[tuple[float, bytes]]) -> bytes:
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # LINKTYPE_ETHERNET
@@ -234,7 +240,7 @@ def _pcap(packets: list[tuple[float, bytes]]) -> bytes:
 
 
 def _ip_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))  # unpack is typed Any
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -362,7 +368,19 @@ async def place_call(
         },
     )
     (work / "caller.xml").write_text(scenario)
-    cmd = [
+    cmd = _caller_command(rig, work_in_root, dialed,
+                          timeout_s=int(answer_timeout_s + hangup_after_s + 30))
+    t0 = time.monotonic()
+    code, stderr = await _run_sipp(cmd)
+    duration = time.monotonic() - t0
+    messages = _read(work / "messages.log")
+    errors = _read(work / "errors.log") + stderr
+    return _result(code, duration, messages, errors, plan)
+
+
+def _caller_command(rig: Rig, work_in_root: str, dialed: str, *, timeout_s: int) -> list[str]:
+    """SIPp command line of one caller run, chrooted into the rig."""
+    return [
         "chroot", str(rig.root), "sipp", f"127.0.0.1:{rig.ports.sip}",
         "-sf", f"{work_in_root}/caller.xml",
         "-s", dialed,
@@ -374,9 +392,12 @@ async def place_call(
         "-trace_msg", "-message_file", f"{work_in_root}/messages.log",
         "-trace_err", "-error_file", f"{work_in_root}/errors.log",
         # a hard stop for SIPp itself, well past the scenario's own timers
-        "-timeout", f"{int(answer_timeout_s + hangup_after_s + 30)}s", "-timeout_error",
+        "-timeout", f"{timeout_s}s", "-timeout_error",
     ]
-    t0 = time.monotonic()
+
+
+async def _run_sipp(cmd: list[str]) -> tuple[int, str]:
+    """Run SIPp to the end (killed if the caller is cancelled): exit code and stderr."""
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -387,10 +408,7 @@ async def place_call(
             proc.kill()
         await proc.wait()
         raise
-    duration = time.monotonic() - t0
-    messages = _read(work / "messages.log")
-    errors = _read(work / "errors.log") + stderr.decode(errors="replace")
-    return _result(proc.returncode or 0, duration, messages, errors, plan)
+    return proc.returncode or 0, stderr.decode(errors="replace")
 
 
 def _read(path: Path) -> str:

@@ -30,7 +30,7 @@ import contextlib
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -154,20 +154,56 @@ def create_sandbox_app(
 ) -> FastAPI:
     """The sandbox as an ASGI app (serve it with uvicorn or :class:`ServerThread`)."""
     state = SandboxState(account_sid, auth_token, callback_delay_s, log)
-    validator = RequestValidator(auth_token)
+    sandbox = _Sandbox(state)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> Any:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        # Status callbacks still pending must not outlive the server.
         for task in list(state.tasks):
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
 
     app = FastAPI(title="Kanaal Twilio sandbox", lifespan=lifespan)
     app.state.sandbox = state
+    _add_message_routes(app, sandbox)
+    _add_sandbox_routes(app, sandbox)
+    return app
 
-    def authorised(request: Request, account: str) -> bool:
 
+def _public(msg: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as Twilio shows it (without the sandbox's ``_`` bookkeeping)."""
+    return {k: v for k, v in msg.items() if not k.startswith("_")}
+
+
+def _reject_invalid(form: dict[str, str]) -> JSONResponse | None:
+    """Twilio's validation of a create request, in Twilio's order; None if it passes."""
+    to, from_ = form.get("To") or "", form.get("From") or ""
+    if not to:
+        return twilio_error(21604)
+    if not from_ and not form.get("MessagingServiceSid"):
+        return twilio_error(21603)
+    if not form.get("Body") and not form.get("ContentSid"):
+        return twilio_error(21602)
+    bare_to, bare_from = to.removeprefix("whatsapp:"), from_.removeprefix("whatsapp:")
+    if not E164.match(bare_to):
+        return twilio_error(21211, to)
+    if bare_to in MAGIC_TO:
+        return twilio_error(MAGIC_TO[bare_to], to)
+    if bare_from in MAGIC_FROM:
+        return twilio_error(MAGIC_FROM[bare_from], from_)
+    return None
+
+
+class _Sandbox:
+    """What the routes do: Twilio's Messages behaviour on a :class:`SandboxState`."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.validator = RequestValidator(state.auth_token)
+
+    def authorised(self, request: Request, account: str) -> bool:
+        """HTTP basic auth with the account SID and auth token, as Twilio checks it."""
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("basic "):
             return False
@@ -175,91 +211,99 @@ def create_sandbox_app(
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
-        return user == account == state.account_sid and password == state.auth_token
+        return user == account == self.state.account_sid and password == self.state.auth_token
 
-    def message_uri(sid: str) -> str:
-        return f"{API}/Accounts/{state.account_sid}/Messages/{sid}.json"
+    def message_uri(self, sid: str) -> str:
+        return f"{API}/Accounts/{self.state.account_sid}/Messages/{sid}.json"
 
-    def public(msg: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in msg.items() if not k.startswith("_")}
-
-    async def post_signed(url: str, params: dict[str, str]) -> int | None:
-        signature = validator.compute_signature(url, params)
+    async def post_signed(self, url: str, params: dict[str, str]) -> int | None:
+        """POST a webhook signed like Twilio does; its HTTP status, None if unreachable."""
+        signature = self.validator.compute_signature(url, params)
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 resp = await client.post(url, data=params,
                                          headers={"X-Twilio-Signature": signature})
             return resp.status_code
         except httpx.HTTPError as exc:
-            state.emit(f"[sandbox] webhook {url} failed: {exc!r}")
+            self.state.emit(f"[sandbox] webhook {url} failed: {exc!r}")
             return None
 
-    async def run_callbacks(sid: str, fail_code: int | None) -> None:
-        msg = state.messages[sid]
+    async def run_callbacks(self, sid: str, fail_code: int | None) -> None:
+        """Walk a message through its statuses, posting each to its StatusCallback."""
+        msg = self.state.messages[sid]
         statuses = ["queued", "sent", "delivered"] if fail_code is None else ["queued", "failed"]
         for status in statuses:
-            await asyncio.sleep(state.callback_delay_s)
-            msg["status"] = status
-            msg["date_updated"] = _now_rfc2822()
-            if status == "sent":
-                msg["date_sent"] = msg["date_updated"]
-            if status == "failed":
-                msg["error_code"] = fail_code
-                msg["error_message"] = ERRORS.get(fail_code or 0, (0, "failed"))[1]
-            state.emit(f"[sandbox] {sid} -> {status}")
+            await asyncio.sleep(self.state.callback_delay_s)
+            self._set_status(msg, status, fail_code)
+            self.state.emit(f"[sandbox] {sid} -> {status}")
             url = msg["_status_callback"]
             if not url:
                 continue
             params = {
-                "AccountSid": state.account_sid, "ApiVersion": "2010-04-01",
+                "AccountSid": self.state.account_sid, "ApiVersion": "2010-04-01",
                 "MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
                 "From": msg["from"], "To": msg["to"],
             }
             if status == "failed" and fail_code is not None:
                 params["ErrorCode"] = str(fail_code)
-            code = await post_signed(url, params)
+            code = await self.post_signed(url, params)
             msg["_callbacks"].append({"status": status, "http": code})
 
-    def spawn(coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+    @staticmethod
+    def _set_status(msg: dict[str, Any], status: str, fail_code: int | None) -> None:
+        msg["status"] = status
+        msg["date_updated"] = _now_rfc2822()
+        if status == "sent":
+            msg["date_sent"] = msg["date_updated"]
+        if status == "failed":
+            msg["error_code"] = fail_code
+            msg["error_message"] = ERRORS.get(fail_code or 0, (0, "failed"))[1]
 
-    @app.post(API + "/Accounts/{account}/Messages.json")
-    async def create_message(account: str, request: Request) -> Response:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, tracked so the lifespan can cancel it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def create_message(self, account: str, request: Request) -> Response:
+        """``POST .../Messages.json``: idempotency, injected faults, validation, then 201."""
+        state = self.state
         state.requests += 1
-        if not authorised(request, account):
+        if not self.authorised(request, account):
             return twilio_error(20003)
         form = await read_form(request)
-        to = str(form.get("To") or "")
-        from_ = str(form.get("From") or "")
-        body = str(form.get("Body") or "")
-        content_sid = str(form.get("ContentSid") or "")
+        to = form.get("To") or ""
         token = request.headers.get("i-twilio-idempotency-token")
         if token and token in state.idempotency:
             # Same logical request again (a retry after a lost response): no duplicate.
             sid = state.idempotency[token]
             state.emit(f"[sandbox] duplicate request for {sid} (idempotency token) ignored")
-            return JSONResponse(public(state.messages[sid]), status_code=201)
+            return JSONResponse(_public(state.messages[sid]), status_code=201)
         fault = state.take_fault(to)
         if fault is not None and not fault.after_create and not fault.async_failure:
             if fault.hang_s:
                 await asyncio.sleep(fault.hang_s)
             state.emit(f"[sandbox] injected fault for {mask(to)}: {fault}")
             return twilio_error(fault.code or 20500, status=fault.status)
-        if not to:
-            return twilio_error(21604)
-        if not from_ and not form.get("MessagingServiceSid"):
-            return twilio_error(21603)
-        if not body and not content_sid:
-            return twilio_error(21602)
-        bare_to, bare_from = to.removeprefix("whatsapp:"), from_.removeprefix("whatsapp:")
-        if not E164.match(bare_to):
-            return twilio_error(21211, to)
-        if bare_to in MAGIC_TO:
-            return twilio_error(MAGIC_TO[bare_to], to)
-        if bare_from in MAGIC_FROM:
-            return twilio_error(MAGIC_FROM[bare_from], from_)
+        rejected = _reject_invalid(form)
+        if rejected is not None:
+            return rejected
+        msg = self._store_message(form, token)
+        self.spawn(self.run_callbacks(
+            msg["sid"], fault.code if fault is not None and fault.async_failure else None))
+        if fault is not None and fault.after_create:
+            # The message exists but the client never hears about it (or hears a 5xx).
+            if fault.hang_s:
+                await asyncio.sleep(fault.hang_s)
+            if fault.status or fault.code:
+                return twilio_error(fault.code or 20500, status=fault.status)
+        return JSONResponse(_public(msg), status_code=201)
+
+    def _store_message(self, form: dict[str, str], token: str | None) -> dict[str, Any]:
+        """Record a new queued message (Twilio's JSON plus ``_`` bookkeeping fields)."""
+        state = self.state
+        to, from_ = form.get("To") or "", form.get("From") or ""
+        body, content_sid = form.get("Body") or "", form.get("ContentSid") or ""
         sid = "SM" + secrets.token_hex(16)
         now = _now_rfc2822()
         msg: dict[str, Any] = {
@@ -268,8 +312,8 @@ def create_sandbox_app(
             "direction": "outbound-api", "error_code": None, "error_message": None,
             "from": from_, "messaging_service_sid": form.get("MessagingServiceSid"),
             "num_media": "0", "num_segments": "1", "price": None, "price_unit": "USD",
-            "sid": sid, "status": "queued", "to": to, "uri": message_uri(sid),
-            "subresource_uris": {"media": message_uri(sid).replace(".json", "/Media.json")},
+            "sid": sid, "status": "queued", "to": to, "uri": self.message_uri(sid),
+            "subresource_uris": {"media": self.message_uri(sid).replace(".json", "/Media.json")},
             "_content_sid": content_sid or None,
             "_content_variables": form.get("ContentVariables"),
             "_status_callback": form.get("StatusCallback"),
@@ -280,48 +324,77 @@ def create_sandbox_app(
             state.idempotency[token] = sid
         shown = body if body else f"<template {content_sid} {msg['_content_variables']}>"
         state.emit(f"[sandbox] {sid} {mask(from_)} -> {mask(to)}: {shown}")
-        fail_code = fault.code if fault is not None and fault.async_failure else None
-        spawn(run_callbacks(sid, fail_code))
-        if fault is not None and fault.after_create:
-            # The message exists but the client never hears about it (or hears a 5xx).
-            if fault.hang_s:
-                await asyncio.sleep(fault.hang_s)
-            if fault.status or fault.code:
-                return twilio_error(fault.code or 20500, status=fault.status)
-        return JSONResponse(public(msg), status_code=201)
+        return msg
 
-    @app.get(API + "/Accounts/{account}/Messages/{sid}.json")
-    async def fetch_message(account: str, sid: str, request: Request) -> Response:
-        if not authorised(request, account):
-            return twilio_error(20003)
-        msg = state.messages.get(sid)
-        if msg is None:
-            return twilio_error(20404, f"/Accounts/{account}/Messages/{sid}.json")
-        return JSONResponse(public(msg))
-
-    @app.get(API + "/Accounts/{account}/Messages.json")
-    async def list_messages(account: str, request: Request) -> Response:
-        if not authorised(request, account):
-            return twilio_error(20003)
-        q = request.query_params
+    def list_messages(self, account: str, q: Mapping[str, str]) -> dict[str, Any]:
+        """Twilio's paging envelope of the messages, newest first, To/From filtered."""
         page_size = int(q.get("PageSize") or 50)
         found = [
-            public(m) for m in reversed(state.messages.values())
+            _public(m) for m in reversed(self.state.messages.values())
             if (not q.get("To") or m["to"] == q["To"])
             and (not q.get("From") or m["from"] == q["From"])
         ][:page_size]
         uri = f"{API}/Accounts/{account}/Messages.json"
-        return JSONResponse({
+        return {
             "messages": found, "page": 0, "page_size": page_size, "start": 0,
             "end": max(len(found) - 1, 0), "first_page_uri": f"{uri}?PageSize={page_size}&Page=0",
             "next_page_uri": None, "previous_page_uri": None, "uri": uri,
-        })
+        }
+
+    async def inbound(self, spec: Any) -> Response:
+        """Deliver a customer's reply: JSON {url, from, to, body, channel?, replied_to?}."""
+        try:
+            url, from_, to, body = spec["url"], spec["from"], spec["to"], spec["body"]
+        except (KeyError, TypeError) as exc:
+            return JSONResponse({"error": f"bad inbound: {exc!r}"}, status_code=400)
+        if spec.get("channel") == "whatsapp":
+            from_, to = "whatsapp:" + from_, "whatsapp:" + to
+        sid = "SM" + secrets.token_hex(16)
+        params = {
+            "AccountSid": self.state.account_sid, "ApiVersion": "2010-04-01", "MessageSid": sid,
+            "SmsMessageSid": sid, "SmsSid": sid, "From": from_, "To": to, "Body": body,
+            "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received",
+        }
+        if spec.get("replied_to"):
+            params["OriginalRepliedMessageSid"] = spec["replied_to"]
+        self.state.emit(f"[sandbox] inbound {sid} {mask(from_)}: {body}")
+        code = await self.post_signed(url, params)
+        return JSONResponse({"sid": sid, "webhook_status": code})
+
+
+def _add_message_routes(app: FastAPI, sandbox: _Sandbox) -> None:
+    """Twilio's Messages resource: create, fetch, list."""
+    state = sandbox.state
+
+    @app.post(API + "/Accounts/{account}/Messages.json")
+    async def create_message(account: str, request: Request) -> Response:
+        return await sandbox.create_message(account, request)
+
+    @app.get(API + "/Accounts/{account}/Messages/{sid}.json")
+    async def fetch_message(account: str, sid: str, request: Request) -> Response:
+        if not sandbox.authorised(request, account):
+            return twilio_error(20003)
+        msg = state.messages.get(sid)
+        if msg is None:
+            return twilio_error(20404, f"/Accounts/{account}/Messages/{sid}.json")
+        return JSONResponse(_public(msg))
+
+    @app.get(API + "/Accounts/{account}/Messages.json")
+    async def list_messages(account: str, request: Request) -> Response:
+        if not sandbox.authorised(request, account):
+            return twilio_error(20003)
+        return JSONResponse(sandbox.list_messages(account, request.query_params))
+
+
+def _add_sandbox_routes(app: FastAPI, sandbox: _Sandbox) -> None:
+    """Sandbox-only endpoints (not Twilio): the message log, faults, inbound replies."""
+    state = sandbox.state
 
     @app.get("/_sandbox/messages")
     async def sandbox_messages() -> Response:
         out = []
         for m in state.messages.values():
-            item = public(m)
+            item = _public(m)
             item.update(
                 content_sid=m["_content_sid"], content_variables=m["_content_variables"],
                 status_callback=m["_status_callback"], callbacks=m["_callbacks"],
@@ -358,24 +431,9 @@ def create_sandbox_app(
         """Simulate a customer's reply: JSON {url, from, to, body, channel?, replied_to?}."""
         try:
             spec = await request.json()
-            url, from_, to, body = spec["url"], spec["from"], spec["to"], spec["body"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             return JSONResponse({"error": f"bad inbound: {exc!r}"}, status_code=400)
-        if spec.get("channel") == "whatsapp":
-            from_, to = "whatsapp:" + from_, "whatsapp:" + to
-        sid = "SM" + secrets.token_hex(16)
-        params = {
-            "AccountSid": state.account_sid, "ApiVersion": "2010-04-01", "MessageSid": sid,
-            "SmsMessageSid": sid, "SmsSid": sid, "From": from_, "To": to, "Body": body,
-            "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received",
-        }
-        if spec.get("replied_to"):
-            params["OriginalRepliedMessageSid"] = spec["replied_to"]
-        state.emit(f"[sandbox] inbound {sid} {mask(from_)}: {body}")
-        code = await post_signed(url, params)
-        return JSONResponse({"sid": sid, "webhook_status": code})
-
-    return app
+        return await sandbox.inbound(spec)
 
 
 class ServerThread:

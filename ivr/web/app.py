@@ -1,4 +1,6 @@
-"""Web app factory: agent screen-pop, supervisor reports, Twilio webhooks, health."""
+"""Web app factory: sign-in, agent desktop, supervisor console, screen-pop, reports,
+Twilio webhooks, health and metrics. Every route but ``/login``, ``/healthz``, the
+static files and the (signature-checked) Twilio webhooks needs a role (``ivr.web.auth``)."""
 
 from __future__ import annotations
 
@@ -7,64 +9,147 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine, select
 
+from ivr.storage.desk import SqlDeskStore
 from ivr.storage.tables import contacts as contacts_table
+from ivr.storage.users import SqlUserStore
+from ivr.web.auth import Auth, AuthFailure, Principal
+from ivr.web.auth_routes import auth_router, install_auth_errors, role
+from ivr.web.consoles import consoles_router
+from ivr.web.docs import docs_router
+from ivr.web.ops import ops_router
 from ivr.web.push import ScreenPopHub, push_router
-from ivr.web.screenpop import screenpop_router, token_ok
+from ivr.web.render import STATIC, Pages
+from ivr.web.screenpop import CustomerCard, screenpop_router
+from ivr.web.security import Passwords
+
+if TYPE_CHECKING:
+    from ivr.contact_centre.service import ContactCentre
+    from ivr.domain.staffing import SplitSetting
 
 
-def create_web_app(app: Any) -> FastAPI:
-    """Build the FastAPI app for one node from the composition root's ``App``."""
+def create_web_app(app: Any, *, passwords: Passwords | None = None,
+                   centre: ContactCentre | None = None) -> FastAPI:
+    """Build the FastAPI app for one node from the composition root's ``App``.
+
+    ``passwords`` swaps the argon2 cost (tests use a cheap one); ``web.state.auth``
+    is the app's :class:`~ivr.web.auth.Auth`.
+    """
     settings = app.settings
-    web = FastAPI(title="Kanaal", version="0.1.0")
+    # FastAPI's own /docs, /redoc and /openapi.json are open and load a CDN: off.
+    web = FastAPI(title="Kanaal", version="0.1.0", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    auth = Auth(SqlUserStore(app.engine), settings, passwords=passwords)
+    web.state.auth = auth
+    desk, pages = SqlDeskStore(app.engine), Pages()
+    hub = app.screenpop if isinstance(app.screenpop, ScreenPopHub) else None
+    install_auth_errors(web, pages)
+    web.mount("/static", StaticFiles(directory=STATIC), name="static")
+    web.include_router(auth_router(auth, pages))
+    web.include_router(consoles_router(auth, pages, desk, app.metrics, hub))
+    web.include_router(ops_router(auth, desk, app.metrics, hub))
 
-    async def customer_card(customer_id: int) -> dict[str, Any] | None:
-        c = await app.directory.find_by_id(customer_id)
-        if c is None:
-            return None
-        orders = await app.directory.orders(customer_id)
-        history = await app.contacts.history(customer_id=customer_id, limit=6)
-        return {
-            "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,
-            "language": c.language, "region": c.region, "postcode": c.postcode,
-            "numbers": list(c.numbers),
-            "orders": [{"order_no": o.order_no, "status": o.status,
-                        "eta": o.eta.isoformat() if o.eta else None} for o in orders],
-            "history": [{"session": h.id, "channel": h.channel.value,
-                         "started_at": h.started_at.isoformat(), "intent": h.intent,
-                         "scenario": h.scenario.value if h.scenario else None,
-                         "outcome": h.outcome.value if h.outcome else None} for h in history],
-        }
+    async def agent_guard(request: Request) -> None:
+        await auth.require(request, "agent")  # AuthFailure -> 401/403 by the handler
 
-    web.include_router(screenpop_router(app.contacts, settings.api_token, customer_card))
-    if isinstance(app.screenpop, ScreenPopHub):
-        web.include_router(push_router(app.screenpop, settings.api_token))
+    async def desktop_allowed(ws: WebSocket) -> bool:
+        return await auth.websocket(ws, "agent") is not None
+
+    web.include_router(screenpop_router(app.contacts, agent_guard, customer_card_of(app)))
+    if hub is not None:
+        web.include_router(push_router(hub, desktop_allowed))
     if app.outbox_store is not None:
         from ivr.web.twilio_routes import twilio_router
 
         web.include_router(twilio_router(store=app.outbox_store,
                                          auth_token=settings.twilio_auth_token,
                                          public_base_url=settings.public_url))
+    web.include_router(reports_router(auth, app.engine))
+    if centre is not None:
+        web.include_router(centre_router(auth, centre))
+    web.include_router(docs_router(web, auth))
+    return web
 
-    @web.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
-    @web.get("/api/reports/contact-reasons")
-    async def contact_reasons(request: Request,
+def centre_router(auth: Auth, centre: ContactCentre) -> APIRouter:
+    """Agents, load splits and live queue state of the node's contact centre."""
+    from ivr.contact_centre.views import centre_view
+    from ivr.web.agents_api import agents_router
+
+    async def guard(request: Request, code: str | None) -> JSONResponse | None:
+        # An agent may read and change their own queue state; the rest is supervisors'.
+        try:
+            if code is None:
+                await auth.require(request, "supervisor")
+            else:
+                await auth.require_for_agent(request, code)
+        except AuthFailure as exc:
+            return JSONResponse({"error": exc.code, "message": exc.message},
+                                status_code=exc.status)
+        return None
+
+    async def split_changed(split: SplitSetting) -> None:
+        await centre.refresh()
+        await centre.membership.reapply()  # agents join the new side queues
+
+    router = agents_router(centre.directory, centre.membership, guard,
+                           on_split_changed=split_changed)
+
+    @router.get("/api/queues")
+    async def queues(request: Request) -> JSONResponse:
+        if (no := await guard(request, None)) is not None:
+            return no
+        return JSONResponse(centre_view(centre.feed.snapshot(), stale_s=centre.feed.stale_s))
+
+    return router
+
+
+def customer_card_of(app: Any) -> CustomerCard:
+    """The customer card of a screen-pop: record, open orders, outages in their region,
+    recent cross-channel history."""
+    async def customer_card(customer_id: int) -> dict[str, Any] | None:
+        c = await app.directory.find_by_id(customer_id)
+        if c is None:
+            return None
+        orders = await app.directory.orders(customer_id)
+        history = await app.contacts.history(customer_id=customer_id, limit=6)
+        outages = await app.knowledge.outages(c.region, app.clock.now())
+        return {
+            "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,
+            "language": c.language, "region": c.region, "postcode": c.postcode,
+            "numbers": list(c.numbers),
+            "orders": [{"order_no": o.order_no, "status": o.status,
+                        "eta": o.eta.isoformat() if o.eta else None} for o in orders],
+            "outages": [{"region": o.region, "message": o.message(c.language),
+                         "ends_at": o.ends_at.isoformat() if o.ends_at else None}
+                        for o in outages],
+            "history": [{"session": h.id, "channel": h.channel.value,
+                         "started_at": h.started_at.isoformat(), "intent": h.intent,
+                         "scenario": h.scenario.value if h.scenario else None,
+                         "outcome": h.outcome.value if h.outcome else None} for h in history],
+        }
+    return customer_card
+
+
+def reports_router(auth: Auth, engine: Engine) -> APIRouter:
+    """``GET /api/reports/contact-reasons`` for supervisors."""
+    router = APIRouter()
+    supervisor = Depends(role(auth, "supervisor"))
+
+    @router.get("/api/reports/contact-reasons")
+    async def contact_reasons(_: Principal = supervisor,
                               hours: int = Query(24, ge=1, le=24 * 90)) -> JSONResponse:
         """Contact-reason report for supervisors: intents, scenarios, outcomes, drop-offs."""
-        if not token_ok(request, settings.api_token):
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
         since = datetime.now(UTC) - timedelta(hours=hours)
 
         def q() -> list[Any]:
-            with app.engine.connect() as conn:
+            with engine.connect() as conn:
                 return list(conn.execute(select(
                     contacts_table.c.intent, contacts_table.c.scenario,
                     contacts_table.c.outcome, contacts_table.c.dropped_at,
@@ -81,7 +166,7 @@ def create_web_app(app: Any) -> FastAPI:
             "by_channel": Counter(r.channel for r in rows).most_common(),
         })
 
-    return web
+    return router
 
 
 @contextlib.asynccontextmanager

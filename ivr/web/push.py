@@ -7,12 +7,12 @@ import asyncio
 import json
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ivr.queues import put_latest
-from ivr.web.screenpop import token_ok
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,27 @@ class ScreenPopHub:
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers.discard(queue)
 
+    @property
+    def subscribers(self) -> int:
+        """Desktops connected right now (shown on the supervisor's wallboard)."""
+        return len(self._subscribers)
 
-def push_router(hub: ScreenPopHub, token: str) -> APIRouter:
-    """``/ws/screenpop?token=...``: one JSON message per hand-off."""
+
+# Decides whether a WebSocket may subscribe (session cookie or single-use ticket).
+WsGuard = Callable[[WebSocket], Awaitable[bool]]
+
+
+def push_router(hub: ScreenPopHub, allowed: WsGuard) -> APIRouter:
+    """``/ws/screenpop``: one JSON message per hand-off, for sockets ``allowed`` admits.
+
+    No long-lived token in the URL (it would land in proxy logs): desktops use their
+    session cookie, integrations a ticket from ``POST /api/ws-ticket`` (``ivr.web.auth``).
+    """
     router = APIRouter()
 
     @router.websocket("/ws/screenpop")
     async def screenpop_ws(ws: WebSocket) -> None:
-        if not token_ok(ws, token):
+        if not await allowed(ws):
             await ws.close(code=4401)  # before accept: the handshake gets HTTP 403
             return
         await ws.accept()

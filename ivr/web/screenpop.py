@@ -1,8 +1,8 @@
 """Agent screen-pop API: the contact behind an ``IVR_SESSION``, for the agent desktop.
 
 The agent leg carries ``IVR_SESSION`` (set before the hand-off); the desktop asks
-``GET /api/contacts/{session}`` with a bearer token and shows what the caller
-already told the IVR.
+``GET /api/contacts/{session}`` (session cookie or bearer token, see ``ivr.web.auth``)
+and shows what the caller already told the IVR.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
-from ivr.domain.model import ContactSnapshot
+from ivr.domain.model import ContactSnapshot, Step
 from ivr.domain.ports import ContactLog, PortError
 
 
@@ -37,11 +37,18 @@ def contact_view(contact: ContactSnapshot) -> dict[str, Any]:
         "action": contact.action,
         "outcome": contact.outcome.value if contact.outcome else None,
         "transcript": list(contact.transcript),
+        "pin_verified": pin_verified(contact),
         "steps": [
             {"step": s.step.value, "at": s.at.isoformat(), "detail": s.detail}
             for s in contact.steps
         ],
     }
+
+
+def pin_verified(contact: ContactSnapshot) -> bool:
+    """Whether the caller proved who they are with their PIN during this contact."""
+    return any(s.step is Step.IDENTIFICATION and s.detail.get("method") == "pin"
+               and s.detail.get("result") == "ok" for s in contact.steps)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -51,39 +58,50 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     )
 
 
-def _presented_token(request: HTTPConnection) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.query_params.get("token")
-
-
 def token_ok(request: HTTPConnection, token: str) -> bool:
-    """Bearer header or ``?token=`` matches ``token``; an empty token refuses everyone."""
-    presented = _presented_token(request)
-    return bool(token) and presented is not None and hmac.compare_digest(
+    """The ``Authorization: Bearer`` header matches ``token``; an empty token refuses all.
+
+    Never from the URL: a token in a query string ends up in proxy and access logs.
+    """
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    presented = value.strip() if scheme.lower() == "bearer" else ""
+    return bool(token) and bool(presented) and hmac.compare_digest(
         presented.encode(), token.encode())
 
 
 CustomerCard = Callable[[int], Awaitable[dict[str, Any] | None]]
+# Checks a request; returns the error response to send, or None to let it through.
+Guard = Callable[[Request], Awaitable[JSONResponse | None]]
+
+
+def bearer_guard(token: str) -> Guard:
+    """A guard accepting one shared bearer token (fails closed when it is empty)."""
+    async def guard(request: Request) -> JSONResponse | None:
+        if token_ok(request, token):
+            return None
+        return _error(401, "unauthorized", "missing or invalid bearer token")
+    return guard
 
 
 def screenpop_router(
-    contacts: ContactLog, token: str, customer_card: CustomerCard | None = None
+    contacts: ContactLog, guard: Guard | str, customer_card: CustomerCard | None = None
 ) -> APIRouter:
-    """Router serving ``GET /api/contacts/{session}``, guarded by ``token``.
+    """Router serving ``GET /api/contacts/{session}``, guarded by ``guard``.
 
-    An empty ``token`` refuses every request (fail closed) instead of opening the API.
-    ``customer_card`` adds the customer record and recent cross-channel history, so
-    the agent's screen pops with everything and the caller never repeats themselves.
+    A plain string is a shared bearer token; an empty one refuses every request (fail
+    closed) instead of opening the API. The web app passes a role check instead
+    (``ivr.web.app``). ``customer_card`` adds the customer record and recent
+    cross-channel history, so the agent's screen pops with everything and the caller
+    never repeats themselves.
     """
+    check = bearer_guard(guard) if isinstance(guard, str) else guard
     router = APIRouter()
 
     @router.get("/api/contacts/{session}")
     async def get_contact(session: str, request: Request) -> JSONResponse:
-        if not token_ok(request, token):
-            return _error(401, "unauthorized", "missing or invalid bearer token")
+        denied = await check(request)
+        if denied is not None:
+            return denied
         if not session or len(session) > 128:
             return _error(404, "not_found", "no contact for this session")
         try:

@@ -173,3 +173,16 @@ async def test_stale_state_falls_back_to_the_static_plan_and_says_so() -> None:
     _, ch = await line.call(["question about my invoice"], "+447700900123")
     d = ch.handed_off
     assert d is not None and d.scenario is Scenario.AGENT and "static plan" in d.reason
+
+
+async def test_only_a_local_or_previous_agent_is_rung_before_the_queue() -> None:
+    """A ready agent elsewhere is left to app_queue; a ready one in the caller's region is
+    rung first (nobody waits ahead)."""
+    line = Line()
+    line.centre.login(agent(1, {"billing": 5}, region="Utrecht"))
+    _, ch = await line.call(["question about my invoice"], "+447700900123")  # Bob: Leeds
+    assert ch.handed_off is not None and ch.handed_off.preferred_agent is None
+    line.centre.login(agent(2, {"billing": 5}, region="Leeds"))
+    _, ch = await line.call(["question about my invoice"], "+447700900123")
+    assert ch.handed_off is not None and ch.handed_off.preferred_agent == "PJSIP/agent2"
+

@@ -37,7 +37,7 @@ async def test_agi_entry_asks_understands_and_hands_off_with_context(rig: Rig,
     url = f"sqlite:///{tmp_path / 'kanaal.db'}"
     upgrade(url)
     engine = make_engine(url)
-    seed_demo(engine)
+    seed_demo(engine, staffed=True)
     engine.dispose()
     port = free_port()
     settings = replace(rig_settings(load_settings(env_file=None, environ={}), rig),

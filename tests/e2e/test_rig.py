@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 import wave
@@ -12,6 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
+from ivr.telephony.ami import AmiClient
+from ivr.testing.centre import clear_queue_members
 from ivr.testing.rig import COMPLETE_MARKER, Rig, RigError, default_config_dir, render_config
 from ivr.testing.sipcaller import (
     SippAgent,
@@ -149,8 +152,23 @@ async def test_anonymous_and_unknown_callers_are_handled(rig: Rig) -> None:
 
 @pytest.mark.e2e
 async def test_app_down_call_lands_in_human_queue(rig: Rig) -> None:
-    """With no Stasis app (STASISSTATUS=FAILED) the caller reaches an agent via ivr-general."""
+    """With no Stasis app (STASISSTATUS=FAILED) the caller reaches an agent via ivr-general.
+
+    No Kanaal node runs here: the agent was added to the queue earlier (as a login
+    does, over AMI) and app_queue keeps serving without the brain."""
     number = unique_number()
+    creds = rig.credentials
+    ami = AmiClient("127.0.0.1", rig.ports.ami, username=creds.ami_user,
+                    secret=creds.ami_password)
+    runner = asyncio.create_task(ami.run())
+    try:
+        await ami.wait_connected(10)
+        await clear_queue_members(ami)
+        await ami.queue_add("ivr-general", "PJSIP/agent1", member_name="Agent 1")
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
     agents = [SippAgent(rig, n, ring_s=0.2) for n in range(1, 5)]
     for agent in agents:
         await agent.start()

@@ -30,7 +30,7 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
     url = f"sqlite:///{tmp_path / 'kanaal.db'}"
     upgrade(url)
     engine = make_engine(url)
-    seed_demo(engine)
+    seed_demo(engine, staffed=True)
     engine.dispose()
     settings = replace(load_settings(env_file=None, environ={}), database_url=url,
                        data_dir=tmp_path, api_token="e2e-token",

@@ -60,11 +60,11 @@ async def test_contact_with_bearer_token(api: Api) -> None:
     assert body["steps"][1]["detail"] == {"conf": 0.91}
 
 
-async def test_token_in_query(api: Api) -> None:
-    """?token= works for desktops that cannot set headers."""
+async def test_token_in_query_is_refused(api: Api) -> None:
+    """?token= is not accepted: a token in a URL ends up in proxy and access logs."""
     client, _ = api
     r = await client.get(f"/api/contacts/sess-1?token={TOKEN}")
-    assert r.status_code == 200 and r.json()["session"] == "sess-1"
+    assert r.status_code == 401
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
@@ -100,5 +100,5 @@ async def test_empty_token_fails_closed() -> None:
     app.include_router(screenpop_router(InMemoryContactLog(), ""))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test") as client:
-        r = await client.get("/api/contacts/x?token=")
+        r = await client.get("/api/contacts/x", headers={"Authorization": "Bearer "})
         assert r.status_code == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from ivr.storage import (
+    auth_tables,  # noqa: F401  (users, api tokens, web sessions)
     outbox_tables,  # noqa: F401  (outbox + contact events)
     tables,  # noqa: F401  (registers the tables on the metadata)
 )

@@ -33,7 +33,8 @@ Transcribe = Callable[[Path, Language, Sequence[str]], Awaitable[Utterance | Non
 class SoundResolver(Protocol):
     """Prompt -> ``sound:/path`` as Asterisk sees it (the node's FilePromptResolver)."""
 
-    async def resolve(self, prompt: Prompt) -> str: ...
+    async def resolve(self, prompt: Prompt) -> str:
+        """``sound:`` URI of the prompt's audio, recorded or synthesised (cached)."""
 
 
 class AgiCallChannel:

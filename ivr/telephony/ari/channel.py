@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 class PromptResolver(Protocol):
     """Turns a Prompt into something Asterisk can play (a ``sound:`` URI)."""
 
-    async def resolve(self, prompt: Prompt) -> str: ...
+    async def resolve(self, prompt: Prompt) -> str:
+        """``sound:`` URI of the prompt's audio; may raise (the prompt is then skipped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,35 @@ class _SpeechEnded(AriEvent):
     reason: str
     at: float = 0.0  # loop time the end was detected
     last_frame_at: float = 0.0  # loop time of the last frame before it
+
+
+@dataclass(slots=True, kw_only=True)
+class _ListenTurn:
+    """Mutable state of one ``listen`` turn, shared by the helpers that advance it."""
+
+    stream: RecognizerStream | None  # None: no ASR this turn (or it failed), keypad only
+    timeout_s: float
+    pb_id: str | None = None
+    prompt_deadline: float = 0.0
+    no_input_at: float | None = None  # set once the prompt is over and no speech came
+    speech_at: float | None = None
+
+    def deadline(self, s: AriChannelSettings) -> float:
+        """Loop time at which the turn gives up waiting for its next event."""
+        if self.speech_at is not None:
+            # Backstop only: the audio task normally ends speech itself (silence,
+            # endpoint or max_speech); this covers a task that never reports.
+            return self.speech_at + s.max_speech_s + s.end_silence_s + 2
+        if self.no_input_at is not None:
+            return self.no_input_at
+        return self.prompt_deadline
+
+
+@dataclass(frozen=True, slots=True)
+class _TurnOver:
+    """A finished ``listen`` turn; ``utterance`` None means no input."""
+
+    utterance: Utterance | None
 
 
 class AriCallChannel:
@@ -431,65 +461,82 @@ class AriCallChannel:
         if stream is not None and self._rtp is not None:
             self._rtp.drain()  # audio from before this turn is not an answer to it
             feeder = asyncio.create_task(self._feed_audio(stream, self._rtp))
-        pb_id: str | None = None
+        turn = _ListenTurn(stream=stream, timeout_s=timeout_s)
         try:
-            pb_id = await self._start_prompt(prompt)
-            prompt_deadline = self._now() + self._s.max_prompt_s
-            no_input_at = None if self._playing(pb_id) else self._now() + timeout_s
-            speech_at: float | None = None
-            while True:
-                if self._digits:
-                    digit = self._digits.popleft()
-                    await self._stop_prompt(pb_id)
-                    return Utterance(text=digit, confidence=1.0, dtmf=digit)
-                if speech_at is not None:
-                    deadline = speech_at + self._s.max_speech_s + self._s.end_silence_s + 2
-                elif no_input_at is not None:
-                    deadline = no_input_at
-                else:
-                    deadline = prompt_deadline
-                ev = await self._next(deadline)
-                if ev is None:
-                    if speech_at is None and no_input_at is None:  # prompt never finished
-                        await self._stop_prompt(pb_id)
-                        no_input_at = self._now() + timeout_s
-                        continue
-                    if speech_at is None or stream is None:
-                        return None
-                    return await self._finish(stream)
-                if isinstance(ev, PlaybackFinished) and ev.playback.id == pb_id:
-                    if speech_at is None:
-                        no_input_at = self._now() + timeout_s
-                elif isinstance(ev, _SpeechStarted) and speech_at is None:
-                    speech_at = ev.at
-                    if self._playing(pb_id):
-                        await self._barge_in(pb_id, ev.at)
-                elif isinstance(ev, _SpeechEnded) and stream is not None:
-                    if speech_at is None:  # feed error before speech: keypad only now
-                        stream = None
-                        if no_input_at is None and not self._playing(pb_id):
-                            no_input_at = self._now() + timeout_s
-                        continue
-                    end_at = ev.at or self._now()
-                    utterance = await self._finish(stream)
-                    self._pending_turn = (end_at, (end_at - ev.last_frame_at) * 1000
-                                          if ev.last_frame_at else 0.0,
-                                          (self._now() - end_at) * 1000, ev.reason)
-                    return utterance
+            turn.pb_id = await self._start_prompt(prompt)
+            turn.prompt_deadline = self._now() + self._s.max_prompt_s
+            turn.no_input_at = None if self._playing(turn.pb_id) else self._now() + timeout_s
+            return await self._run_turn(turn)
         finally:
             if feeder is not None:
-                feeder.cancel()
-                # Bounded: the turn must never hang on its audio task (a swallowed
-                # cancel once held calls in silence until the caller gave up).
-                await asyncio.wait({feeder}, timeout=2.0)
-                if not feeder.done():
-                    log.error("audio task of %s ignored its cancel; left behind", self._id)
-                elif not feeder.cancelled() and feeder.exception() is not None:
-                    log.error("audio task of %s failed: %s", self._id, feeder.exception())
+                await self._stop_feeder(feeder)
             if self.state is CallState.ACTIVE:
-                await self._stop_prompt(pb_id)
-            if stream is not None:
-                await self._close_stream(stream)
+                await self._stop_prompt(turn.pb_id)
+            if turn.stream is not None:
+                await self._close_stream(turn.stream)
+
+    async def _run_turn(self, turn: _ListenTurn) -> Utterance | None:
+        """Wait for a digit, the end of speech or a deadline; the turn's answer."""
+        while True:
+            if self._digits:
+                digit = self._digits.popleft()
+                await self._stop_prompt(turn.pb_id)
+                return Utterance(text=digit, confidence=1.0, dtmf=digit)
+            ev = await self._next(turn.deadline(self._s))
+            over = (await self._on_turn_deadline(turn) if ev is None
+                    else await self._on_turn_event(turn, ev))
+            if over is not None:
+                return over.utterance
+
+    async def _on_turn_deadline(self, turn: _ListenTurn) -> _TurnOver | None:
+        """The turn's current deadline passed: start the no-input wait or end the turn."""
+        if turn.speech_at is None and turn.no_input_at is None:  # prompt never finished
+            await self._stop_prompt(turn.pb_id)
+            turn.no_input_at = self._now() + turn.timeout_s
+            return None
+        if turn.speech_at is None or turn.stream is None:
+            return _TurnOver(None)
+        return _TurnOver(await self._finish(turn.stream))
+
+    async def _on_turn_event(self, turn: _ListenTurn, ev: AriEvent) -> _TurnOver | None:
+        """Advance the turn on one event; a result when the turn is over."""
+        if isinstance(ev, PlaybackFinished) and ev.playback.id == turn.pb_id:
+            if turn.speech_at is None:
+                turn.no_input_at = self._now() + turn.timeout_s
+        elif isinstance(ev, _SpeechStarted) and turn.speech_at is None:
+            turn.speech_at = ev.at
+            if self._playing(turn.pb_id):
+                await self._barge_in(turn.pb_id, ev.at)
+        elif isinstance(ev, _SpeechEnded) and turn.stream is not None:
+            return await self._on_speech_ended(turn, turn.stream, ev)
+        return None
+
+    async def _on_speech_ended(
+        self, turn: _ListenTurn, stream: RecognizerStream, ev: _SpeechEnded
+    ) -> _TurnOver | None:
+        """The audio task ended the utterance: finish it and remember the turn timing."""
+        if turn.speech_at is None:  # feed error before speech: keypad only now
+            turn.stream = None
+            if turn.no_input_at is None and not self._playing(turn.pb_id):
+                turn.no_input_at = self._now() + turn.timeout_s
+            return None
+        end_at = ev.at or self._now()
+        utterance = await self._finish(stream)
+        self._pending_turn = (end_at, (end_at - ev.last_frame_at) * 1000
+                              if ev.last_frame_at else 0.0,
+                              (self._now() - end_at) * 1000, ev.reason)
+        return _TurnOver(utterance)
+
+    async def _stop_feeder(self, feeder: asyncio.Task[None]) -> None:
+        """Cancel a turn's audio task and log how it ended."""
+        feeder.cancel()
+        # Bounded: the turn must never hang on its audio task (a swallowed
+        # cancel once held calls in silence until the caller gave up).
+        await asyncio.wait({feeder}, timeout=2.0)
+        if not feeder.done():
+            log.error("audio task of %s ignored its cancel; left behind", self._id)
+        elif not feeder.cancelled() and feeder.exception() is not None:
+            log.error("audio task of %s failed: %s", self._id, feeder.exception())
 
     async def _barge_in(self, pb_id: str | None, detected_at: float) -> None:
         """Stop the prompt because the caller talks; record how fast it stopped."""

@@ -8,7 +8,7 @@ break the reader.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,6 +245,140 @@ def _int(value: Any) -> int:
         return 0
 
 
+# One builder per modelled event type. A builder returns None when a field the
+# type needs is missing; parse_event then keeps the message as an UnknownEvent.
+_Builder = Callable[[Mapping[str, Any], dict[str, Any], ChannelInfo | None], AriEvent | None]
+
+
+def _stasis_start(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if channel is None:
+        return None
+    replace = data.get("replace_channel")
+    return StasisStart(
+        **common,
+        channel=channel,
+        args=tuple(str(a) for a in data.get("args") or ()),
+        replace_channel=ChannelInfo.from_json(replace) if replace else None,
+    )
+
+
+def _stasis_end(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    return StasisEnd(**common, channel=channel) if channel is not None else None
+
+
+def _dtmf(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if channel is None:
+        return None
+    return ChannelDtmfReceived(
+        **common,
+        channel=channel,
+        digit=str(data.get("digit", "")),
+        duration_ms=_int(data.get("duration_ms")),
+    )
+
+
+def _hangup_request(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if channel is None:
+        return None
+    return ChannelHangupRequest(
+        **common, channel=channel, cause=_int(data.get("cause")),
+        soft=bool(data.get("soft", False)),
+    )
+
+
+def _destroyed(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if channel is None:
+        return None
+    return ChannelDestroyed(
+        **common, channel=channel, cause=_int(data.get("cause")),
+        cause_txt=str(data.get("cause_txt", "")),
+    )
+
+
+def _state_change(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    return ChannelStateChange(**common, channel=channel) if channel is not None else None
+
+
+def _varset(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    # Global variables arrive without a channel: still a ChannelVarset.
+    return ChannelVarset(
+        **common, channel=channel, variable=str(data.get("variable", "")),
+        value=str(data.get("value", "")),
+    )
+
+
+def _playback(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if not data.get("playback"):
+        return None
+    cls = PlaybackStarted if common["type"] == "PlaybackStarted" else PlaybackFinished
+    return cls(**common, playback=PlaybackInfo.from_json(data["playback"]))
+
+
+def _bridge_destroyed(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if not data.get("bridge"):
+        return None
+    return BridgeDestroyed(**common, bridge=BridgeInfo.from_json(data["bridge"]))
+
+
+def _bridge_membership(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if not data.get("bridge") or channel is None:
+        return None
+    cls = ChannelEnteredBridge if common["type"] == "ChannelEnteredBridge" else ChannelLeftBridge
+    return cls(**common, bridge=BridgeInfo.from_json(data["bridge"]), channel=channel)
+
+
+def _dial(
+    data: Mapping[str, Any], common: dict[str, Any], channel: ChannelInfo | None
+) -> AriEvent | None:
+    if not data.get("peer"):
+        return None
+    caller = data.get("caller")
+    return Dial(
+        **common,
+        peer=ChannelInfo.from_json(data["peer"]),
+        caller=ChannelInfo.from_json(caller) if caller else None,
+        dialstring=str(data.get("dialstring", "")),
+        dialstatus=str(data.get("dialstatus", "")),
+    )
+
+
+_BUILDERS: Mapping[str, _Builder] = {
+    "StasisStart": _stasis_start,
+    "StasisEnd": _stasis_end,
+    "ChannelDtmfReceived": _dtmf,
+    "ChannelHangupRequest": _hangup_request,
+    "ChannelDestroyed": _destroyed,
+    "ChannelStateChange": _state_change,
+    "ChannelVarset": _varset,
+    "PlaybackStarted": _playback,
+    "PlaybackFinished": _playback,
+    "BridgeDestroyed": _bridge_destroyed,
+    "ChannelEnteredBridge": _bridge_membership,
+    "ChannelLeftBridge": _bridge_membership,
+    "Dial": _dial,
+}
+
+
 def parse_event(data: Mapping[str, Any]) -> AriEvent:
     """Translate one decoded ARI event into its typed value.
 
@@ -260,61 +394,12 @@ def parse_event(data: Mapping[str, Any]) -> AriEvent:
         "timestamp": str(data.get("timestamp", "")),
         "raw": data,
     }
+    event: AriEvent | None = None
     try:
         channel = ChannelInfo.from_json(data.get("channel")) if data.get("channel") else None
-        if etype == "StasisStart" and channel:
-            replace = data.get("replace_channel")
-            return StasisStart(
-                **common,
-                channel=channel,
-                args=tuple(str(a) for a in data.get("args") or ()),
-                replace_channel=ChannelInfo.from_json(replace) if replace else None,
-            )
-        if etype == "StasisEnd" and channel:
-            return StasisEnd(**common, channel=channel)
-        if etype == "ChannelDtmfReceived" and channel:
-            return ChannelDtmfReceived(
-                **common,
-                channel=channel,
-                digit=str(data.get("digit", "")),
-                duration_ms=_int(data.get("duration_ms")),
-            )
-        if etype == "ChannelHangupRequest" and channel:
-            return ChannelHangupRequest(
-                **common, channel=channel, cause=_int(data.get("cause")),
-                soft=bool(data.get("soft", False)),
-            )
-        if etype == "ChannelDestroyed" and channel:
-            return ChannelDestroyed(
-                **common, channel=channel, cause=_int(data.get("cause")),
-                cause_txt=str(data.get("cause_txt", "")),
-            )
-        if etype == "ChannelStateChange" and channel:
-            return ChannelStateChange(**common, channel=channel)
-        if etype == "ChannelVarset":
-            return ChannelVarset(
-                **common, channel=channel, variable=str(data.get("variable", "")),
-                value=str(data.get("value", "")),
-            )
-        if etype in ("PlaybackStarted", "PlaybackFinished") and data.get("playback"):
-            cls = PlaybackStarted if etype == "PlaybackStarted" else PlaybackFinished
-            return cls(**common, playback=PlaybackInfo.from_json(data["playback"]))
-        if etype == "BridgeDestroyed" and data.get("bridge"):
-            return BridgeDestroyed(**common, bridge=BridgeInfo.from_json(data["bridge"]))
-        bridged = etype in ("ChannelEnteredBridge", "ChannelLeftBridge")
-        if bridged and data.get("bridge") and channel:
-            bcls = ChannelEnteredBridge if etype == "ChannelEnteredBridge" else ChannelLeftBridge
-            return bcls(**common, bridge=BridgeInfo.from_json(data["bridge"]), channel=channel)
-        if etype == "Dial" and data.get("peer"):
-            caller = data.get("caller")
-            return Dial(
-                **common,
-                peer=ChannelInfo.from_json(data["peer"]),
-                caller=ChannelInfo.from_json(caller) if caller else None,
-                dialstring=str(data.get("dialstring", "")),
-                dialstatus=str(data.get("dialstatus", "")),
-            )
+        builder = _BUILDERS.get(etype)
+        event = builder(data, common, channel) if builder is not None else None
     except (TypeError, AttributeError):
         # A known type with a mis-shaped body: keep it, untyped, for the logs.
         pass
-    return UnknownEvent(**common)
+    return event if event is not None else UnknownEvent(**common)

@@ -1,0 +1,141 @@
+// Agent desktop: screen-pops arrive over /ws/screenpop the moment the IVR hands a caller
+// over; the full record (confidence, orders, outages, history) is then fetched from
+// GET /api/contacts/{session}. The wrap-up is saved with POST .../wrapup.
+"use strict";
+
+(() => {
+  const { el, setText, fillRows, when, getJson, post, socket } = Kanaal;
+  const say = (id, text) => { document.getElementById(id).textContent = text; }; // status lines
+  const pops = new Map(); // session -> screen-pop context, newest last
+  let current = null;
+
+  function renderList() {
+    const list = document.getElementById("pops");
+    list.replaceChildren();
+    const sessions = [...pops.keys()].reverse();
+    if (!sessions.length) list.append(el("li", { class: "muted" }, "none yet"));
+    for (const session of sessions) {
+      const ctx = pops.get(session);
+      const name = ctx.customer ? ctx.customer.name : "Unknown caller";
+      const item = el("li", { class: session === current ? "active" : "" },
+        el("button", { type: "button", class: "link", onclick: () => show(session) },
+          el("strong", {}, name), el("span", { class: "muted" }, " · " + (ctx.intent || "no intent") + " · " + (ctx.skill || ""))));
+      if (ctx.wrapup) item.append(el("span", { class: "badge ok" }, ctx.wrapup));
+      list.append(item);
+    }
+  }
+
+  function show(session) {
+    current = session;
+    const ctx = pops.get(session);
+    document.getElementById("waiting").hidden = true;
+    document.getElementById("pop").hidden = false;
+    const customer = ctx.customer;
+    setText("customer-name", customer ? customer.name : "Unknown caller");
+    setText("tier", customer ? customer.tier : "not identified");
+    setText("priority", "priority " + (ctx.priority ?? 0));
+    setText("question", ctx.question || "(the caller did not say)");
+    setText("intent", ctx.intent);
+    setText("confidence", "…");
+    setText("skill", ctx.skill);
+    setText("reason", ctx.reason);
+    setText("customer-no", customer ? customer.customer_no : null);
+    setText("region", customer ? customer.region : null);
+    setText("language", customer ? customer.language : null);
+    setText("session", session);
+    setText("pin", "PIN …");
+    document.getElementById("outage").hidden = true;
+    const transcript = document.getElementById("transcript");
+    transcript.replaceChildren(...(ctx.transcript || []).map((line) => el("li", {}, line)));
+    resetWrapup(ctx);
+    renderList();
+    loadDetails(session);
+  }
+
+  async function loadDetails(session) {
+    let view;
+    try {
+      view = await getJson("/api/contacts/" + encodeURIComponent(session));
+    } catch (error) {
+      setText("confidence", "unavailable");
+      return;
+    }
+    if (session !== current) return; // another call was picked meanwhile
+    setText("confidence", view.confidence === null ? null : Math.round(view.confidence * 100) + " %");
+    const pin = document.getElementById("pin");
+    pin.textContent = view.pin_verified ? "PIN verified" : "PIN not verified";
+    pin.className = "badge " + (view.pin_verified ? "ok" : "warn");
+    const customer = view.customer;
+    const orders = customer ? customer.orders : [];
+    fillRows("orders", orders.map((o) => [o.order_no, o.status, o.eta || "–"]), 3,
+      customer ? "no open orders" : "caller not identified");
+    const history = customer ? customer.history.filter((h) => h.session !== session) : [];
+    fillRows("history", history.map((h) => [when(h.started_at), h.channel, h.intent, h.outcome]), 4,
+      customer ? "no earlier contacts" : "caller not identified");
+    // The stored record has the whole dialogue (IVR prompts too), the pop only the gist.
+    if ((view.transcript || []).length > (pops.get(session).transcript || []).length) {
+      document.getElementById("transcript").replaceChildren(...view.transcript.map((line) => el("li", {}, line)));
+    }
+    const outages = customer ? customer.outages || [] : [];
+    const outage = document.getElementById("outage");
+    outage.hidden = !outages.length;
+    outage.textContent = outages.length ? "Outage in " + outages[0].region + ": " + outages[0].message : "";
+  }
+
+  function resetWrapup(ctx) {
+    document.getElementById("wrapup-code").value = ctx.wrapupCode || "";
+    document.getElementById("wrapup-note").value = ctx.wrapupNote || "";
+    say("wrapup-result", ctx.wrapup ? "saved: " + ctx.wrapup : "");
+  }
+
+  document.getElementById("wrapup").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!current) return;
+    const code = document.getElementById("wrapup-code");
+    const note = document.getElementById("wrapup-note").value;
+    const result = await post("/api/contacts/" + encodeURIComponent(current) + "/wrapup", { code: code.value, note });
+    if (result.ok) {
+      const ctx = pops.get(current);
+      ctx.wrapup = code.options[code.selectedIndex].text;
+      ctx.wrapupCode = code.value;
+      ctx.wrapupNote = note;
+      say("wrapup-result", "saved: " + ctx.wrapup);
+      renderList();
+    } else {
+      say("wrapup-result", "not saved: " + (result.body ? result.body.message : "HTTP " + result.status));
+    }
+  });
+
+  // Queue state buttons: POST /api/agents/{code}/{login|logout|pause|resume}.
+  const bar = document.querySelector("[data-agent-code]");
+  const code = bar ? bar.dataset.agentCode : "";
+  async function showAgentState(prefix) {
+    try {
+      const agent = await getJson("/api/agents/" + encodeURIComponent(code), false);
+      const state = !agent.logged_in ? "logged out" : agent.paused
+        ? "paused" + (agent.pause_reason ? " (" + agent.pause_reason + ")" : "") : "ready";
+      say("agent-state-result", (prefix ? prefix + " · " : "") + "state: " + state);
+    } catch (error) {
+      say("agent-state-result", (prefix ? prefix + " · " : "") + "queue state unavailable");
+    }
+  }
+  for (const button of document.querySelectorAll("#agent-state button")) {
+    button.addEventListener("click", async () => {
+      const action = button.dataset.action;
+      const result = await post("/api/agents/" + encodeURIComponent(code) + "/" + action, {});
+      if (result.ok) { showAgentState(action + ": done"); return; }
+      say("agent-state-result", action + " failed: "
+        + (result.body && result.body.message ? result.body.message : "HTTP " + result.status));
+    });
+  }
+  if (code) showAgentState("");
+
+  socket("/ws/screenpop", (message) => {
+    if (message.type !== "screenpop") return;
+    const known = pops.get(message.session) || {};
+    pops.delete(message.session);
+    pops.set(message.session, Object.assign({}, message.context, {
+      wrapup: known.wrapup, wrapupCode: known.wrapupCode, wrapupNote: known.wrapupNote }));
+    show(message.session);
+  });
+})();

@@ -1,0 +1,89 @@
+// Shared helpers of the agent desktop and the supervisor console (no framework, no CDN).
+// Data is always put in the page with textContent, never innerHTML: transcripts and
+// names come from callers and must not become markup.
+"use strict";
+
+const Kanaal = (() => {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  const csrf = meta ? meta.content : "";
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "class") node.className = value;
+      else if (key.startsWith("data-")) node.setAttribute(key, value);
+      else node[key] = value;
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+
+  function setText(id, value) {
+    const node = document.getElementById(id);
+    if (node) node.textContent = value === null || value === undefined || value === "" ? "–" : String(value);
+  }
+
+  function fillRows(tbodyId, rows, columns, emptyText) {
+    const body = document.getElementById(tbodyId);
+    body.replaceChildren();
+    if (!rows.length) {
+      body.append(el("tr", {}, el("td", { class: "muted", colSpan: columns }, emptyText)));
+      return;
+    }
+    for (const cells of rows) {
+      body.append(el("tr", {}, ...cells.map((c) => (c instanceof Node && c.tagName === "TD" ? c : el("td", {}, c ?? "–")))));
+    }
+  }
+
+  function when(iso) {
+    if (!iso) return "–";
+    const d = new Date(iso);
+    return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+  }
+
+  // A 401 means the session ended: back to the sign-in page (unless the caller opts out).
+  async function getJson(url, signInOn401 = true) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 401 && signInOn401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
+    if (!response.ok) throw new Error(url + ": HTTP " + response.status);
+    return response.json();
+  }
+
+  // Form-encoded POST with the session's CSRF token in the header the server checks.
+  async function post(url, data) {
+    const response = await fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrf, Accept: "application/json",
+                 "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(data || {}),
+    });
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    return { ok: response.ok, status: response.status, body };
+  }
+
+  // A WebSocket on this origin (the session cookie authenticates it) that reconnects
+  // with a growing delay; `live` shows the state to the user.
+  function socket(path, onMessage) {
+    const live = document.getElementById("live");
+    let delay = 500;
+    const show = (state, text) => { if (live) { live.dataset.state = state; live.textContent = text; } };
+    function open() {
+      const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+      const ws = new WebSocket(scheme + location.host + path);
+      ws.onopen = () => { delay = 500; show("live", "live"); };
+      ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+      ws.onclose = () => {
+        show("down", "reconnecting…");
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 10000);
+      };
+    }
+    open();
+  }
+
+  return { el, setText, fillRows, when, getJson, post, socket, csrf };
+})();

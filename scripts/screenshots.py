@@ -1,0 +1,109 @@
+"""Screenshots of the agent desktop and the supervisor console for the docs.
+
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
+
+Builds a throw-away demo database (demo CRM, demo users), plays a few calls through
+the real contact journal and observers, serves the real web app on a free loopback
+port and photographs both pages with Debian's headless chromium (no `playwright
+install`: it would download a browser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from playwright.async_api import Page, async_playwright, expect
+
+from ivr.config import load_settings
+from ivr.domain.model import Outcome, Step
+from ivr.storage.db import make_engine, upgrade
+from ivr.storage.desk import SqlDeskStore
+from ivr.storage.seed import seed_demo
+from ivr.testing.web import (
+    DEMO_PASSWORD,
+    CallScript,
+    WebCore,
+    add_demo_users,
+    cheap_passwords,
+    play_call,
+    web_core,
+)
+from ivr.web.app import create_web_app, free_port, web_server
+
+CALLS = (
+    CallScript("1008", "I have a question about my invoice", "invoice_question", 0.93,
+               "billing"),
+    CallScript("1002", "where is my order", "order_status", 0.97, "general",
+               outcome=Outcome.SELF_SERVED),
+    CallScript("1005", "ik wil mijn abonnement opzeggen", "cancel_contract", 0.88,
+               "retention", priority=2),
+    CallScript(None, "euh", "unknown", 0.21, "general", outcome=Outcome.ABANDONED,
+               dropped_at=Step.QUESTION),
+)
+POP = CallScript("1001", "my internet keeps dropping since this morning", "internet_down",
+                 0.87, "technical", pin_verified=True, priority=5,
+                 reason="gold customer; outage in the caller's region")
+
+
+async def sign_in(page: Page, base: str, username: str) -> None:
+    await page.goto(f"{base}/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", DEMO_PASSWORD)
+    await page.click("button[type=submit]")
+
+
+async def shoot(core: WebCore, base: str, out: Path) -> None:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, headless=True)
+        size = {"width": 1400, "height": 1050}
+        agent = await (await browser.new_context(viewport=size)).new_page()
+        await sign_in(agent, base, "agent1")
+        await expect(agent.locator("#live")).to_have_text("live")
+        await play_call(core, POP)
+        await expect(agent.locator("#confidence")).to_have_text("87 %")
+        await agent.select_option("#wrapup-code", "escalated")
+        await agent.fill("#wrapup-note", "Engineer visit booked for tomorrow morning.")
+        await agent.screenshot(path=str(out / "agent.png"), full_page=True)
+        supervisor = await (await browser.new_context(viewport=size)).new_page()
+        await sign_in(supervisor, base, "super")
+        await expect(supervisor.locator("#calls")).to_have_text(str(len(CALLS) + 1))
+        await expect(supervisor.locator("#recent")).to_contain_text("Anna de Vries")
+        await supervisor.screenshot(path=str(out / "supervisor.png"), full_page=True)
+        await browser.close()
+
+
+async def main(out: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'kanaal.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        seed_demo(engine)
+        engine.dispose()
+        settings = replace(load_settings(env_file=None, environ={}), database_url=url,
+                           data_dir=Path(tmp))
+        core = web_core(settings)
+        add_demo_users(core.engine, cheap_passwords())
+        for script in CALLS:
+            session = await play_call(core, script)
+            if script.outcome is Outcome.AGENT:
+                SqlDeskStore(core.engine).save_wrapup(session, "resolved", None)
+        port = free_port()
+        async with web_server(create_web_app(core, passwords=cheap_passwords()),
+                              "127.0.0.1", port):
+            await shoot(core, f"http://127.0.0.1:{port}", out)
+        core.engine.dispose()
+    print(f"wrote {out / 'agent.png'} and {out / 'supervisor.png'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    target = parser.parse_args().out
+    target.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(target))

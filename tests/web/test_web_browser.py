@@ -1,0 +1,138 @@
+"""The agent desktop and supervisor console in a real headless Chromium (Debian's package),
+against the real web app on uvicorn: sign-in, live screen-pop, wrap-up, live wallboard,
+roles, CSRF and the sign-in rate limit."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from ivr.storage.desk import SqlDeskStore
+from ivr.testing.web import DEMO_PASSWORD, CallScript, WebCore, play_call
+from ivr.web.app import free_port, web_server
+
+pytestmark = pytest.mark.browser
+
+# Debian's chromium: `playwright install` would download a browser, which fails here.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ANNA = CallScript("1001", "my internet keeps dropping", "internet_down", 0.87, "technical",
+                  pin_verified=True, priority=5, reason="gold customer, outage region")
+
+
+@pytest.fixture
+async def base_url(web: FastAPI) -> AsyncIterator[str]:
+    port = free_port()
+    async with web_server(web, "127.0.0.1", port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        await launched.close()
+
+
+async def new_page(browser: Browser) -> tuple[Page, list[str]]:
+    """A page in a fresh browser context, and the console errors it logs (CSP, JS)."""
+    page = await (await browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
+async def sign_in(page: Page, base_url: str, username: str,
+                  password: str = DEMO_PASSWORD) -> None:
+    await page.goto(f"{base_url}/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+
+
+def real_errors(errors: list[str]) -> list[str]:
+    # The agents API (queue state) is another module; its absence is shown on the page.
+    return [e for e in errors if "404" not in e]
+
+
+async def test_agent_gets_screen_pop_and_saves_wrapup(browser: Browser, base_url: str,
+                                                      core: WebCore) -> None:
+    """An agent signs in, the hand-off pops on screen with everything the IVR learnt, and
+    the wrap-up lands on the contact. A POST without the CSRF token is refused."""
+    page, errors = await new_page(browser)
+    await sign_in(page, base_url, "agent1")
+    await expect(page).to_have_url(f"{base_url}/agent")
+    await expect(page.get_by_test_id("who")).to_contain_text("agent1")
+    await expect(page.locator("#live")).to_have_text("live")
+    await expect(page.locator("#waiting")).to_be_visible()
+    session = await play_call(core, ANNA)
+    await expect(page.locator("#question")).to_have_text("my internet keeps dropping")
+    await expect(page.locator("#customer-name")).to_have_text("Anna de Vries")
+    await expect(page.locator("#intent")).to_have_text("internet_down")
+    await expect(page.locator("#confidence")).to_have_text("87 %")
+    await expect(page.locator("#pin")).to_have_text("PIN verified")
+    await expect(page.locator("#priority")).to_have_text("priority 5")
+    await expect(page.locator("#outage")).to_contain_text("Utrecht")
+    await expect(page.locator("#orders")).to_contain_text("A12345")
+    await expect(page.locator("#transcript")).to_contain_text("my internet keeps dropping")
+    await page.select_option("#wrapup-code", "escalated")
+    await page.fill("#wrapup-note", "engineer visit booked")
+    await page.click("#wrapup button[type=submit]")
+    await expect(page.locator("#wrapup-result")).to_have_text("saved: Escalated")
+    assert SqlDeskStore(core.engine).wrapup(session) == ("escalated", "engineer visit booked")
+    assert real_errors(errors) == []
+    status = await page.evaluate(
+        """async (s) => (await fetch('/api/contacts/' + s + '/wrapup', {method: 'POST',
+             headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+             body: 'code=resolved'})).status""", session)
+    assert status == 403
+    assert SqlDeskStore(core.engine).wrapup(session) == ("escalated", "engineer visit booked")
+
+
+async def test_supervisor_wallboard_follows_the_calls(browser: Browser, base_url: str,
+                                                      core: WebCore) -> None:
+    """The wallboard numbers change as calls end; the report and contact list show them."""
+    page, errors = await new_page(browser)
+    await sign_in(page, base_url, "super")
+    await expect(page).to_have_url(f"{base_url}/supervisor")
+    await expect(page.locator("#live")).to_have_text("live")
+    await expect(page.locator("#calls")).to_have_text("0")
+    await expect(page.locator("#database")).to_have_text("up")
+    await play_call(core, ANNA)
+    await expect(page.locator("#calls")).to_have_text("1")
+    await expect(page.locator("#handoffs-total")).to_have_text("1")
+    await expect(page.locator("#handoffs")).to_contain_text("technical")
+    await expect(page.locator("#intents")).to_contain_text("internet_down")
+    await page.reload()
+    await expect(page.locator("#by-intent")).to_contain_text("internet_down")
+    await expect(page.locator("#recent")).to_contain_text("Anna de Vries")
+    await expect(page.locator("#recent")).to_contain_text("technical")
+    assert real_errors(errors) == []
+
+
+async def test_agent_is_refused_the_supervisor_console(browser: Browser, base_url: str) -> None:
+    """An agent who opens /supervisor gets a 403 page, not the console."""
+    page, _ = await new_page(browser)
+    await sign_in(page, base_url, "agent1")
+    await expect(page).to_have_url(f"{base_url}/agent")
+    response = await page.goto(f"{base_url}/supervisor")
+    assert response is not None and response.status == 403
+    await expect(page.get_by_test_id("error-message")).to_contain_text("supervisor role")
+
+
+async def test_sign_in_rate_limit(browser: Browser, base_url: str) -> None:
+    """Five wrong passwords, then even the right one is refused with 429 for a while."""
+    page, _ = await new_page(browser)
+    for _ in range(5):
+        await sign_in(page, base_url, "agent1", "wrong-password")
+        await expect(page.get_by_test_id("login-message")).to_have_text(
+            "Wrong username or password.")
+    async with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        await sign_in(page, base_url, "agent1")
+    assert (await answer.value).status == 429
+    await expect(page.get_by_test_id("login-message")).to_contain_text("Too many failed")
