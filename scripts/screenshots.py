@@ -3,9 +3,11 @@
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 
 Builds a throw-away demo database (demo CRM, demo users), plays a few calls through
-the real contact journal and observers, serves the real web app on a free loopback
-port and photographs both pages with Debian's headless chromium (no `playwright
-install`: it would download a browser).
+the real contact journal and observers, runs a real contact centre against a
+FakeAmiServer (agents logged in, one paused, one on a call, callers waiting), serves
+the real web app on a free loopback port and photographs both pages with Debian's
+headless chromium (no `playwright install`: it would download a browser). The
+supervisor console is shot at 1366 px wide, the width it is laid out for.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, ViewportSize, async_playwright, expect
 
 from ivr.config import load_settings
+from ivr.contact_centre.service import ContactCentre
+from ivr.domain.centre import DeviceState
 from ivr.domain.model import Outcome, Step
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.desk import SqlDeskStore
 from ivr.storage.seed import seed_demo
+from ivr.testing.fake_ami import FakeAmiServer
+from ivr.testing.live_centre import fake_centre
 from ivr.testing.web import (
     DEMO_PASSWORD,
     CallScript,
@@ -50,6 +56,18 @@ POP = CallScript("1001", "my internet keeps dropping since this morning", "inter
                  reason="gold customer; outage in the caller's region")
 
 
+async def staff(centre: ContactCentre, ami: FakeAmiServer) -> None:
+    """A busy moment: three agents in their queues (one paused, one on a call) and
+    callers waiting, all through the real membership service and AMI events."""
+    for code in ("1001", "1002", "1003"):
+        await centre.membership.login(code)
+    await centre.membership.pause("1002", "coaching")
+    await ami.member_status("PJSIP/agent1", DeviceState.INUSE, in_call=True)
+    await ami.caller_join("ivr-billing", "1700.1", caller_id="+31201234567")
+    await ami.caller_join("ivr-complaints", "1700.2", caller_id="+31301234567", priority=3)
+    await ami.caller_join("ivr-general-partner", "1700.3", caller_id="+31611111111")
+
+
 async def sign_in(page: Page, base: str, username: str) -> None:
     await page.goto(f"{base}/login")
     await page.fill("input[name=username]", username)
@@ -61,7 +79,7 @@ async def shoot(core: WebCore, base: str, out: Path) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, headless=True)
-        size = {"width": 1400, "height": 1050}
+        size: ViewportSize = {"width": 1400, "height": 1050}
         agent = await (await browser.new_context(viewport=size)).new_page()
         await sign_in(agent, base, "agent1")
         await expect(agent.locator("#live")).to_have_text("live")
@@ -70,10 +88,15 @@ async def shoot(core: WebCore, base: str, out: Path) -> None:
         await agent.select_option("#wrapup-code", "escalated")
         await agent.fill("#wrapup-note", "Engineer visit booked for tomorrow morning.")
         await agent.screenshot(path=str(out / "agent.png"), full_page=True)
-        supervisor = await (await browser.new_context(viewport=size)).new_page()
+        laptop: ViewportSize = {"width": 1366, "height": 768}
+        supervisor = await (await browser.new_context(viewport=laptop)).new_page()
         await sign_in(supervisor, base, "super")
         await expect(supervisor.locator("#calls")).to_have_text(str(len(CALLS) + 1))
         await expect(supervisor.locator("#recent")).to_contain_text("Anna de Vries")
+        await expect(supervisor.locator("#sync")).to_have_text("in sync with Asterisk")
+        await expect(supervisor.locator("#queues")).to_contain_text("complaints")
+        await expect(supervisor.locator("#agents")).to_contain_text("paused (coaching)")
+        await expect(supervisor.locator("#split-general")).to_have_value("70")
         await supervisor.screenshot(path=str(out / "supervisor.png"), full_page=True)
         await browser.close()
 
@@ -94,9 +117,11 @@ async def main(out: Path) -> None:
             if script.outcome is Outcome.AGENT:
                 SqlDeskStore(core.engine).save_wrapup(session, "resolved", None)
         port = free_port()
-        async with web_server(create_web_app(core, passwords=cheap_passwords()),
-                              "127.0.0.1", port):
-            await shoot(core, f"http://127.0.0.1:{port}", out)
+        async with fake_centre(core.engine, settings) as (centre, ami):
+            await staff(centre, ami)
+            web = create_web_app(core, passwords=cheap_passwords(), centre=centre)
+            async with web_server(web, "127.0.0.1", port):
+                await shoot(core, f"http://127.0.0.1:{port}", out)
         core.engine.dispose()
     print(f"wrote {out / 'agent.png'} and {out / 'supervisor.png'}")
 

@@ -52,7 +52,8 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     install_auth_errors(web, pages)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
     web.include_router(auth_router(auth, pages))
-    web.include_router(consoles_router(auth, pages, desk, app.metrics, hub))
+    web.include_router(consoles_router(auth, pages, desk, app.metrics, hub,
+                                       centre_live=centre is not None))
     web.include_router(ops_router(auth, desk, app.metrics, hub))
 
     async def agent_guard(request: Request) -> None:

@@ -7,6 +7,10 @@ Server-rendered pages plus the JSON and WebSocket endpoints their scripts use:
 - ``GET /api/wallboard`` and ``/ws/wallboard``: this node's live counters, pushed every
   ``interval_s`` seconds.
 
+The console's Queues, Agents and Load split panels poll ``/api/queues``,
+``/api/agents`` and ``/api/splits`` (``ivr.web.app.centre_router``), which exist only
+when the node has a contact centre (AMI).
+
 Everything shown is real: the node's ``FlowMetrics``, the contact table, the outbox.
 """
 
@@ -86,8 +90,14 @@ def _wrapup_error(session: str, code: str, note: str) -> JSONResponse | None:
 
 
 def consoles_router(auth: Auth, pages: Pages, desk: SqlDeskStore, metrics: MetricsSource,
-                    hub: ScreenPopHub | None, *, interval_s: float = 2.0) -> APIRouter:
-    """Pages and APIs of the agent desktop and the supervisor console."""
+                    hub: ScreenPopHub | None, *, interval_s: float = 2.0,
+                    centre_live: bool = False) -> APIRouter:
+    """Pages and APIs of the agent desktop and the supervisor console.
+
+    ``centre_live``: the node follows Asterisk over AMI, so ``/api/queues``,
+    ``/api/agents`` and ``/api/splits`` exist and the console polls them; without it
+    those panels say so instead of showing numbers.
+    """
     router = APIRouter()
     agent = Depends(role(auth, "agent"))
     supervisor = Depends(role(auth, "supervisor"))
@@ -100,7 +110,7 @@ def consoles_router(auth: Auth, pages: Pages, desk: SqlDeskStore, metrics: Metri
     @router.get("/supervisor", include_in_schema=False)
     async def supervisor_page(who: Principal = supervisor) -> Response:
         return pages.render("supervisor.html", who=who, csrf=who.csrf or "",
-                            interval_s=interval_s)
+                            interval_s=interval_s, centre_live=centre_live)
 
     @router.post("/api/contacts/{session}/wrapup")
     async def wrapup(session: str, request: Request,

@@ -16,8 +16,11 @@ from fastapi import FastAPI
 from web_helpers import BASE, LEGACY_TOKEN
 
 from ivr.config import Settings, load_settings
+from ivr.contact_centre.service import ContactCentre
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
+from ivr.testing.fake_ami import FakeAmiServer
+from ivr.testing.live_centre import fake_centre
 from ivr.testing.web import WebCore, add_demo_users, cheap_passwords, web_core
 from ivr.web.app import create_web_app
 
@@ -49,4 +52,24 @@ def web(core: WebCore) -> FastAPI:
 @pytest.fixture
 async def client(web: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
+        yield c
+
+
+@pytest.fixture
+async def live(core: WebCore) -> AsyncIterator[tuple[ContactCentre, FakeAmiServer]]:
+    """A running ContactCentre on the test database whose Asterisk is a FakeAmiServer."""
+    async with fake_centre(core.engine, core.settings) as running:
+        yield running
+
+
+@pytest.fixture
+def centre_web(core: WebCore, live: tuple[ContactCentre, FakeAmiServer]) -> FastAPI:
+    """The web app of a node with live contact-centre state (``/api/queues`` etc.)."""
+    return create_web_app(core, passwords=cheap_passwords(), centre=live[0])
+
+
+@pytest.fixture
+async def centre_client(centre_web: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=centre_web),
+                                 base_url=BASE) as c:
         yield c

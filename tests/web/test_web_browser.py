@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
+from ivr.contact_centre.service import ContactCentre
 from ivr.storage.desk import SqlDeskStore
+from ivr.testing.fake_ami import FakeAmiServer
 from ivr.testing.web import DEMO_PASSWORD, CallScript, WebCore, play_call
 from ivr.web.app import free_port, web_server
 
@@ -31,6 +33,14 @@ async def base_url(web: FastAPI) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def centre_url(centre_web: FastAPI) -> AsyncIterator[str]:
+    """The web app of a node with a (FakeAmiServer-backed) contact centre, served."""
+    port = free_port()
+    async with web_server(centre_web, "127.0.0.1", port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
         launched = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
@@ -38,9 +48,11 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-async def new_page(browser: Browser) -> tuple[Page, list[str]]:
+async def new_page(browser: Browser, width: int = 1400, height: int = 1000,
+                   ) -> tuple[Page, list[str]]:
     """A page in a fresh browser context, and the console errors it logs (CSP, JS)."""
-    page = await (await browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
+    size: ViewportSize = {"width": width, "height": height}
+    page = await (await browser.new_context(viewport=size)).new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -136,3 +148,43 @@ async def test_sign_in_rate_limit(browser: Browser, base_url: str) -> None:
         await sign_in(page, base_url, "agent1")
     assert (await answer.value).status == 429
     await expect(page.get_by_test_id("login-message")).to_contain_text("Too many failed")
+
+
+async def test_supervisor_runs_the_live_centre(browser: Browser, centre_url: str,
+                                               live: tuple[ContactCentre, FakeAmiServer],
+                                               ) -> None:
+    """With Asterisk's AMI (here FakeAmiServer) behind the node, at 1366x768: the
+    supervisor logs agent 1001 in and pauses them from the Agents panel, the Queues panel
+    follows, and the general load split moved to 60/40 with the keyboard is stored."""
+    centre, _ = live
+    page, errors = await new_page(browser, 1366, 768)
+    await sign_in(page, centre_url, "super")
+    await expect(page).to_have_url(f"{centre_url}/supervisor")
+    await expect(page.locator("#sync")).to_have_text("in sync with Asterisk")
+    agent = page.locator("#agents tr[data-code='1001']")
+    await expect(agent).to_contain_text("logged out")
+    await agent.get_by_role("button", name="Log in Sanne Visser").click()
+    await expect(page.locator("#agents-result")).to_have_text("1001 logged in")
+    await expect(agent).to_contain_text("in queues")
+    billing = page.locator("#queues tr[data-skill='billing'] td")
+    await expect(billing.nth(1)).to_have_text("1")  # logged in
+    await expect(billing.nth(2)).to_have_text("1")  # ready
+    await agent.get_by_role("button", name="Pause Sanne Visser").click()
+    await expect(agent).to_contain_text("paused (break)")
+    await expect(billing.nth(4)).to_have_text("1")  # paused
+    await expect(billing.nth(2)).to_have_text("0")
+
+    split = page.locator("form[data-skill='general']")
+    slider = split.get_by_role("slider")
+    await expect(slider).to_have_value("70")
+    await slider.focus()
+    await page.keyboard.press("ArrowLeft")
+    await page.keyboard.press("ArrowLeft")  # steps of 5
+    await expect(split.locator("output")).to_have_text("own 60 % · partner 40 %")
+    await page.keyboard.press("Tab")  # to Save
+    await page.keyboard.press("Enter")
+    await expect(split.locator(".split-note")).to_have_text("saved")
+    await expect(split).to_contain_text("stored: 60 / 40")
+    stored = await centre.directory.get_split("general")
+    assert stored is not None and (stored.own_pct, stored.partner_pct) == (60, 40)
+    assert real_errors(errors) == []  # Chromium's /favicon.ico request is a 404

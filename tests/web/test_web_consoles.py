@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,9 @@ import websockets
 from fastapi import FastAPI
 from web_helpers import LEGACY_TOKEN, sign_in
 
+from ivr.contact_centre.service import ContactCentre
 from ivr.storage.desk import SqlDeskStore
+from ivr.testing.fake_ami import FakeAmiServer
 from ivr.testing.web import CallScript, WebCore, play_call
 from ivr.web.app import free_port, web_server
 from ivr.web.security import TicketBook
@@ -147,3 +150,40 @@ async def test_wallboard_socket_pushes_new_numbers(core: WebCore, server: str) -
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(url, additional_headers={"Cookie": agent_cookie},
                                  origin=origin)
+
+
+async def test_queues_api_is_for_supervisors_and_follows_asterisk(
+        centre_client: httpx.AsyncClient, live: tuple[ContactCentre, FakeAmiServer]) -> None:
+    """GET /api/queues (live state from AMI): 403 for an agent; for a supervisor the counts
+    per skill, the callers waiting per queue and whether the state is in sync."""
+    _, ami = live
+    await sign_in(centre_client, "agent1")
+    denied = await centre_client.get("/api/queues")
+    assert denied.status_code == 403 and denied.json()["error"] == "forbidden"
+    csrf = await sign_in(centre_client, "super")
+    login = await centre_client.post("/api/agents/1001/login", headers={"X-CSRF-Token": csrf})
+    assert login.status_code == 200 and login.json()["complete"] is True
+    await ami.caller_join("ivr-billing", "1700.1", caller_id="+31201234567")
+    body: dict[str, Any] = {}
+    async with asyncio.timeout(5):  # the feed applies AMI events on its own task
+        while not body.get("queues"):
+            answer = await centre_client.get("/api/queues")
+            assert answer.status_code == 200
+            body = answer.json()
+            await asyncio.sleep(0.02)
+    assert set(body) == {"stale_s", "in_sync", "skills", "queues"}
+    assert body["in_sync"] is True and body["stale_s"] == 0.0
+    assert body["skills"]["billing"] == {
+        "logged_in": 1, "staffed": 1, "ready": 1, "busy": 0, "paused": 0, "wrap_up": 0,
+        "aht_s": None, "aht_samples": 0}
+    assert body["queues"]["billing"]["waiting"] == 1
+    assert body["queues"]["billing"]["longest_wait_s"] >= 0
+
+
+async def test_console_without_ami_says_so(client: httpx.AsyncClient) -> None:
+    """No contact centre: the live panels say it is not connected and poll nothing."""
+    await sign_in(client, "super")
+    page = (await client.get("/supervisor")).text
+    assert "live state not connected (no AMI)" in page
+    assert "centre.js" not in page
+    assert (await client.get("/api/queues")).status_code == 404

@@ -60,6 +60,22 @@ const Kanaal = (() => {
                  "Content-Type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams(data || {}),
     });
+    return answer(response);
+  }
+
+  // JSON request (the agents and splits API parse JSON bodies) with the CSRF header;
+  // `data` null or undefined sends no body at all.
+  async function send(method, url, data) {
+    const headers = { "X-CSRF-Token": csrf, Accept: "application/json" };
+    const init = { method, credentials: "same-origin", headers };
+    if (data !== null && data !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(data);
+    }
+    return answer(await fetch(url, init));
+  }
+
+  async function answer(response) {
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
     return { ok: response.ok, status: response.status, body };
@@ -85,5 +101,5 @@ const Kanaal = (() => {
     open();
   }
 
-  return { el, setText, fillRows, when, getJson, post, socket, csrf };
+  return { el, setText, fillRows, when, getJson, post, send, socket, csrf };
 })();
