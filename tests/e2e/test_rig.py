@@ -58,9 +58,13 @@ def test_dialplan_templates_render_completely(tmp_path: Path) -> None:
     assert "bind=127.0.0.1:5070" in (etc / "pjsip.conf").read_text()
     assert "bindport=8088" in (etc / "http.conf").read_text()
     queues = (etc / "queues.conf").read_text()
-    for skill in ("general", "billing", "collections", "tech", "sales", "retention",
-                  "complaints", "bereavement", "logistics"):
+    # ivr-general is the queue of last resort: it always accepts callers.
+    assert "[ivr-general](fallback)" in queues
+    for skill in ("billing", "collections", "tech", "sales", "retention",
+                  "complaints", "bereavement", "logistics", "general-own", "general-partner"):
         assert f"[ivr-{skill}](skill)" in queues
+    # Members are Kanaal's to add over AMI: no static ones.
+    assert "member =>" not in queues
 
 
 def test_unknown_placeholder_is_an_error() -> None:
