@@ -79,9 +79,9 @@ class ContactCentre:
         return [r.profile for r in await self.directory.list_agents()]
 
     async def refresh(self) -> None:
-        """Reload the load splits and agent profiles (after an API or CLI change)."""
+        """Reload the load splits (after an API or CLI change); profiles come with the
+        feed's resync."""
         self.router.set_policy(self._policy(await self.directory.load_splits()))
-        self.feed.load_profiles(await self._profiles())
 
     async def _on_connect(self) -> None:
         await self.refresh()
