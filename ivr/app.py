@@ -350,11 +350,8 @@ def build_contact_centre(app: App) -> ContactCentre:
 
     s = app.settings
     ami = AmiClient(s.ami_host, s.ami_port, username=s.ami_user, secret=s.ami_secret)
-    try:
-        overflow = _overflow(app.engine)
-    except Exception:  # a dead DB at start-up must not stop calls
-        log.exception("could not read skill overflow; none")
-        overflow = {}
+    # The static router already read the skills' overflow chain at start-up.
+    overflow = app.router.overflow
     return ContactCentre(
         ami=ami, directory=SqlAgentDirectory(app.engine), pool=app.agents, overflow=overflow,
         vip_tiers=s.vip_tiers, always_pin=frozenset(s.require_pin_for),

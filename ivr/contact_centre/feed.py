@@ -27,6 +27,7 @@ from ivr.domain.centre import (
     CallerJoined,
     CallerLeft,
     CentreInput,
+    CentreKind,
     CentreReset,
     CentreSnapshot,
     CentreState,
@@ -37,6 +38,7 @@ from ivr.domain.centre import (
     MemberStatus,
     WaitingCaller,
 )
+from ivr.domain.staffing import QUEUE_PREFIX
 from ivr.telephony.ami import AmiClient
 from ivr.telephony.ami.events import (
     AgentComplete,
@@ -56,8 +58,7 @@ from ivr.telephony.ami.events import (
 
 log = logging.getLogger(__name__)
 
-QUEUE_PREFIX = "ivr-"
-SIDES = ("own", "partner")
+SIDES = tuple(kind.value for kind in CentreKind)
 # Members at or above this penalty are substitutes from an overflow skill (see
 # Membership): they are not agents *of* the queue's skill, routing counts them
 # under their own skills and reaches them through the overflow steps.
@@ -78,11 +79,6 @@ def queue_skill(queue: str) -> tuple[str, str | None]:
     if skill and side in SIDES:
         return skill, side
     return key, None
-
-
-def asterisk_queue(key: str) -> str:
-    """Routing's queue key back to the app_queue name (``billing`` -> ``ivr-billing``)."""
-    return key if key.startswith(QUEUE_PREFIX) else f"{QUEUE_PREFIX}{key}"
 
 
 def translate(event: AmiEvent, now: float) -> Iterable[CentreInput]:

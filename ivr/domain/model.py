@@ -15,13 +15,15 @@ Language = Literal["en", "nl"]
 LANGUAGES: tuple[Language, ...] = ("en", "nl")
 
 
+def known_language(value: str | None) -> Language | None:
+    """The supported language of a code such as ``nl``, ``nl_NL`` or ``EN``, else None."""
+    code = (value or "").strip().lower()
+    return next((lang for lang in LANGUAGES if code.startswith(lang)), None)
+
+
 def as_language(value: str | None, default: Language = "en") -> Language:
     """A supported language from a code such as ``nl``, ``nl_NL`` or ``EN``; else ``default``."""
-    code = (value or "").strip().lower()
-    for lang in LANGUAGES:
-        if code.startswith(lang):
-            return lang
-    return default
+    return known_language(value) or default
 
 
 class Scenario(enum.StrEnum):

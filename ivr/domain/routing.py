@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 
 from ivr.domain.model import (
     Customer,
@@ -55,6 +56,11 @@ class SimpleRouter:
         self._pin_protected = pin_protected
         self._always_pin = always_pin
         self._fallback = fallback_skill
+
+    @property
+    def overflow(self) -> Mapping[str, str]:
+        """Skill -> substitute skill when nobody of the skill is ready (static plan)."""
+        return MappingProxyType(self._overflow)
 
     async def route(self, request: RouteRequest) -> RouteDecision:
         spec = request.spec

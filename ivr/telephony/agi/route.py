@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ivr.domain.model import LANGUAGES, Language, RouteDecision
+from ivr.domain.model import Language, RouteDecision, known_language
 from ivr.domain.ports import CallChannel, CallerHungUp
 from ivr.logs import bind_session
 from ivr.telephony.agi.channel import AgiCallChannel, SoundResolver, Transcribe
@@ -66,11 +66,9 @@ class FlowAgi:
 
     def language(self, session: AgiSession) -> Language:
         """``?lang=nl`` on the AGI URL wins, then the channel's language, then the default."""
-        for candidate in (session.env.query.get("lang", ""), session.env.language):
-            for lang in LANGUAGES:
-                if candidate.lower().startswith(lang):
-                    return lang
-        return self._default_language
+        env = session.env
+        return (known_language(env.query.get("lang")) or known_language(env.language)
+                or self._default_language)
 
     async def __call__(self, session: AgiSession) -> None:
         env = session.env
