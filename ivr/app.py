@@ -45,6 +45,7 @@ from ivr.domain.ports import (
     Recognizer,
 )
 from ivr.domain.routing import SimpleRouter
+from ivr.metrics import NodeTelemetry
 from ivr.storage.db import make_engine
 from ivr.storage.repositories import (
     SpoolingContactLog,
@@ -100,6 +101,8 @@ class App:
     outbox_store: OutboxStore
     screenpop: ScreenPopHub
     metrics: FlowMetrics
+    # Prometheus series (/metrics); FlowMetrics above feeds the wallboard.
+    telemetry: NodeTelemetry = field(default_factory=NodeTelemetry)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -111,7 +114,7 @@ class App:
     def observers(self) -> tuple[FlowObserver, ...]:
         """Who hears every call's flow events: the contact log, the screen-pop, metrics."""
         return (ContactLogObserver(self.contacts), ScreenPopObserver(self.screenpop),
-                self.metrics)
+                self.metrics, self.telemetry)
 
     def flow(self, channel: CallChannel, contact_channel: ContactChannel = ContactChannel.VOICE,
              *, language: Language | None = None,
@@ -269,6 +272,8 @@ class Node:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``ready`` is set once ARI is connected."""
         s = self.app.settings
+        errors = self.app.telemetry.log_handler()  # errors by kind on /metrics
+        logging.getLogger("ivr").addHandler(errors)
         await self.agi.start()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -285,6 +290,7 @@ class Node:
                     ready.set()
         finally:
             self.web.should_exit = True
+            logging.getLogger("ivr").removeHandler(errors)
             await self.agi.stop()
 
 
@@ -319,11 +325,16 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     async def run_call(channel: CallChannel, language: Language | None = None) -> None:
         await app.run_call(channel, language)
 
+    def call_ended(channel: AriCallChannel) -> None:
+        app.telemetry.observe_call(channel.stats)  # turn gaps and ASR latency
+        if on_call_end is not None:
+            on_call_end(channel)
+
     stasis = StasisApp(
         client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
         settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region),
-        on_call_end=on_call_end,
+        on_call_end=call_ended,
     )
     route = FlowAgi(
         run_flow=run_call,
@@ -334,7 +345,8 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
         default_region=s.default_region,
     )
     agi = FastAgiServer({"route": route}, host=s.agi_host, port=s.agi_port)
-    web = uvicorn.Server(uvicorn.Config(create_web_app(app, centre=centre), host=s.web_host,
+    web = uvicorn.Server(uvicorn.Config(create_web_app(app, centre=centre, ari=client.connected),
+                                        host=s.web_host,
                                         port=s.web_port,
                                         log_level="warning", log_config=None, lifespan="off",
                                         timeout_graceful_shutdown=2))

@@ -46,6 +46,7 @@ from ivr.domain.model import (
     Step,
 )
 from ivr.domain.ports import Clock, FlowObserver
+from ivr.metrics import NodeTelemetry
 from ivr.storage.db import make_engine
 from ivr.storage.repositories import (
     SpoolingContactLog,
@@ -81,12 +82,13 @@ class WebCore:
     clock: Clock = field(default_factory=SystemClock)
     metrics: FlowMetrics = field(default_factory=FlowMetrics)
     screenpop: ScreenPopHub = field(default_factory=ScreenPopHub)
+    telemetry: NodeTelemetry = field(default_factory=NodeTelemetry)
     outbox_store: None = None  # no Twilio webhooks
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """The node's observers, as ``App.observers``."""
         return (ContactLogObserver(self.contacts), ScreenPopObserver(self.screenpop),
-                self.metrics)
+                self.metrics, self.telemetry)
 
 
 def web_core(settings: Settings) -> WebCore:

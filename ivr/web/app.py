@@ -23,7 +23,7 @@ from ivr.web.auth import Auth, AuthFailure, Principal
 from ivr.web.auth_routes import auth_router, install_auth_errors, role
 from ivr.web.consoles import consoles_router
 from ivr.web.docs import docs_router
-from ivr.web.ops import ops_router
+from ivr.web.ops import Links, ops_router
 from ivr.web.push import ScreenPopHub, push_router
 from ivr.web.render import STATIC, Pages
 from ivr.web.screenpop import CustomerCard, screenpop_router
@@ -35,11 +35,13 @@ if TYPE_CHECKING:
 
 
 def create_web_app(app: Any, *, passwords: Passwords | None = None,
-                   centre: ContactCentre | None = None) -> FastAPI:
+                   centre: ContactCentre | None = None,
+                   ari: asyncio.Event | None = None) -> FastAPI:
     """Build the FastAPI app for one node from the composition root's ``App``.
 
     ``passwords`` swaps the argon2 cost (tests use a cheap one); ``web.state.auth``
-    is the app's :class:`~ivr.web.auth.Auth`.
+    is the app's :class:`~ivr.web.auth.Auth`. ``ari`` is set while the node's ARI
+    websocket is connected (``/readyz``, ``/metrics``).
     """
     settings = app.settings
     # FastAPI's own /docs, /redoc and /openapi.json are open and load a CDN: off.
@@ -54,7 +56,9 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     web.include_router(auth_router(auth, pages))
     web.include_router(consoles_router(auth, pages, desk, app.metrics, hub,
                                        centre_live=centre is not None))
-    web.include_router(ops_router(auth, desk, app.metrics, hub))
+    links = Links(ari=ari, ami=None if centre is None else centre.ami.connected,
+                  centre=None if centre is None else centre.feed.snapshot)
+    web.include_router(ops_router(auth, desk, app.telemetry, hub, links=links))
 
     async def agent_guard(request: Request) -> None:
         await auth.require(request, "agent")  # AuthFailure -> 401/403 by the handler

@@ -1,29 +1,30 @@
-"""Operations endpoints: ``/healthz`` (real state) and ``/metrics`` (Prometheus text).
+"""Operations endpoints: ``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus text).
 
-``/healthz`` is open (load balancers and orchestrators probe it without credentials),
-so it says only ok/down and counts, never error text; details go to the log.
-``/metrics`` needs the supervisor role or an API token.
+``/healthz`` and ``/readyz`` are open (load balancers and orchestrators probe them
+without credentials), so they say only ok/down, counts and fixed reasons, never error
+text; details go to the log. ``/metrics`` needs the supervisor role or an API token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ivr.domain.centre import CentreSnapshot
 from ivr.domain.ports import PortError
+from ivr.metrics import CONTENT_TYPE, LiveState, NodeTelemetry
 from ivr.storage.desk import SqlDeskStore
 from ivr.web.auth import Auth, Principal
 from ivr.web.auth_routes import role
 from ivr.web.push import ScreenPopHub
 
 log = logging.getLogger(__name__)
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsSource(Protocol):
@@ -65,53 +66,42 @@ async def check_health(desk: SqlDeskStore, timeout_s: float = 2.0) -> Health:
     return Health(schema is not None, schema, backlog)
 
 
-def _label(value: str) -> str:
-    # Prometheus text format: backslash, double quote and newline are escaped in labels.
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@dataclass(frozen=True, slots=True)
+class Links:
+    """The node's live links, for ``/readyz`` and ``/metrics`` (None: the node has none)."""
+
+    ari: asyncio.Event | None = None  # set while the ARI websocket is connected
+    ami: asyncio.Event | None = None  # set while logged in to AMI
+    centre: Callable[[], CentreSnapshot] | None = None  # live queues and agents
 
 
-def _family(name: str, kind: str, help_text: str, label: str,
-            values: Mapping[str, int]) -> Iterable[str]:
-    yield f"# HELP {name} {help_text}"
-    yield f"# TYPE {name} {kind}"
-    for key, value in sorted(values.items()):
-        yield f'{name}{{{label}="{_label(key)}"}} {value}'
+def _up(event: asyncio.Event | None) -> bool | None:
+    return None if event is None else event.is_set()
 
 
-def exposition(counts: Mapping[str, Mapping[str, int]], health: Health,
-               desktops: int | None) -> str:
-    """The Prometheus text exposition of the node's counters and health."""
-    lines: list[str] = []
-    since = "since this node started"
-    lines += _family("kanaal_calls_total", "counter", f"Calls ended, by outcome ({since}).",
-                     "outcome", counts.get("outcomes", {}))
-    lines += _family("kanaal_dropoffs_total", "counter",
-                     f"Callers who hung up, by the step they left at ({since}).", "step",
-                     counts.get("dropped_at", {}))
-    lines += _family("kanaal_intents_total", "counter",
-                     f"Calls ended, by recognised intent ({since}).", "intent",
-                     counts.get("intents", {}))
-    lines += _family("kanaal_handoffs_total", "counter",
-                     f"Callers handed to an agent queue, by skill ({since}).", "skill",
-                     counts.get("handoffs", {}))
-    if health.outbox_backlog is not None:
-        lines += _family("kanaal_outbox_messages", "gauge",
-                         "SMS/WhatsApp messages not yet accepted by Twilio, by state.", "state",
-                         health.outbox_backlog)
-    lines += ["# HELP kanaal_database_up Whether the database answered the health probe.",
-              "# TYPE kanaal_database_up gauge", f"kanaal_database_up {int(health.database_up)}"]
-    if desktops is not None:
-        lines += ["# HELP kanaal_screenpop_desktops Agent desktops connected to this node.",
-                  "# TYPE kanaal_screenpop_desktops gauge",
-                  f"kanaal_screenpop_desktops {desktops}"]
-    return "\n".join(lines) + "\n"
+def readiness(health: Health, links: Links) -> tuple[dict[str, str], list[str]]:
+    """Per-dependency ok/down and, for each one down, why (no error text: it is open)."""
+    checks, reasons = {"database": "ok" if health.database_up else "down"}, []
+    if not health.database_up:
+        reasons.append("database not reachable or not migrated")
+    for name, event, why in (("ari", links.ari, "ARI websocket not connected"),
+                             ("ami", links.ami, "AMI not connected")):
+        up = _up(event)
+        if up is None:
+            continue
+        checks[name] = "ok" if up else "down"
+        if not up:
+            reasons.append(why)
+    return checks, reasons
 
 
-def ops_router(auth: Auth, desk: SqlDeskStore, metrics: MetricsSource,
-               hub: ScreenPopHub | None = None, *, probe_timeout_s: float = 2.0) -> APIRouter:
-    """``GET /healthz`` (open; 503 when the database is down) and ``GET /metrics``."""
+def ops_router(auth: Auth, desk: SqlDeskStore, telemetry: NodeTelemetry,
+               hub: ScreenPopHub | None = None, *, links: Links | None = None,
+               probe_timeout_s: float = 2.0) -> APIRouter:
+    """``GET /healthz`` and ``/readyz`` (open) and ``GET /metrics`` (supervisor or token)."""
     router = APIRouter()
     supervisor = Depends(role(auth, "supervisor"))
+    links = links or Links()
 
     @router.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -119,13 +109,23 @@ def ops_router(auth: Auth, desk: SqlDeskStore, metrics: MetricsSource,
         health = await check_health(desk, probe_timeout_s)
         return JSONResponse(health.as_dict(), status_code=200 if health.database_up else 503)
 
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready for calls: database, ARI and (with live routing) AMI up; else 503 + reasons."""
+        checks, reasons = readiness(await check_health(desk, probe_timeout_s), links)
+        if reasons:
+            return JSONResponse({"status": "not_ready", "checks": checks, "reasons": reasons},
+                                status_code=503)
+        return JSONResponse({"status": "ready", "checks": checks})
+
     @router.get("/metrics", response_class=PlainTextResponse)
-    async def prometheus(_: Principal = supervisor
-                         ) -> PlainTextResponse:
-        """Prometheus text format: calls, drop-offs, intents, hand-offs, outbox, database."""
+    async def prometheus(_: Principal = supervisor) -> Response:
+        """Prometheus text format (``ivr.metrics``): calls, latencies, queues, links, errors."""
         health = await check_health(desk, probe_timeout_s)
-        return PlainTextResponse(exposition(metrics.as_dict(), health,
-                                            None if hub is None else hub.subscribers),
-                                 media_type=PROMETHEUS_TYPE)
+        live = LiveState(database_up=health.database_up, outbox=health.outbox_backlog,
+                         ari_connected=_up(links.ari), ami_connected=_up(links.ami),
+                         centre=None if links.centre is None else links.centre(),
+                         desktops=None if hub is None else hub.subscribers)
+        return Response(telemetry.exposition(live), media_type=CONTENT_TYPE)
 
     return router
