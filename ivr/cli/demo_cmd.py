@@ -43,11 +43,11 @@ SAMPLES: tuple[SampleCall, ...] = (
                ("I have a question about my invoice",), "S4", "invoice_question"),
     SampleCall("Sensitive: report a death", "+31644445555",
                ("ik wil het overlijden van mijn vader melden",), "S4", "report_death"),
-    SampleCall("Unknown number keys in customer no + PIN", "+31201112233",
-               ("dtmf:1001#", "waar is mijn bestelling", "dtmf:4321", "ja"), "S1",
+    SampleCall("Unknown number asks first, then keys in customer no + PIN", "+31201112233",
+               ("where is my order", "dtmf:1001#", "dtmf:4321", "ja"), "S1",
                "order_status"),
     SampleCall("Withheld number wants a person", None,
-               ("dtmf:#", "I want to speak to someone"), "S4", "speak_to_agent"),
+               ("I want to speak to someone",), "S4", "speak_to_agent"),
     SampleCall("Not understood twice -> keypad", "+447700900123",
                ("blah blah blah", "hmm", "dtmf:2"), "S4", "invoice_question"),
 )
@@ -132,12 +132,12 @@ VOICE_SAMPLES = (
      "+31655556666", None, "S2", "address_change"),
     ("S3 live chat", "the app keeps crashing on my phone", "+447700900456", None, "S3",
      "tech_support_app"),
-    ("S4 billing agent (unknown number)", "I have a question about my invoice",
-     "+447700900999", "#", "S4", "invoice_question"),
+    ("S4 billing agent (unknown number keys customer no)", "I have a question about my invoice",
+     "+447700900999", "1002#", "S4", "invoice_question"),
     ("Sensitive: report a death (withheld)", "I want to report a death in the family",
-     None, "#", "S4", "report_death"),
-    ("Unknown caller keys customer number", "what are your opening hours", "+31201112233",
-     "1002#", "S1", "opening_hours"),
+     None, None, "S4", "report_death"),
+    ("Unknown caller asks first, no keypad", "what are your opening hours", "+31201112233",
+     None, "S1", "opening_hours"),
 )
 
 

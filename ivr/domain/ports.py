@@ -209,6 +209,9 @@ class Router(Protocol):
     async def escalate(self, request: RouteRequest, reason: str) -> RouteDecision:
         """An agent for a caller the IVR could not serve (``reason`` is recorded)."""
 
+    def needs_identity(self, request: RouteRequest, decision: RouteDecision) -> bool:
+        """Whether an unknown caller must say who they are (customer number) first."""
+
     def needs_pin(self, request: RouteRequest, decision: RouteDecision) -> bool:
         """Whether the caller must key in their PIN before ``decision`` is carried out."""
 

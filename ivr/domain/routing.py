@@ -28,6 +28,10 @@ FALLBACK_SKILL = "general"
 # identified by their own number (keyed-in customer numbers can be guessed).
 DEFAULT_PIN_PROTECTED = frozenset({"order_status", "invoice_question", "payment_arrears"})
 
+# Intents that need to know whose account it is: an unknown caller is asked for
+# their customer number only after asking one of these (ask first, identify when needed).
+DEFAULT_ACCOUNT_INTENTS = DEFAULT_PIN_PROTECTED
+
 
 def fallback_decision(reason: str, session_id: str | None = None, *,
                       customer: Customer | None = None, intent: str | None = None,
@@ -49,6 +53,7 @@ class SimpleRouter:
         pin_protected: frozenset[str] = DEFAULT_PIN_PROTECTED,
         always_pin: frozenset[str] = frozenset(),
         fallback_skill: str = FALLBACK_SKILL,
+        account_intents: frozenset[str] = DEFAULT_ACCOUNT_INTENTS,
     ) -> None:
         self._agents = agents
         self._vip = vip_tiers
@@ -56,6 +61,7 @@ class SimpleRouter:
         self._pin_protected = pin_protected
         self._always_pin = always_pin
         self._fallback = fallback_skill
+        self._account_intents = account_intents
 
     @property
     def overflow(self) -> Mapping[str, str]:
@@ -106,6 +112,12 @@ class SimpleRouter:
         as_agent = replace(request, spec=replace(spec, scenario=Scenario.AGENT))
         routed = await self.route(as_agent)
         return replace(routed, reason=f"{routed.reason}; {reason}")
+
+    def needs_identity(self, request: RouteRequest, decision: RouteDecision) -> bool:
+        spec = request.spec
+        if request.customer is not None or spec is None or spec.sensitive:
+            return False  # known already, or a moment that goes straight to a person
+        return spec.name in self._account_intents or spec.answer_ref == "crm:order_status"
 
     def needs_pin(self, request: RouteRequest, decision: RouteDecision) -> bool:
         c, spec = request.customer, request.spec

@@ -184,7 +184,7 @@ async def test_link_permanent_failure_offers_agent(rig: Rig) -> None:
 
 async def test_withheld_number_cannot_get_link_goes_to_agent(rig: Rig) -> None:
     """No number to text: S2 falls back to an agent rather than failing."""
-    result, ch = await rig.call(["dtmf:#", "change my address"], caller(None))
+    result, ch = await rig.call(["change my address"], caller(None))
     assert result.outcome is Outcome.AGENT and ch.handed_off is not None
 
 
@@ -267,8 +267,8 @@ async def test_dtmf_flood_at_keypad_is_harmless(rig: Rig) -> None:
 
 
 async def test_unknown_number_can_key_in_customer_number(rig: Rig) -> None:
-    """Unknown CLI: keyed-in customer number identifies; PIN protects order data."""
-    result, ch = await rig.call(["dtmf:1001#", "where is my order", "dtmf:4321", "ja"],
+    """Unknown CLI: asked first, then the keyed-in customer number identifies; PIN protects."""
+    result, ch = await rig.call(["where is my order", "dtmf:1001#", "dtmf:4321", "ja"],
                                 caller("+31201234567"))
     assert result.contact.customer_id == 1
     assert "A 1 2 3 4 5" in ivr_text(ch)
@@ -278,24 +278,35 @@ async def test_unknown_number_can_key_in_customer_number(rig: Rig) -> None:
 
 async def test_wrong_pin_three_times_goes_to_agent(rig: Rig) -> None:
     """Failed PIN never discloses data; the caller reaches a human."""
-    result, ch = await rig.call(["dtmf:1001", "where is my order", "dtmf:0000", "dtmf:1111",
+    result, ch = await rig.call(["where is my order", "dtmf:1001", "dtmf:0000", "dtmf:1111",
                                  "dtmf:2222"], caller("+31201234567"))
     assert "A 1 2 3 4 5" not in ivr_text(ch)
     assert result.outcome is Outcome.AGENT
 
 
 async def test_unknown_customer_number_retries_then_continues_anonymous(rig: Rig) -> None:
-    """Two wrong customer numbers: the caller continues unidentified."""
-    result, ch = await rig.call(["dtmf:999", "dtmf:998", "opening hours", "yes"],
+    """Two wrong customer numbers after an invoice question: an agent, unidentified."""
+    result, ch = await rig.call(["question about my invoice", "dtmf:999", "dtmf:998"],
                                 caller(None))
     assert result.contact.customer_id is None
-    assert "open weekdays" in ivr_text(ch)
+    assert ivr_text(ch).count("could not find that customer number") == 2
+    assert result.outcome is Outcome.AGENT
+    assert ch.handed_off is not None and ch.handed_off.skill == "billing"
+
+
+async def test_unknown_caller_is_asked_first_and_not_identified_for_a_general_question(
+        rig: Rig) -> None:
+    """Ask first: opening hours from an unknown number need no keypad step at all."""
+    result, ch = await rig.call(["opening hours", "yes"], caller("+31201234567"))
     assert result.outcome is Outcome.SELF_SERVED
+    assert "open weekdays" in ivr_text(ch)
+    assert "customer number" not in ivr_text(ch)
+    assert not [s for s in result.contact.steps if s.detail.get("method") == "customer_no"]
 
 
 async def test_unidentified_order_question_goes_to_agent(rig: Rig) -> None:
     """Order status needs identification; without it, an agent helps."""
-    result, ch = await rig.call(["dtmf:#", "where is my order"], caller(None))
+    result, ch = await rig.call(["where is my order", "dtmf:#"], caller(None))
     assert result.outcome is Outcome.AGENT
     assert ch.handed_off is not None and ch.handed_off.skill == "logistics"
 
@@ -385,7 +396,7 @@ async def test_every_step_is_recorded_in_order(rig: Rig) -> None:
 
 async def test_keypad_entries_are_in_the_transcript_with_pin_masked(rig: Rig) -> None:
     """Keyed customer numbers show in the transcript; PINs never do."""
-    result, _ = await rig.call(["dtmf:1001#", "where is my order", "dtmf:4321", "ja"],
+    result, _ = await rig.call(["where is my order", "dtmf:1001#", "dtmf:4321", "ja"],
                                caller("+31201234567"))
     text = "\n".join(result.contact.transcript)
     assert "[keys 1001]" in text and "[keys ****]" in text and "4321" not in text

@@ -20,6 +20,8 @@ async def decide(call: Call) -> State:
     assert spec is not None, "DECIDE follows an accepted intent"
     request = call.request(spec)
     decision = await call.ports.router.route(request)
+    if not call.dialogue.identify_tried and call.ports.router.needs_identity(request, decision):
+        return State.KEY_IN
     decision = replace(decision, question=call.journal.contact.question,
                        transcript=call.transcript(), session_id=call.journal.contact.id)
     await call.emit(Decided(decision))

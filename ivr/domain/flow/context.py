@@ -71,6 +71,8 @@ class Dialogue:
     keypad_tries: int = 0
     keypad_digit: str | None = None
     escalate_reason: str = ""
+    # The customer number was asked once (KEY_IN); DECIDE never asks twice.
+    identify_tried: bool = False
     # Alternatives to an agent already offered (chat, self-service): each once.
     alternatives_tried: set[Scenario] = field(default_factory=set)
 

@@ -31,25 +31,27 @@ async def greet(call: Call) -> State:
     else:
         await call.say("greeting")
     await call.step(Step.GREETING, personal=c is not None)
-    return State.PROACTIVE if c is not None else State.KEY_IN
+    return State.PROACTIVE if c is not None else State.ASK
 
 
 async def key_in(call: Call) -> State:
+    """Asked only after an intent that needs account data; DECIDE runs again either way."""
+    call.dialogue.identify_tried = True
     for attempt in range(1, call.cfg.customer_no_tries + 1):
         digits = await call.collect("ask_customer_no", max_digits=call.cfg.customer_no_digits)
         digits = (digits or "").strip("#*")
         if not digits or not digits.isdigit():
             await call.step(Step.IDENTIFICATION, method="customer_no", result="skipped")
-            return State.ASK
+            return State.DECIDE
         customer = await call.ports.directory.find_by_customer_no(digits)
         if customer is not None:
             await call.emit(Identified(customer, "customer_no"))
             await call.step(Step.IDENTIFICATION, method="customer_no", customer_id=customer.id)
-            return State.PROACTIVE
+            return State.DECIDE
         await call.step(Step.IDENTIFICATION, method="customer_no", result="not_found",
                         attempt=attempt)
         await call.say("customer_no_unknown")
-    return State.ASK
+    return State.DECIDE
 
 
 async def proactive(call: Call) -> State:

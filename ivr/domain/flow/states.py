@@ -37,9 +37,11 @@ class State(enum.Enum):
 _S = State
 TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     _S.IDENTIFY: frozenset({_S.GREET}),
-    # A caller recognised by number hears what the CRM knows; others may key in.
-    _S.GREET: frozenset({_S.PROACTIVE, _S.KEY_IN}),
-    _S.KEY_IN: frozenset({_S.PROACTIVE, _S.ASK}),
+    # A caller recognised by number hears what the CRM knows; others are asked
+    # their question first (ask first, identify when needed).
+    _S.GREET: frozenset({_S.PROACTIVE, _S.ASK}),
+    # Keyed in (or skipped) for an intent that needs an account: decide again.
+    _S.KEY_IN: frozenset({_S.DECIDE}),
     _S.PROACTIVE: frozenset({_S.ASK}),
     # No input asks again (ASK), or gives up on speech (KEYPAD); keys go to KEYPAD.
     _S.ASK: frozenset({_S.ASK, _S.UNDERSTAND, _S.KEYPAD}),
@@ -47,7 +49,8 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     # "other" with words is a rephrase: understand that instead.
     _S.CONFIRM: frozenset({_S.DECIDE, _S.UNDERSTAND, _S.ASK, _S.KEYPAD}),
     _S.KEYPAD: frozenset({_S.DECIDE, _S.HANDOFF}),
-    _S.DECIDE: frozenset({_S.AUTHENTICATE, _S.ACT}),
+    # An unknown caller whose intent needs account data keys in their number first.
+    _S.DECIDE: frozenset({_S.KEY_IN, _S.AUTHENTICATE, _S.ACT}),
     _S.AUTHENTICATE: frozenset({_S.ACT, _S.HANDOFF}),
     # S1 asks "did that help?" (FEEDBACK); S2/S3 end the call (CLOSE); S4 and
     # every failed action go to a person (HANDOFF).
