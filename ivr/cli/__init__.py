@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "users": "ivr.cli.users_cmd:users",
     "agents": "ivr.cli.agents_cmd:agents",
     "split": "ivr.cli.split_cmd:split",
+    "report": "ivr.cli.report_cmd:report",
 }
 
 

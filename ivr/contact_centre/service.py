@@ -25,7 +25,7 @@ from ivr.domain.ports import AgentPool
 from ivr.domain.smart_routing import LoadSplit, OverflowStep, RoutingPolicy
 from ivr.storage.agents import SqlAgentDirectory
 from ivr.telephony.ami import AmiClient
-from ivr.telephony.ami.events import AgentConnect
+from ivr.telephony.ami.events import AgentComplete, AgentConnect
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +113,20 @@ class ContactCentre:
             tg.create_task(self._record_agents(), name="centre-agents")
 
     async def _record_agents(self) -> None:
-        with self.ami.subscribe(AgentConnect) as sub:
+        # AgentConnect: who answered and how long the caller queued (HoldTime);
+        # AgentComplete: the talk time. Reports read both (wait, handle time, SLA).
+        with self.ami.subscribe(AgentConnect, AgentComplete) as sub:
             async for event in sub:
-                if not isinstance(event, AgentConnect):
+                if not isinstance(event, AgentConnect | AgentComplete):
                     continue
                 session = event.variables.get("IVR_SESSION", "")
                 if not session:
                     continue
                 try:
-                    if await self.directory.record_agent(session, event.interface):
+                    if isinstance(event, AgentComplete):
+                        await self.directory.record_talk(session, event.talk_time)
+                    elif await self.directory.record_agent(session, event.interface,
+                                                           wait_s=event.hold_time):
                         self.recorded += 1
-                except Exception:  # the call goes on; only repeat routing loses a hint
+                except Exception:  # the call goes on; only routing hints and reports lose
                     log.exception("could not record the agent of %s", session)

@@ -35,6 +35,7 @@ from ivr.domain.staffing import (
     make_split,
     queue_name,
 )
+from ivr.storage.reports import reopen_contact
 from ivr.storage.repositories import _SqlAdapter
 from ivr.storage.tables import agent_skills, agents, contacts, load_splits, skills
 
@@ -314,8 +315,9 @@ class SqlAgentDirectory(_SqlAdapter):
 
     # ------------------------------------------------------------ contacts
     async def record_agent(self, contact_id: str, agent_interface: str,
-                           agent_id: int | None = None) -> bool:
-        """Note who answered a contact (AgentConnect); False if the contact is not stored.
+                           agent_id: int | None = None, *, wait_s: int | None = None) -> bool:
+        """Note who answered a contact (AgentConnect) and how long it queued (its
+        HoldTime); False if the contact is not stored.
 
         Without ``agent_id`` the agent is looked up by interface (None if unknown).
         """
@@ -325,9 +327,25 @@ class SqlAgentDirectory(_SqlAdapter):
                 if db_id is None:
                     db_id = conn.execute(select(agents.c.id).where(
                         agents.c.interface == agent_interface)).scalar()
-                return bool(conn.execute(update(contacts).where(
-                    contacts.c.id == contact_id).values(
-                    agent_interface=agent_interface, agent_id=db_id)).rowcount)
+                values: dict[str, Any] = {"agent_interface": agent_interface, "agent_id": db_id}
+                if wait_s is not None:
+                    values["queue_wait_s"] = max(0, wait_s)
+                found = bool(conn.execute(update(contacts).where(
+                    contacts.c.id == contact_id).values(**values)).rowcount)
+                if found:
+                    reopen_contact(conn, contact_id)
+                return found
+        return await self._run(q)
+
+    async def record_talk(self, contact_id: str, talk_s: int) -> bool:
+        """Note the agent's talk time (AgentComplete); False if the contact is not stored."""
+        def q() -> bool:
+            with self._engine.begin() as conn:
+                found = bool(conn.execute(update(contacts).where(
+                    contacts.c.id == contact_id).values(talk_s=max(0, talk_s))).rowcount)
+                if found:
+                    reopen_contact(conn, contact_id)
+                return found
         return await self._run(q)
 
     async def previous_agent(self, customer_id: int, intent: str | None,

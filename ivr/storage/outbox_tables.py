@@ -60,6 +60,8 @@ contact_events = Table(
     Column("body", Text, nullable=False),
     Column("message_sid", String(64), nullable=True),
     Column("outbox_id", String(36), nullable=True),
+    # message | link_opened | chat_started | self_service_done (migration 0005)
+    Column("kind", String(24), nullable=False, server_default="message"),
     Index("ix_contact_events_contact_id", "contact_id"),
     Index("ix_contact_events_address", "address"),
 )

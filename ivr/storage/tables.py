@@ -171,10 +171,17 @@ contacts = Table(
     # Who answered (AgentConnect): repeat callers are offered their previous agent.
     Column("agent_id", Integer, ForeignKey("agents.id", ondelete="SET NULL"), nullable=True),
     Column("agent_interface", String(64), nullable=True),
+    # Agent events and the survey (migration 0005): seconds queued before AgentConnect,
+    # talk time from AgentComplete, CSAT 1..5 and the follow-up answer.
+    Column("queue_wait_s", Integer, nullable=True),
+    Column("talk_s", Integer, nullable=True),
+    Column("csat", Integer, nullable=True),
+    Column("csat_comment", Text, nullable=True),
     Index("ix_contacts_customer_id", "customer_id"),
     Index("ix_contacts_caller", "caller"),
     Index("ix_contacts_started_at", "started_at"),
     Index("ix_contacts_customer_intent", "customer_id", "intent", "started_at"),
+    Index("ix_contacts_caller_started", "caller", "started_at"),
 )
 
 # --- agents (migration 0003) -----------------------------------------------------------
@@ -218,4 +225,29 @@ load_splits = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("own_pct >= 0 AND partner_pct >= 0 AND own_pct + partner_pct = 100",
                     name="sums_to_100"),
+)
+
+# --- reports (migration 0005) ----------------------------------------------------------
+# Tallies of closed UTC days and hours (ivr.domain.reports): a 30-day report reads
+# ~30 small day tallies and today's hours instead of scanning every contact.
+# report_buckets marks a bucket as rolled up; a late change to one of its contacts
+# (CSAT, talk time) deletes the mark and the tally.
+report_rollups = Table(
+    "report_rollups",
+    metadata,
+    Column("start", DateTime(timezone=True), primary_key=True),
+    Column("hours", Integer, primary_key=True),  # 24 = a day, 1 = an hour
+    Column("kind", String(24), primary_key=True),
+    Column("key", String(120), primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("total", Float, nullable=False),
+)
+
+report_buckets = Table(
+    "report_buckets",
+    metadata,
+    Column("start", DateTime(timezone=True), primary_key=True),
+    Column("hours", Integer, primary_key=True),
+    Column("contacts", Integer, nullable=False),
+    Column("sealed_at", DateTime(timezone=True), nullable=False),
 )

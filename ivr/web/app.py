@@ -26,6 +26,7 @@ from ivr.web.docs import docs_router
 from ivr.web.ops import Links, ops_router
 from ivr.web.push import ScreenPopHub, push_router
 from ivr.web.render import STATIC, Pages
+from ivr.web.report_api import report_api_router
 from ivr.web.screenpop import CustomerCard, screenpop_router
 from ivr.web.security import Passwords
 
@@ -76,6 +77,7 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
                                          auth_token=settings.twilio_auth_token,
                                          public_base_url=settings.public_url))
     web.include_router(reports_router(auth, app.engine))
+    web.include_router(report_api_router(auth, app.engine))
     if centre is not None:
         web.include_router(centre_router(auth, centre))
     web.include_router(docs_router(web, auth))
