@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,9 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from ivr.domain.ports import PortError
 from ivr.storage.desk import SqlDeskStore
 from ivr.storage.tables import contacts as contacts_table
 from ivr.storage.users import SqlUserStore
@@ -23,6 +26,7 @@ from ivr.web.auth import Auth, AuthFailure, Principal
 from ivr.web.auth_routes import auth_router, install_auth_errors, role
 from ivr.web.consoles import consoles_router
 from ivr.web.docs import docs_router
+from ivr.web.i18n import install_language
 from ivr.web.ops import Links, ops_router
 from ivr.web.push import ScreenPopHub, push_router
 from ivr.web.render import STATIC, Pages
@@ -33,6 +37,9 @@ from ivr.web.security import Passwords
 if TYPE_CHECKING:
     from ivr.contact_centre.service import ContactCentre
     from ivr.domain.staffing import SplitSetting
+
+
+log = logging.getLogger(__name__)
 
 
 def create_web_app(app: Any, *, passwords: Passwords | None = None,
@@ -53,6 +60,7 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     desk, pages = SqlDeskStore(app.engine), Pages()
     hub = app.screenpop if isinstance(app.screenpop, ScreenPopHub) else None
     install_auth_errors(web, pages)
+    install_language(web)  # English or Dutch per request (cookie, Accept-Language)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
     web.include_router(auth_router(auth, pages))
     web.include_router(consoles_router(auth, pages, desk, app.metrics, hub,
@@ -79,13 +87,14 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     web.include_router(reports_router(auth, app.engine))
     web.include_router(report_api_router(auth, app.engine))
     if centre is not None:
-        web.include_router(centre_router(auth, centre))
+        web.include_router(centre_router(auth, centre, app.engine, settings.timezone))
     web.include_router(docs_router(web, auth))
     return web
 
 
-def centre_router(auth: Auth, centre: ContactCentre) -> APIRouter:
-    """Agents, load splits and live queue state of the node's contact centre."""
+def centre_router(auth: Auth, centre: ContactCentre, engine: Engine,
+                  timezone: str) -> APIRouter:
+    """Agents, load splits and live queue and agent state of the node's contact centre."""
     from ivr.contact_centre.views import centre_view
     from ivr.web.agents_api import agents_router
 
@@ -113,6 +122,23 @@ def centre_router(auth: Auth, centre: ContactCentre) -> APIRouter:
         if (no := await guard(request, None)) is not None:
             return no
         return JSONResponse(centre_view(centre.feed.snapshot(), stale_s=centre.feed.stale_s))
+
+    @router.get("/api/agent-states")
+    async def agent_states(request: Request) -> JSONResponse:
+        """Each agent's live state (ready/ringing/busy/wrap-up/paused/...) and calls today."""
+        if (no := await guard(request, None)) is not None:
+            return no
+        from ivr.web.agent_states import states_doc
+
+        try:
+            records = await centre.directory.list_agents()
+            doc = await states_doc(records, centre.feed.snapshot(), engine, timezone,
+                                   datetime.now(UTC))
+        except (PortError, SQLAlchemyError) as exc:
+            log.warning("agent states unavailable: %s", exc)
+            return JSONResponse({"error": "unavailable", "message": "database unavailable"},
+                                status_code=503)
+        return JSONResponse(doc)
 
     return router
 

@@ -13,6 +13,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
+from ivr.web import i18n
+
 WEB_DIR = Path(__file__).parent
 TEMPLATES = WEB_DIR / "templates"
 STATIC = WEB_DIR / "static"
@@ -37,7 +39,8 @@ def security_headers(csp: str = PAGE_CSP) -> dict[str, str]:
 
 
 class Pages:
-    """The template environment of one web app."""
+    """The template environment of one web app; every page gets ``t(key)`` and ``lang``
+    of the request (``ivr.web.i18n``)."""
 
     def __init__(self, templates: Path = TEMPLATES) -> None:
         self._env = Environment(loader=FileSystemLoader(templates),
@@ -46,6 +49,8 @@ class Pages:
 
     def render(self, name: str, status: int = 200, headers: dict[str, str] | None = None,
                **context: Any) -> HTMLResponse:
-        html = self._env.get_template(name).render(**context)
+        lang = i18n.current()
+        html = self._env.get_template(name).render(
+            **{"lang": lang, "t": i18n.t, "js_strings": i18n.script_strings(lang), **context})
         return HTMLResponse(html, status_code=status,
                             headers={**security_headers(), **(headers or {})})

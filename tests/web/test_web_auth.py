@@ -18,8 +18,10 @@ from ivr.testing.web import CallScript, WebCore, cheap_passwords, play_call
 from ivr.web.app import create_web_app
 from ivr.web.security import InsecureServingError, check_serving_secrets
 
-# Routes anyone may call: sign-in, health and readiness, static files, Twilio (signature-checked).
-PUBLIC = {"/login", "/", "/healthz", "/readyz", "/twilio/status", "/twilio/inbound"}
+# Routes anyone may call: sign-in, health and readiness, the language choice, static files,
+# Twilio (signature-checked).
+PUBLIC = {"/login", "/", "/healthz", "/readyz", "/lang/{code}", "/twilio/status",
+          "/twilio/inbound"}
 
 
 def _set_cookie(r: httpx.Response, name: str) -> str:

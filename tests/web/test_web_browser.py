@@ -4,6 +4,7 @@ roles, CSRF and the sign-in rate limit."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 
@@ -108,7 +109,8 @@ async def test_agent_gets_screen_pop_and_saves_wrapup(browser: Browser, base_url
 
 async def test_supervisor_wallboard_follows_the_calls(browser: Browser, base_url: str,
                                                       core: WebCore) -> None:
-    """The wallboard numbers change as calls end; the report and contact list show them."""
+    """The wallboard numbers change as calls end; the report charts, their CSV export and
+    the contact list show them."""
     page, errors = await new_page(browser)
     await sign_in(page, base_url, "super")
     await expect(page).to_have_url(f"{base_url}/supervisor")
@@ -121,7 +123,16 @@ async def test_supervisor_wallboard_follows_the_calls(browser: Browser, base_url
     await expect(page.locator("#handoffs")).to_contain_text("technical")
     await expect(page.locator("#intents")).to_contain_text("internet_down")
     await page.reload()
-    await expect(page.locator("#by-intent")).to_contain_text("internet_down")
+    # The report charts are SVG drawn in the page from the report API.
+    await expect(page.locator("#chart-reasons svg")).to_contain_text("internet_down")
+    await expect(page.locator("#chart-containment svg text.big")).to_have_text("0%")
+    await expect(page.locator("#chart-times svg")).to_contain_text("technical (1)")
+    await expect(page.locator("#chart-dropoff svg")).to_have_attribute(
+        "aria-label", re.compile(r"handoff: reached 1, hung up there 0"))
+    async with page.expect_download() as download:
+        await page.click("#report-csv")
+    path = await (await download.value).path()
+    assert "by_intent,internet_down,contacts,1" in path.read_text().splitlines()
     await expect(page.locator("#recent")).to_contain_text("Anna de Vries")
     await expect(page.locator("#recent")).to_contain_text("technical")
     assert real_errors(errors) == []
@@ -165,7 +176,8 @@ async def test_supervisor_runs_the_live_centre(browser: Browser, centre_url: str
     await expect(agent).to_contain_text("logged out")
     await agent.get_by_role("button", name="Log in Sanne Visser").click()
     await expect(page.locator("#agents-result")).to_have_text("1001 logged in")
-    await expect(agent).to_contain_text("in queues")
+    await expect(agent.locator("td").nth(4)).to_contain_text("ready")  # live, from AMI
+    await expect(agent.locator("td").nth(5)).to_have_text("0")  # calls today
     billing = page.locator("#queues tr[data-skill='billing'] td")
     await expect(billing.nth(1)).to_have_text("1")  # logged in
     await expect(billing.nth(2)).to_have_text("1")  # ready
@@ -188,3 +200,29 @@ async def test_supervisor_runs_the_live_centre(browser: Browser, centre_url: str
     stored = await centre.directory.get_split("general")
     assert stored is not None and (stored.own_pct, stored.partner_pct) == (60, 40)
     assert real_errors(errors) == []  # Chromium's /favicon.ico request is a 404
+
+
+async def test_dutch_pages_fit_a_laptop_and_work_by_keyboard(
+        browser: Browser, centre_url: str, live: tuple[ContactCentre, FakeAmiServer]) -> None:
+    """At 1366x768: NL chosen in the top bar, a keyboard-only sign-in, the console and
+    the agent desktop in Dutch (scripts too), nothing wider than the screen."""
+    page, errors = await new_page(browser, 1366, 768)
+    await page.goto(f"{centre_url}/login")
+    await page.get_by_role("link", name="NL").click()
+    await expect(page.locator("h1")).to_have_text("Aanmelden")
+    await expect(page.locator("html")).to_have_attribute("lang", "nl")
+    await page.keyboard.type("super")  # the username field has the focus
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(DEMO_PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(f"{centre_url}/supervisor")
+    await expect(page.locator("#sync")).to_have_text("synchroon met Asterisk")
+    await expect(page.locator("#reports-title")).to_have_text("Rapporten")
+    await expect(page.locator("#agents tr[data-code='1001'] td").nth(4)).to_have_text("afgemeld")
+    await expect(page.locator("#chart-reasons")).to_contain_text("geen contacten")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 1366
+    await page.goto(f"{centre_url}/agent")
+    await expect(page.locator("#waiting")).to_contain_text("Wachten op een gesprek")
+    await expect(page.locator("#live")).to_have_text("live")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 1366
+    assert real_errors(errors) == []

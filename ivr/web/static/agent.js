@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, setText, fillRows, when, getJson, post, socket } = Kanaal;
+  const { el, setText, fillRows, when, getJson, post, socket, t } = Kanaal;
   const say = (id, text) => { document.getElementById(id).textContent = text; }; // status lines
   const pops = new Map(); // session -> screen-pop context, newest last
   let current = null;
@@ -13,13 +13,13 @@
     const list = document.getElementById("pops");
     list.replaceChildren();
     const sessions = [...pops.keys()].reverse();
-    if (!sessions.length) list.append(el("li", { class: "muted" }, "none yet"));
+    if (!sessions.length) list.append(el("li", { class: "muted" }, t("js.none_yet")));
     for (const session of sessions) {
       const ctx = pops.get(session);
-      const name = ctx.customer ? ctx.customer.name : "Unknown caller";
+      const name = ctx.customer ? ctx.customer.name : t("js.unknown_caller");
       const item = el("li", { class: session === current ? "active" : "" },
         el("button", { type: "button", class: "link", onclick: () => show(session) },
-          el("strong", {}, name), el("span", { class: "muted" }, " · " + (ctx.intent || "no intent") + " · " + (ctx.skill || ""))));
+          el("strong", {}, name), el("span", { class: "muted" }, " · " + (ctx.intent || t("js.no_intent")) + " · " + (ctx.skill || ""))));
       if (ctx.wrapup) item.append(el("span", { class: "badge ok" }, ctx.wrapup));
       list.append(item);
     }
@@ -31,10 +31,10 @@
     document.getElementById("waiting").hidden = true;
     document.getElementById("pop").hidden = false;
     const customer = ctx.customer;
-    setText("customer-name", customer ? customer.name : "Unknown caller");
-    setText("tier", customer ? customer.tier : "not identified");
-    setText("priority", "priority " + (ctx.priority ?? 0));
-    setText("question", ctx.question || "(the caller did not say)");
+    setText("customer-name", customer ? customer.name : t("js.unknown_caller"));
+    setText("tier", customer ? customer.tier : t("js.not_identified"));
+    setText("priority", t("js.priority") + " " + (ctx.priority ?? 0));
+    setText("question", ctx.question || t("js.no_question"));
     setText("intent", ctx.intent);
     setText("confidence", "…");
     setText("skill", ctx.skill);
@@ -57,21 +57,21 @@
     try {
       view = await getJson("/api/contacts/" + encodeURIComponent(session));
     } catch (error) {
-      setText("confidence", "unavailable");
+      setText("confidence", t("js.unavailable"));
       return;
     }
     if (session !== current) return; // another call was picked meanwhile
     setText("confidence", view.confidence === null ? null : Math.round(view.confidence * 100) + " %");
     const pin = document.getElementById("pin");
-    pin.textContent = view.pin_verified ? "PIN verified" : "PIN not verified";
+    pin.textContent = view.pin_verified ? t("js.pin_verified") : t("js.pin_not_verified");
     pin.className = "badge " + (view.pin_verified ? "ok" : "warn");
     const customer = view.customer;
     const orders = customer ? customer.orders : [];
     fillRows("orders", orders.map((o) => [o.order_no, o.status, o.eta || "–"]), 3,
-      customer ? "no open orders" : "caller not identified");
+      customer ? t("js.no_orders") : t("js.not_identified_caller"));
     const history = customer ? customer.history.filter((h) => h.session !== session) : [];
     fillRows("history", history.map((h) => [when(h.started_at), h.channel, h.intent, h.outcome]), 4,
-      customer ? "no earlier contacts" : "caller not identified");
+      customer ? t("js.no_history") : t("js.not_identified_caller"));
     // The stored record has the whole dialogue (IVR prompts too), the pop only the gist.
     if ((view.transcript || []).length > (pops.get(session).transcript || []).length) {
       document.getElementById("transcript").replaceChildren(...view.transcript.map((line) => el("li", {}, line)));
@@ -79,13 +79,13 @@
     const outages = customer ? customer.outages || [] : [];
     const outage = document.getElementById("outage");
     outage.hidden = !outages.length;
-    outage.textContent = outages.length ? "Outage in " + outages[0].region + ": " + outages[0].message : "";
+    outage.textContent = outages.length ? t("js.outage_in") + " " + outages[0].region + ": " + outages[0].message : "";
   }
 
   function resetWrapup(ctx) {
     document.getElementById("wrapup-code").value = ctx.wrapupCode || "";
     document.getElementById("wrapup-note").value = ctx.wrapupNote || "";
-    say("wrapup-result", ctx.wrapup ? "saved: " + ctx.wrapup : "");
+    say("wrapup-result", ctx.wrapup ? t("js.saved") + ": " + ctx.wrapup : "");
   }
 
   document.getElementById("wrapup").addEventListener("submit", async (event) => {
@@ -99,10 +99,10 @@
       ctx.wrapup = code.options[code.selectedIndex].text;
       ctx.wrapupCode = code.value;
       ctx.wrapupNote = note;
-      say("wrapup-result", "saved: " + ctx.wrapup);
+      say("wrapup-result", t("js.saved") + ": " + ctx.wrapup);
       renderList();
     } else {
-      say("wrapup-result", "not saved: " + (result.body ? result.body.message : "HTTP " + result.status));
+      say("wrapup-result", t("js.not_saved") + ": " + (result.body ? result.body.message : "HTTP " + result.status));
     }
   });
 
@@ -112,19 +112,19 @@
   async function showAgentState(prefix) {
     try {
       const agent = await getJson("/api/agents/" + encodeURIComponent(code), false);
-      const state = !agent.logged_in ? "logged out" : agent.paused
-        ? "paused" + (agent.pause_reason ? " (" + agent.pause_reason + ")" : "") : "ready";
-      say("agent-state-result", (prefix ? prefix + " · " : "") + "state: " + state);
+      const state = !agent.logged_in ? t("js.logged_out") : agent.paused
+        ? t("js.paused") + (agent.pause_reason ? " (" + agent.pause_reason + ")" : "") : t("js.ready");
+      say("agent-state-result", (prefix ? prefix + " · " : "") + t("js.state") + ": " + state);
     } catch (error) {
-      say("agent-state-result", (prefix ? prefix + " · " : "") + "queue state unavailable");
+      say("agent-state-result", (prefix ? prefix + " · " : "") + t("js.queue_state_unavailable"));
     }
   }
   for (const button of document.querySelectorAll("#agent-state button")) {
     button.addEventListener("click", async () => {
       const action = button.dataset.action;
       const result = await post("/api/agents/" + encodeURIComponent(code) + "/" + action, {});
-      if (result.ok) { showAgentState(action + ": done"); return; }
-      say("agent-state-result", action + " failed: "
+      if (result.ok) { showAgentState(button.textContent + ": " + t("js.done")); return; }
+      say("agent-state-result", button.textContent + " " + t("js.failed") + ": "
         + (result.body && result.body.message ? result.body.message : "HTTP " + result.status));
     });
   }

@@ -6,7 +6,7 @@
 "use strict";
 
 (() => {
-  const { el, getJson, send } = Kanaal;
+  const { el, getJson, send, t } = Kanaal;
   const root = document.getElementById("centre");
   if (!root) return;
   const every = Number(root.dataset.pollMs) || 2000;
@@ -22,8 +22,8 @@
   // ---------------------------------------------------------------- queues
   function showSync(data) {
     const badge = document.getElementById("sync");
-    const [state, text] = data.in_sync ? ["ok", "in sync with Asterisk"]
-      : data.stale_s === null ? ["warn", "not synced yet"] : ["warn", "stale for " + duration(data.stale_s)];
+    const [state, text] = data.in_sync ? ["ok", t("js.in_sync")]
+      : data.stale_s === null ? ["warn", t("js.not_synced")] : ["warn", t("js.stale_for") + " " + duration(data.stale_s)];
     badge.className = "badge " + state;
     badge.textContent = text;
   }
@@ -56,7 +56,7 @@
     } catch (error) {
       const badge = document.getElementById("sync");
       badge.className = "badge warn";
-      badge.textContent = "queue state unavailable";
+      badge.textContent = t("js.queues_unavailable");
       return;
     }
     showSync(data);
@@ -66,7 +66,7 @@
     body.replaceChildren(...names.map((name) =>
       queueRow(name, data.skills[name] || {}, waiting[name] || { waiting: 0, longest: 0 })));
     if (!names.length) {
-      body.append(el("tr", {}, el("td", { class: "muted", colSpan: 8 }, "no agent in any queue and nobody waiting")));
+      body.append(el("tr", {}, el("td", { class: "muted", colSpan: 8 }, t("js.nobody_queued"))));
     }
   }
 
@@ -74,71 +74,91 @@
   const agentRows = new Map(); // code -> { row, cells, state, login, pause }
   let agentsShown = null; // the codes in the table, in order
 
-  function stateOf(a) {
-    if (!a.active) return ["", "inactive"];
-    if (!a.logged_in) return ["", "logged out"];
-    if (a.paused) return ["warn", "paused" + (a.pause_reason ? " (" + a.pause_reason + ")" : "")];
-    return ["ok", "in queues"];
+  // The live state from AMI (GET /api/agent-states) where there is one; the directory's
+  // login/pause flags otherwise (e.g. before the first resync).
+  const LIVE = { ready: "ok", ringing: "prio", busy: "prio", wrap_up: "prio", paused: "warn",
+                 unavailable: "warn", logged_out: "" };
+  const LIVE_TEXT = { ready: t("js.ready"), ringing: t("js.ringing"), busy: t("js.busy"),
+                      wrap_up: t("js.wrap_up"), paused: t("js.paused"),
+                      unavailable: t("js.unreachable"), logged_out: t("js.logged_out") };
+
+  function stateOf(a, live) {
+    if (!a.active) return ["", t("js.inactive")];
+    if (!a.logged_in) return ["", t("js.logged_out")];
+    if (live && live.state in LIVE && live.state !== "logged_out") {
+      const reason = live.state === "paused" && (live.reason || a.pause_reason);
+      const since = live.since_s === null ? "" : " · " + duration(live.since_s);
+      return [LIVE[live.state], LIVE_TEXT[live.state] + (reason ? " (" + reason + ")" : "") + since];
+    }
+    if (a.paused) return ["warn", t("js.paused") + (a.pause_reason ? " (" + a.pause_reason + ")" : "")];
+    return ["ok", t("js.in_queues")];
   }
 
   function newAgentRow(code) {
     const cells = [0, 1, 2, 3].map(() => el("td", {}));
+    const calls = el("td", { class: "num" });
     const state = el("span", { class: "badge" });
     const login = el("button", { type: "button", class: "ghost" });
     const pause = el("button", { type: "button", class: "ghost" });
     login.addEventListener("click", () => act(code, login.dataset.action));
     pause.addEventListener("click", () => act(code, pause.dataset.action));
     cells[0].className = "mono";
-    const row = el("tr", { "data-code": code }, ...cells, el("td", {}, state),
+    const row = el("tr", { "data-code": code }, ...cells, el("td", {}, state), calls,
       el("td", { class: "actions" }, login, pause));
-    return { row, cells, state, login, pause };
+    return { row, cells, state, calls, login, pause };
   }
 
-  function updateAgentRow(r, a) {
+  function updateAgentRow(r, a, live) {
     const skills = Object.entries(a.skills).map(([skill, p]) => skill + " " + p).join(", ");
     [a.code, a.name, a.centre || a.centre_kind, skills || "–"].forEach((text, i) => { r.cells[i].textContent = text; });
-    const [cls, text] = stateOf(a);
+    const [cls, text] = stateOf(a, live);
     r.state.className = "badge " + cls;
     r.state.textContent = text;
+    r.calls.textContent = live ? live.calls_today : "–";
     r.login.dataset.action = a.logged_in ? "logout" : "login";
-    r.login.textContent = a.logged_in ? "Log out" : "Log in";
+    r.login.textContent = a.logged_in ? t("js.log_out") : t("js.log_in");
     r.login.setAttribute("aria-label", r.login.textContent + " " + a.name);
     r.login.disabled = !a.active && !a.logged_in;
     r.pause.dataset.action = a.paused ? "resume" : "pause";
-    r.pause.textContent = a.paused ? "Resume" : "Pause";
+    r.pause.textContent = a.paused ? t("js.resume") : t("js.pause");
     r.pause.setAttribute("aria-label", r.pause.textContent + " " + a.name);
     r.pause.disabled = !a.logged_in;
   }
 
   async function agents() {
-    let list;
+    let list, live;
     try {
       list = (await getJson("/api/agents")).agents;
     } catch (error) {
-      say("agents-result", "agents unavailable");
+      say("agents-result", t("js.agents_unavailable"));
       return;
+    }
+    try {
+      live = new Map((await getJson("/api/agent-states")).agents.map((s) => [s.code, s]));
+    } catch (error) {
+      live = new Map(); // the directory's view still shows who is logged in
     }
     const body = document.getElementById("agents");
     const codes = list.map((a) => a.code);
     for (const a of list) {
       if (!agentRows.has(a.code)) agentRows.set(a.code, newAgentRow(a.code));
-      updateAgentRow(agentRows.get(a.code), a);
+      updateAgentRow(agentRows.get(a.code), a, live.get(a.code));
     }
     // Re-attach only when the set of agents changed: moving a row would drop its focus.
     if (codes.join() !== agentsShown) {
       agentsShown = codes.join();
       for (const code of [...agentRows.keys()]) if (!codes.includes(code)) agentRows.delete(code);
       body.replaceChildren(...codes.map((code) => agentRows.get(code).row));
-      if (!codes.length) body.append(el("tr", {}, el("td", { class: "muted", colSpan: 6 }, "no agents in the directory")));
+      if (!codes.length) body.append(el("tr", {}, el("td", { class: "muted", colSpan: 7 }, t("js.no_agents"))));
     }
   }
 
   function actionDone(code, action, body) {
     if (action === "login" && body && body.complete === false) {
       const left = body.problems.map((p) => p.skill + ": " + p.reason).join("; ");
-      return code + " logged in to " + body.queues.length + " queues; not joined: " + left;
+      return code + " " + t("js.logged_in") + ": " + body.queues.length + " " + t("js.queues") + "; " + t("js.not_joined") + ": " + left;
     }
-    const verbs = { login: "logged in", logout: "logged out", pause: "paused", resume: "resumed" };
+    const verbs = { login: t("js.logged_in"), logout: t("js.logged_out"), pause: t("js.paused"), resume: t("js.resumed") };
     return code + " " + verbs[action];
   }
 
@@ -146,14 +166,14 @@
     const reason = document.getElementById("pause-reason").value;
     const result = await send("POST", "/api/agents/" + encodeURIComponent(code) + "/" + action,
       action === "pause" ? { reason } : null);
-    say("agents-result", result.ok ? actionDone(code, action, result.body) : action + " " + code + " failed: " + failure(result));
+    say("agents-result", result.ok ? actionDone(code, action, result.body) : action + " " + code + " " + t("js.failed") + ": " + failure(result));
     await Promise.all([agents(), queues()]);
   }
 
   // ---------------------------------------------------------------- load splits
   const splitRows = new Map(); // skill -> { form, range, shown, stored, note, dirty }
   let splitsShown = null; // the skills shown, in order
-  const sides = (own) => "own " + own + " % · partner " + (100 - own) + " %";
+  const sides = (own) => t("js.own") + " " + own + " % · " + t("js.partner") + " " + (100 - own) + " %";
 
   function showSplit(s) {
     const own = Number(s.range.value);
@@ -169,15 +189,15 @@
     const note = el("span", { class: "split-note muted", role: "status" });
     const form = el("form", { class: "split", "data-skill": skill },
       el("label", { htmlFor: id }, skill), shown, range,
-      el("button", { type: "submit" }, "Save"), el("div", { class: "split-status" }, stored, " ", note));
+      el("button", { type: "submit" }, t("js.save")), el("div", { class: "split-status" }, stored, " ", note));
     const s = { form, range, shown, stored, note, dirty: false };
-    range.addEventListener("input", () => { s.dirty = true; note.className = "split-note muted"; note.textContent = "not saved yet"; showSplit(s); });
+    range.addEventListener("input", () => { s.dirty = true; note.className = "split-note muted"; note.textContent = t("js.not_saved_yet"); showSplit(s); });
     form.addEventListener("submit", (event) => { event.preventDefault(); saveSplit(skill, s); });
     return s;
   }
 
   function updateSplitRow(s, split) {
-    s.stored.textContent = "stored: " + split.own_pct + " / " + split.partner_pct;
+    s.stored.textContent = t("js.stored") + ": " + split.own_pct + " / " + split.partner_pct;
     if (s.dirty) return; // the supervisor is moving it: a poll must not snap it back
     s.range.value = split.own_pct;
     showSplit(s);
@@ -188,13 +208,13 @@
     const result = await send("PUT", "/api/splits/" + encodeURIComponent(skill), { own_pct: own, partner_pct: 100 - own });
     if (!result.ok) {
       s.note.className = "split-note alert-text";
-      s.note.textContent = "not saved: " + failure(result);
+      s.note.textContent = t("js.not_saved") + ": " + failure(result);
       return;
     }
     s.dirty = false;
     updateSplitRow(s, result.body);
     s.note.className = "split-note " + (result.body.warning ? "alert-text" : "ok-text");
-    s.note.textContent = result.body.warning || "saved";
+    s.note.textContent = result.body.warning || t("js.saved");
   }
 
   async function splits() {
@@ -202,7 +222,7 @@
     try {
       list = (await getJson("/api/splits")).splits;
     } catch (error) {
-      document.getElementById("splits").replaceChildren(el("p", { class: "muted" }, "load splits unavailable"));
+      document.getElementById("splits").replaceChildren(el("p", { class: "muted" }, t("js.splits_unavailable")));
       return;
     }
     const box = document.getElementById("splits");
@@ -214,7 +234,7 @@
     if (skills.join() !== splitsShown) {
       splitsShown = skills.join();
       box.replaceChildren(...skills.map((skill) => splitRows.get(skill).form));
-      if (!skills.length) box.append(el("p", { class: "muted" }, "no skill has a load split (ivr split set)"));
+      if (!skills.length) box.append(el("p", { class: "muted" }, t("js.no_splits")));
     }
   }
 

@@ -6,6 +6,10 @@
 const Kanaal = (() => {
   const meta = document.querySelector('meta[name="csrf-token"]');
   const csrf = meta ? meta.content : "";
+  // The page's language strings (ivr/web/i18n.py), from a JSON data block in base.html.
+  const block = document.getElementById("i18n");
+  const strings = block ? JSON.parse(block.textContent) : {};
+  const t = (key, fallback) => strings[key] ?? fallback ?? key;
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -41,7 +45,7 @@ const Kanaal = (() => {
   function when(iso) {
     if (!iso) return "–";
     const d = new Date(iso);
-    return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+    return d.toLocaleString(document.documentElement.lang || undefined, { dateStyle: "short", timeStyle: "short" });
   }
 
   // A 401 means the session ended: back to the sign-in page (unless the caller opts out).
@@ -90,10 +94,10 @@ const Kanaal = (() => {
     function open() {
       const scheme = location.protocol === "https:" ? "wss://" : "ws://";
       const ws = new WebSocket(scheme + location.host + path);
-      ws.onopen = () => { delay = 500; show("live", "live"); };
+      ws.onopen = () => { delay = 500; show("live", t("js.live")); };
       ws.onmessage = (event) => onMessage(JSON.parse(event.data));
       ws.onclose = () => {
-        show("down", "reconnecting…");
+        show("down", t("js.reconnecting"));
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);
       };
@@ -101,5 +105,5 @@ const Kanaal = (() => {
     open();
   }
 
-  return { el, setText, fillRows, when, getJson, post, send, socket, csrf };
+  return { el, setText, fillRows, when, getJson, post, send, socket, csrf, t };
 })();
