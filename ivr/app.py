@@ -60,6 +60,7 @@ from ivr.web.push import ScreenPopHub
 if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is built
     import uvicorn
 
+    from ivr.contact_centre.announcer import QueueAnnouncer
     from ivr.contact_centre.service import ContactCentre
     from ivr.notify.outbox import Outbox, OutboxStore
     from ivr.telephony.agi.channel import Transcribe
@@ -131,6 +132,17 @@ class App:
                        ) -> FlowResult:
         """Run one voice call to its end (ARI and FastAGI entry points)."""
         return await self.flow(channel, ContactChannel.VOICE, language=language).run()
+
+    async def resume_call(self, channel: CallChannel, session_id: str) -> FlowResult:
+        """A queued caller who left the queue by key: the same contact goes on.
+
+        An unknown session raises; the ARI app then sends the caller to a human.
+        """
+        previous = await self.contacts.get(session_id) if session_id else None
+        if previous is None:
+            raise LookupError(f"no contact {session_id} to resume after the queue exit")
+        return await CallFlow(channel, ports=self.ports, config=self.flow_config,
+                              observers=self.observers(), resume=previous).run()
 
     async def __aenter__(self) -> App:
         task = asyncio.create_task(self.outbox.run(), name="outbox")
@@ -268,6 +280,7 @@ class Node:
     agi: FastAgiServer
     agi_route: FlowAgi
     web: uvicorn.Server
+    announcer: QueueAnnouncer | None = None
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``ready`` is set once ARI is connected."""
@@ -282,6 +295,8 @@ class Node:
                 tg.create_task(self.web.serve(), name="web")
                 if self.centre is not None:
                     tg.create_task(self.centre.run(), name="contact-centre")
+                if self.announcer is not None:
+                    tg.create_task(self.announcer.run(), name="queue-announcer")
                 async with asyncio.timeout(30):
                     await self.ari.connected.wait()
                 log.info("ready: ARI %s app %s, FastAGI :%d, web :%d", s.ari_url, s.ari_app,
@@ -299,12 +314,14 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     """Telephony and web around ``app``: ARI Stasis app, FastAGI ``/route``, web server."""
     import uvicorn
 
+    from ivr.contact_centre.announcer import QueueAnnouncer, channel_language
     from ivr.speech.tts import default_tts
     from ivr.telephony.agi.route import FlowAgi
     from ivr.telephony.agi.server import FastAgiServer
     from ivr.telephony.ari.app import StasisApp
     from ivr.telephony.ari.channel import AriChannelSettings
     from ivr.telephony.ari.client import AriClient
+    from ivr.telephony.ari.whisper import AriWhisper
     from ivr.telephony.prompts import FilePromptResolver
     from ivr.web.app import create_web_app
     from ivr.web.security import check_serving_secrets
@@ -330,12 +347,21 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
         if on_call_end is not None:
             on_call_end(channel)
 
+    async def resume_call(channel: CallChannel, session_id: str) -> None:
+        await app.resume_call(channel, session_id)
+
     stasis = StasisApp(
         client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
         settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region),
-        on_call_end=call_ended,
+        on_call_end=call_ended, resume_runner=resume_call,
     )
+    announcer = None
+    if centre is not None and s.queue_announce_s > 0:
+        announcer = QueueAnnouncer(
+            centre.feed, lambda: centre.router.policy, AriWhisper(client), prompts,
+            lambda channel_id: channel_language(client.get_variable, channel_id),
+            every_s=s.queue_announce_s)
     route = FlowAgi(
         run_flow=run_call,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
@@ -351,7 +377,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                         log_level="warning", log_config=None, lifespan="off",
                                         timeout_graceful_shutdown=2))
     return Node(app=app, ari=client, centre=centre, stasis=stasis, agi=agi, agi_route=route,
-                web=web)
+                web=web, announcer=announcer)
 
 
 def build_contact_centre(app: App) -> ContactCentre:
@@ -368,4 +394,4 @@ def build_contact_centre(app: App) -> ContactCentre:
         ami=ami, directory=SqlAgentDirectory(app.engine), pool=app.agents, overflow=overflow,
         vip_tiers=s.vip_tiers, always_pin=frozenset(s.require_pin_for),
         stale_limit_s=s.routing_stale_s, overflow_after_s=s.overflow_after_s,
-        repeat_window_days=s.repeat_window_days)
+        repeat_window_days=s.repeat_window_days, aging_step_s=s.priority_aging_s)

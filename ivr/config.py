@@ -107,7 +107,14 @@ class Settings:
     routing_stale_s: float = field(default=30.0, metadata=_meta(
         "seconds without AMI state after which routing falls back to the static plan"))
     overflow_after_s: float = field(default=60.0, metadata=_meta(
-        "expected wait after which a skill's overflow (substitute) agents may answer"))
+        "wait (expected at hand-off, or actual in the queue) after which a skill's "
+        "overflow (substitute) agents answer"))
+    queue_announce_s: float = field(default=45.0, metadata=_meta(
+        "every this many seconds a queued caller hears their position, the expected wait "
+        "and the key to leave for a link (0 = off)"))
+    priority_aging_s: float = field(default=60.0, metadata=_meta(
+        "seconds waited per +1 queue priority, so normal callers are never starved "
+        "(0 = off)"))
     repeat_window_days: float = field(default=7.0, metadata=_meta(
         "a caller who reached an agent within this many days is offered to them first"))
 

@@ -187,8 +187,13 @@ class VoiceLine:
 
 @contextlib.asynccontextmanager
 async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock | None = None,
-                     hangup_after_s: float = 75.0) -> AsyncIterator[VoiceLine]:
-    """Bring up the rig and the node (live routing in sync when enabled); yields the line."""
+                     hangup_after_s: float = 75.0,
+                     ami_port: int | None = None) -> AsyncIterator[VoiceLine]:
+    """Bring up the rig and the node (live routing in sync when enabled); yields the line.
+
+    ``ami_port`` points the node's AMI at another local port (a test's killable
+    proxy in front of the rig's AMI) instead of the rig's.
+    """
     from ivr.app import build_node
     from ivr.cli.serve_cmd import rig_settings
     from ivr.storage.db import upgrade
@@ -201,6 +206,8 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
     port = free_port()
     settings = replace(rig_settings(settings, rig), web_port=port, agi_port=0,
                        public_url=f"http://127.0.0.1:{port}")
+    if ami_port is not None:
+        settings = replace(settings, ami_port=ami_port)
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     ended: dict[str, AriCallChannel] = {}
 

@@ -90,7 +90,9 @@ def translate(event: AmiEvent, now: float) -> Iterable[CentreInput]:
             skill, side = queue_skill(event.queue)
             if side is None and event.penalty < SUBSTITUTE_PENALTY:
                 yield MemberRemoved(event.interface, skill, now)
-        case QueueMemberPause():
+        case QueueMemberPause() if event.penalty < SUBSTITUTE_PENALTY:
+            # A substitute's standby pause is per queue and Kanaal's own doing (see
+            # ivr.domain.queue_care); it says nothing about the agent's availability.
             yield MemberPaused(event.interface, event.paused, now,
                                event.reason or event.paused_reason)
         case QueueMemberStatus():
@@ -100,7 +102,8 @@ def translate(event: AmiEvent, now: float) -> Iterable[CentreInput]:
             yield CallerJoined(WaitingCaller(
                 uniqueid=event.uniqueid, queue=queue_key(event.queue),
                 priority=int(prio) if prio.lstrip("-").isdigit() else 0, joined_at=now,
-                position=event.position, caller_id=event.caller_id_num))
+                position=event.position, caller_id=event.caller_id_num,
+                channel=event.channel))
         case QueueCallerAbandon():
             yield CallerLeft(event.uniqueid, now, abandoned=True)
         case QueueCallerLeave():
@@ -109,7 +112,7 @@ def translate(event: AmiEvent, now: float) -> Iterable[CentreInput]:
             yield CallerJoined(WaitingCaller(
                 uniqueid=event.uniqueid, queue=queue_key(event.queue), priority=event.priority,
                 joined_at=now - event.wait, position=event.position,
-                caller_id=event.caller_id_num))
+                caller_id=event.caller_id_num, channel=event.channel))
         case AgentConnect():
             yield AgentConnected(event.interface, event.uniqueid, now)
         case AgentComplete():
@@ -148,6 +151,9 @@ class CentreFeed:
         self.synced = asyncio.Event()
         self.resyncs = 0
         self.events = 0
+        # (queue key, interface) -> paused, for substitute (standby) memberships, as
+        # Asterisk reports them: the QueueKeeper pauses/unpauses against this.
+        self.substitutes: dict[tuple[str, str], bool] = {}
 
     @property
     def stale_s(self) -> float:
@@ -180,11 +186,21 @@ class CentreFeed:
                 async for event in sub:
                     if event.action_id:
                         continue  # a QueueStatus reply: the resync applies those
+                    self._track_substitute(event)
                     self._apply(translate(event, self._wall()))
                     self.events += 1
                     if sub.dropped:
                         # We fell behind and lost events: rebuild rather than guess.
                         self._client.request_resync()
+
+    def _track_substitute(self, event: AmiEvent) -> None:
+        if not isinstance(event, QueueMemberEvent) or event.penalty < SUBSTITUTE_PENALTY:
+            return
+        key = (queue_key(event.queue), event.interface)
+        if isinstance(event, QueueMemberRemoved):
+            self.substitutes.pop(key, None)
+        elif isinstance(event, QueueMemberAdded | QueueMember | QueueMemberPause):
+            self.substitutes[key] = event.paused
 
     def _apply(self, inputs: Iterable[CentreInput]) -> None:
         for item in inputs:
@@ -204,8 +220,10 @@ class CentreFeed:
         now = self._wall()
         inputs: list[CentreInput] = [CentreReset(now)]
         inputs += [AgentKnown(a) for a in profiles]
+        self.substitutes.clear()
         for member in status.members:
             inputs.append(_member_added(member, now))
+            self._track_substitute(member)
         for entry in status.entries:
             inputs.extend(translate(entry, now))
         self._apply(inputs)

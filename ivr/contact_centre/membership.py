@@ -14,8 +14,10 @@ the routing design (``ivr.domain.smart_routing``, dialplan/queues.conf):
   as well as the main one (which stays the fallback);
 * with ``overflow`` given (primary skill -> substitute skills, in order), an agent
   without the primary skill but with its i-th substitute joins the primary's
-  queue(s) at penalty ``overflow_penalty + i``: app_queue only rings them once the
-  caller's queue rule raises the ceiling that far.
+  queue(s) at penalty ``overflow_penalty + i`` *in standby* (paused): the
+  contact centre's ``QueueKeeper`` unpauses them in that queue when its callers
+  wait too long (``ivr.domain.queue_care``). Resuming an agent therefore unpauses
+  their own queues one by one, never the standby ones.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class _Target:
     skill: str  # the skill the queue serves
     queue: str
     penalty: int
+    standby: bool = False  # a substitute: joins paused, the QueueKeeper unpauses
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +163,13 @@ class Membership:
         wanted: dict[str, _Target] = {}
         missing: list[QueueProblem] = []
 
-        def want(skill: str, penalty: int) -> None:
+        def want(skill: str, penalty: int, standby: bool = False) -> None:
             main = layout.queues[skill]
             names = [main, f"{main}-{agent.profile.kind.value}"] if skill in layout.split \
                 else [main]
             for queue in names:
                 if queue not in wanted or penalty < wanted[queue].penalty:
-                    wanted[queue] = _Target(skill, queue, penalty)
+                    wanted[queue] = _Target(skill, queue, penalty, standby)
 
         skills = agent.profile.skills
         for skill, proficiency in sorted(skills.items()):
@@ -179,7 +182,7 @@ class Membership:
                 continue
             rank = next((i for i, sub in enumerate(substitutes) if sub in skills), None)
             if rank is not None:
-                want(primary, self._overflow_penalty + rank)
+                want(primary, self._overflow_penalty + rank, standby=True)
         return sorted(wanted.values(), key=lambda t: t.queue), missing
 
     # ------------------------------------------------------------ login
@@ -230,7 +233,8 @@ class Membership:
         for t in targets:
             try:
                 await self._ami.queue_add(
-                    t.queue, agent.interface, penalty=t.penalty, paused=agent.paused,
+                    t.queue, agent.interface, penalty=t.penalty,
+                    paused=agent.paused or t.standby,
                     member_name=agent.name, state_interface=agent.interface)
                 joined.append(t.queue)
             except AmiActionError as exc:
@@ -303,16 +307,23 @@ class Membership:
             except BaseException:
                 # Keep Asterisk and the directory in step: undo the pause.
                 try:
-                    await self._ami.queue_pause(agent.interface, agent.paused,
-                                                reason=agent.pause_reason)
-                except PortError as exc:
+                    await self._pause_in_asterisk(agent, agent.paused, agent.pause_reason)
+                except (MembershipUnavailable, MembershipRefused) as exc:
                     log.error("agent %s: could not undo QueuePause: %s", code, exc)
                 raise
 
     async def _pause_in_asterisk(self, agent: AgentRecord, paused: bool,
                                  reason: str | None) -> None:
         try:
-            await self._ami.queue_pause(agent.interface, paused, reason=reason or None)
+            if paused or not self._overflow:
+                await self._ami.queue_pause(agent.interface, paused, reason=reason or None)
+            else:
+                # Unpause the agent's own queues only: a standby membership stays paused
+                # until the QueueKeeper widens that queue.
+                targets, _ = self._plan(agent, await self._layout())
+                for t in targets:
+                    if not t.standby:
+                        await self._ami.queue_pause(agent.interface, False, queue=t.queue)
         except AmiActionError as exc:
             raise MembershipRefused(
                 f"agent {agent.code}: Asterisk refused QueuePause for {agent.interface} "

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 import phonenumbers
 from phonenumbers import geocoder
 
-from ivr.contact_centre.feed import CentreFeed
+from ivr.contact_centre.feed import SUBSTITUTE_PENALTY, CentreFeed
+from ivr.contact_centre.keeper import QueueKeeper
 from ivr.contact_centre.membership import Membership
 from ivr.contact_centre.router import SmartRouter
 from ivr.domain.centre import Agent
@@ -40,11 +41,12 @@ def region_of(number: str) -> str | None:
 
 
 def build_policy(*, overflow: Mapping[str, str], splits: Mapping[str, LoadSplit],
-                 overflow_after_s: float, repeat_window_days: float) -> RoutingPolicy:
+                 overflow_after_s: float, repeat_window_days: float,
+                 aging_step_s: float = 60.0) -> RoutingPolicy:
     """The routing policy from the skills table's overflow chain and the load splits."""
     steps = {skill: (OverflowStep(sub, overflow_after_s),) for skill, sub in overflow.items()}
     return RoutingPolicy(overflow=steps, load_split=dict(splits),
-                         repeat_window_days=repeat_window_days)
+                         repeat_window_days=repeat_window_days, aging_step_s=aging_step_s)
 
 
 class ContactCentre:
@@ -53,27 +55,32 @@ class ContactCentre:
     def __init__(self, *, ami: AmiClient, directory: SqlAgentDirectory, pool: AgentPool,
                  overflow: Mapping[str, str], vip_tiers: tuple[str, ...],
                  always_pin: frozenset[str], stale_limit_s: float, overflow_after_s: float,
-                 repeat_window_days: float) -> None:
+                 repeat_window_days: float, aging_step_s: float = 60.0) -> None:
         self.ami = ami
         self.directory = directory
         self._overflow = dict(overflow)
         self._overflow_after_s = overflow_after_s
         self._repeat_window_days = repeat_window_days
-        # Substitutes are not added to a skill's queue: app_queue counts any free member
-        # as "available" whatever the caller's penalty ceiling, which let a standard
-        # caller overtake a platinum one on the rig. Overflow is decided per call.
-        self.membership = Membership(directory, ami)
+        self._aging_step_s = aging_step_s
+        # Substitutes join a skill's queue in standby (paused); the keeper unpauses them
+        # there once its callers wait too long, so nobody loses their place
+        # (ivr.domain.queue_care says why not penalty ceilings).
+        self.membership = Membership(
+            directory, ami, overflow={p: (sub,) for p, sub in self._overflow.items()},
+            overflow_penalty=SUBSTITUTE_PENALTY)
         self.feed = CentreFeed(ami, profiles=self._profiles, before_resync=self._on_connect)
         self.router = SmartRouter(
             pool, centre=self.feed, policy=self._policy({}), history=directory,
             region_of=region_of, stale_limit_s=stale_limit_s, vip_tiers=vip_tiers,
             overflow=self._overflow, always_pin=always_pin)
+        self.keeper = QueueKeeper(ami, self.feed, lambda: self.router.policy)
         self.recorded = 0
 
     def _policy(self, splits: Mapping[str, LoadSplit]) -> RoutingPolicy:
         return build_policy(overflow=self._overflow, splits=splits,
                             overflow_after_s=self._overflow_after_s,
-                            repeat_window_days=self._repeat_window_days)
+                            repeat_window_days=self._repeat_window_days,
+                            aging_step_s=self._aging_step_s)
 
     async def _profiles(self) -> Sequence[Agent]:
         return [r.profile for r in await self.directory.list_agents()]
@@ -111,6 +118,7 @@ class ContactCentre:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.feed.run(), name="centre-feed")
             tg.create_task(self._record_agents(), name="centre-agents")
+            tg.create_task(self.keeper.run(), name="centre-keeper")
 
     async def _record_agents(self) -> None:
         # AgentConnect: who answered and how long the caller queued (HoldTime);

@@ -21,7 +21,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -121,6 +121,7 @@ class WaitingCaller:
     joined_at: float
     position: int = 0
     caller_id: str = ""
+    channel: str = ""  # app_queue's handle for QueueChangePriorityCaller (priority aging)
 
 
 # ------------------------------------------------------------------ inputs
@@ -188,6 +189,15 @@ class CallerLeft:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerPriority:
+    """A waiting caller's priority was changed (aging, QueueChangePriorityCaller)."""
+
+    uniqueid: str
+    priority: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConnected:
     """An agent answered a queued caller (AgentConnect)."""
 
@@ -222,8 +232,8 @@ class CentreReset:
 
 
 CentreInput = (AgentKnown | MemberAdded | MemberRemoved | MemberStatus | MemberPaused
-               | CallerJoined | CallerLeft | AgentConnected | AgentCompleted | ClockTick
-               | CentreReset)
+               | CallerJoined | CallerLeft | CallerPriority | AgentConnected | AgentCompleted
+               | ClockTick | CentreReset)
 
 
 # ------------------------------------------------------------------ views
@@ -480,7 +490,8 @@ class CentreState:
             AgentKnown: self._on_known, MemberAdded: self._on_added,
             MemberRemoved: self._on_removed, MemberStatus: self._on_status,
             MemberPaused: self._on_paused, CallerJoined: self._on_joined,
-            CallerLeft: self._on_left, AgentConnected: self._on_connected,
+            CallerLeft: self._on_left, CallerPriority: self._on_priority,
+            AgentConnected: self._on_connected,
             AgentCompleted: self._on_completed, ClockTick: self._on_tick,
             CentreReset: self._on_reset,
         }
@@ -721,6 +732,17 @@ class CentreState:
         agg.count -= 1
         self._dirty_queues.add(caller.queue)
         return True
+
+    def _on_priority(self, ev: CallerPriority) -> None:
+        caller = self._callers.get(ev.uniqueid)
+        if caller is None:
+            self.ignored += 1
+            return
+        if caller.priority != ev.priority:
+            # Re-join keeps the original join time: the caller keeps their place among
+            # callers of the new priority (app_queue's Immediate=yes does the same).
+            self._drop_caller(ev.uniqueid)
+            self._on_joined(CallerJoined(replace(caller, priority=ev.priority)))
 
     def _on_left(self, ev: CallerLeft) -> None:
         if not self._drop_caller(ev.uniqueid):

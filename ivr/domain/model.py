@@ -308,6 +308,19 @@ class Contact:
     transcript: list[str] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
 
+    @classmethod
+    def resumed(cls, snap: ContactSnapshot) -> Contact:
+        """The record again, to go on with (a caller back in the app from the queue).
+
+        The outcome is cleared: the call is open again until the flow concludes it.
+        """
+        return cls(
+            id=snap.id, channel=snap.channel, caller=snap.caller, started_at=snap.started_at,
+            language=snap.language, customer_id=snap.customer_id, question=snap.question,
+            intent=snap.intent, confidence=snap.confidence, scenario=snap.scenario,
+            skill=snap.skill, action=snap.action, outcome=None, dropped_at=None,
+            ended_at=None, transcript=list(snap.transcript), steps=list(snap.steps))
+
     def snapshot(self) -> ContactSnapshot:
         return ContactSnapshot(
             id=self.id,

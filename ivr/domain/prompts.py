@@ -151,6 +151,22 @@ PROMPTS: dict[str, dict[str, str]] = {
         "en": "less than a minute",
         "nl": "minder dan een minuut",
     },
+    # Whispered to callers waiting in the queue (ivr.contact_centre.announcer).
+    "queue_update": {
+        "en": "Thank you for waiting. You are now number {position} in line; the expected "
+        "waiting time is {wait}. Rather get a link by text message? Press 1.",
+        "nl": "Bedankt voor het wachten. U bent nu nummer {position} in de rij; de "
+        "verwachte wachttijd is {wait}. Liever een link per sms? Druk op 1.",
+    },
+    # The caller pressed 1 in the queue ([ivr-queue-exit] back into the app).
+    "queue_left": {
+        "en": "You have left the queue.",
+        "nl": "U heeft de wachtrij verlaten.",
+    },
+    "queue_back": {
+        "en": "I'm sorry, I have no link for this question. I'll put you back in the queue.",
+        "nl": "Sorry, voor deze vraag heb ik geen link. Ik zet u weer in de wachtrij.",
+    },
     "your_question": {
         "en": "your question",
         "nl": "uw vraag",

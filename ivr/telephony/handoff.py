@@ -11,9 +11,13 @@ from __future__ import annotations
 from ivr.domain.model import RouteDecision
 
 
-def handoff_variables(decision: RouteDecision, session_id: str) -> dict[str, str]:
+def handoff_variables(decision: RouteDecision, session_id: str,
+                      language: str | None = None) -> dict[str, str]:
     """Variable name -> value, in the order they should be set."""
     variables = {
+        # The caller's language for what Kanaal says while they wait in the queue
+        # (ivr.contact_centre.announcer) and after they leave it with a key.
+        "IVR_LANG": language or "",
         "__IVR_SESSION": decision.session_id or session_id,
         "__IVR_INTENT": decision.intent or "",
         "__IVR_SCENARIO": decision.scenario.value,
@@ -27,5 +31,5 @@ def handoff_variables(decision: RouteDecision, session_id: str) -> dict[str, str
     }
     # A fresh channel has none of the routing extras: setting them empty would only
     # cost requests on every hand-off.
-    extras = ("IVR_PREFERRED",)
+    extras = ("IVR_PREFERRED", "IVR_LANG")
     return {k: v for k, v in variables.items() if v or k not in extras}

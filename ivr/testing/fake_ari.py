@@ -102,10 +102,12 @@ class FakeAri:
             with contextlib.suppress(Exception):
                 await ws.send_text(json.dumps(event))
 
-    async def start_call(self, cid: str, number: str = "0612345678") -> None:
-        """A caller's channel enters the Stasis app (``StasisStart``)."""
+    async def start_call(self, cid: str, number: str = "0612345678",
+                         args: tuple[str, ...] = ()) -> None:
+        """A caller's channel enters the Stasis app (``StasisStart``, with ``args``)."""
         self.channels[cid] = channel_json(cid, number)
-        await self.emit({"type": "StasisStart", "channel": self.channels[cid], "args": []})
+        await self.emit({"type": "StasisStart", "channel": self.channels[cid],
+                         "args": list(args)})
 
     async def caller_hangs_up(self, cid: str) -> None:
         """The caller hangs up: hangup request, StasisEnd, ChannelDestroyed."""

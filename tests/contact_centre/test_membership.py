@@ -313,7 +313,7 @@ async def test_reapply_after_asterisk_restart(ami: FakeAmiServer, start: Start,
 
 async def test_overflow_substitutes_join_with_the_overflow_penalty(
         ami: FakeAmiServer, start: Start, directory: SqlAgentDirectory) -> None:
-    """With overflow given, a substitute joins the primary's queue at 10 + rank."""
+    """With overflow given, a substitute joins the primary's queue at 10 + rank, paused."""
     await directory.add_agent(Agent(id="2003", name="Sub", interface="PJSIP/agent7",
                                     kind=CentreKind.PARTNER, skills={"general": 4}))
     m = Membership(directory, await start(),
@@ -321,6 +321,20 @@ async def test_overflow_substitutes_join_with_the_overflow_penalty(
     await m.login("2003")
     assert memberships(ami, "PJSIP/agent7") == {
         "ivr-general": 1, "ivr-general-partner": 1, "ivr-billing": 10, "ivr-collections": 11}
+
+    def paused() -> dict[str, bool]:
+        return {q: mm["PJSIP/agent7"].paused for q, mm in ami.queues.items()
+                if "PJSIP/agent7" in mm}
+
+    # substitutes wait in standby (paused) until the queue keeper widens that queue
+    assert paused() == {"ivr-general": False, "ivr-general-partner": False,
+                        "ivr-billing": True, "ivr-collections": True}
+    await m.pause("2003", "coaching")
+    assert all(paused().values())
+    # resuming unpauses the agent's own queues one by one, never the standby ones
+    await m.resume("2003")
+    assert paused() == {"ivr-general": False, "ivr-general-partner": False,
+                        "ivr-billing": True, "ivr-collections": True}
     result = await m.logout("2003")
     assert result.complete and memberships(ami, "PJSIP/agent7") == {}
 

@@ -19,6 +19,7 @@ from ivr.domain.flow import (
     check_transition,
 )
 from ivr.domain.flow.context import Call
+from ivr.domain.flow.states import ENTRIES
 from ivr.domain.model import Caller, Outcome, Presentation, Step
 from ivr.domain.routing import SimpleRouter
 from ivr.telephony.text_channel import TextCallChannel
@@ -51,6 +52,7 @@ PINNED = {
     "handoff": {"act", "close", "done"},
     "close": {"done"},
     "done": set(),
+    "queue_exit": {"act", "handoff"},
 }
 
 
@@ -67,8 +69,9 @@ def test_every_state_has_a_handler_and_only_done_has_none() -> None:
 
 
 def test_every_state_is_reachable_from_the_start() -> None:
-    """A breadth-first walk from IDENTIFY reaches every state."""
-    seen, todo = {START}, deque([START])
+    """A breadth-first walk from the entries (IDENTIFY, QUEUE_EXIT) reaches every state."""
+    assert START in ENTRIES
+    seen, todo = set(ENTRIES), deque(ENTRIES)
     while todo:
         for nxt in TRANSITIONS[todo.popleft()]:
             if nxt not in seen:

@@ -20,6 +20,7 @@ from ivr.cli.voice_call import VoiceCallSpec, VoiceLine, voice_node
 from ivr.clock import PinnedClock
 from ivr.config import Settings, load_settings
 from ivr.contact_centre.service import ContactCentre
+from ivr.domain.centre_errors import MembershipUnavailable
 from ivr.domain.model import (
     Contact,
     ContactChannel,
@@ -30,10 +31,11 @@ from ivr.domain.model import (
 from ivr.domain.smart_routing import RoutingPolicy, expected_wait_s
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
-from ivr.telephony.ami.events import AgentConnect, QueueCallerJoin
+from ivr.telephony.ami.events import AgentConnect, QueueCallerJoin, QueueCallerLeave
 from ivr.testing.centre import clear_queue_members
 from ivr.testing.rig import Rig
 from ivr.testing.sipcaller import SippAgent
+from ivr.testing.tcp_proxy import KillableProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -195,3 +197,182 @@ async def test_live_routing_split_priority_position_repeat_and_resync(
     assert rc is not None and rc.outcome is Outcome.AGENT, repeat_report.error
     frank_at_2 = [i for i in agents[2].invites() if FRANK in i.get("from", "")]
     assert frank_at_2 and frank_at_2[-1]["x-ivr-session"] == rc.id, agents[2].invites()
+
+
+async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
+        rig: Rig, tmp_path: Path) -> None:
+    """Billing's only agent is busy. The next billing caller queues; Asterisk raises
+    their priority as they wait (aging), and once they have waited the overflow
+    threshold a general agent, in standby in ivr-billing, is unpaused there and
+    answers them. The caller joined the queue once and never left it: their place
+    was kept. An agent's resume does not end their standby; afterwards the
+    substitute is back in standby."""
+    settings = seeded(tmp_path, overflow_after_s=8.0, priority_aging_s=3.0)
+    agents = {n: SippAgent(rig, n) for n in (1, 3)}
+    for agent in agents.values():
+        await agent.start()
+    try:
+        async with voice_node(settings, rig=rig, clock=PinnedClock(demo_moment()),
+                              hangup_after_s=40) as line:
+            centre = centre_of(line)
+            await staff(centre, "1001", "1003")
+            standby = ("billing", "PJSIP/agent3")
+            await until(lambda: centre.feed.substitutes.get(standby) is True)
+            # The substitute is on a break when BOB is routed, so the Router cannot
+            # send him to general at once (it would, with a general agent ready and a
+            # long expected wait): he queues for billing.
+            await centre.membership.pause("1003", "coaching")
+            with centre.ami.subscribe(QueueCallerJoin, QueueCallerLeave,
+                                      AgentConnect) as events:
+                first = asyncio.create_task(line.place(VoiceCallSpec(
+                    INVOICE, HANNAH, hangup_after_s=75)))
+                await asyncio.sleep(15)
+                waiting = asyncio.create_task(line.place(VoiceCallSpec(
+                    INVOICE, BOB, hangup_after_s=60)))
+                await until(lambda: centre.feed.snapshot().queue("billing").waiting == 1,
+                            timeout_s=45)
+                # Back from the break: own queues only; billing stays in standby ...
+                await centre.membership.resume("1003")
+                await asyncio.sleep(1)
+                assert centre.feed.substitutes.get(standby) is True, "resume left standby"
+                # ... until BOB has waited the overflow threshold.
+                priorities = await _watch_priority(centre, BOB, waiting)
+                reports = await asyncio.gather(first, waiting)
+                seen = []
+                while (ev := await events.get(within_s=0.2)) is not None:
+                    seen.append(ev)
+            await until(lambda: centre.feed.substitutes.get(standby) is True)
+            widened, narrowed = centre.keeper.widened, centre.keeper.narrowed
+    finally:
+        for agent in agents.values():
+            await agent.stop()
+    bob = [e for e in seen if e.caller_id_num == BOB]  # type: ignore[attr-defined]
+    print(f"\nBOB in queue: {[(type(e).__name__, getattr(e, 'queue', '')) for e in bob]}; "
+          f"priorities seen in QueueStatus: {priorities}; widened {widened}, "
+          f"narrowed {narrowed}")
+    for r in reports:
+        assert r.contact is not None and r.contact.outcome is Outcome.AGENT, r.error
+    joins = [e for e in bob if isinstance(e, QueueCallerJoin)]
+    assert [e.queue for e in joins] == ["ivr-billing"], bob
+    (connect,) = [e for e in bob if isinstance(e, AgentConnect)]
+    assert connect.queue == "ivr-billing" and connect.interface == "PJSIP/agent3", connect
+    assert connect.hold_time >= 8, f"answered before the overflow threshold: {connect}"
+    assert max(priorities) >= 1 and priorities == sorted(priorities), priorities
+    assert widened >= 1 and narrowed >= 1
+    assert any(BOB in i.get("from", "") for i in agents[3].invites())
+
+
+async def _watch_priority(centre: ContactCentre, number: str,
+                          call: asyncio.Task[object]) -> list[int]:
+    """The caller's priority as Asterisk reports it (QueueStatus), while they wait."""
+    seen: list[int] = []
+    async with asyncio.timeout(90):
+        while not call.done():
+            status = await centre.ami.queue_status()
+            for entry in status.entries:
+                if entry.caller_id_num == number:
+                    seen.append(entry.priority)
+            if seen and not any(e.caller_id_num == number for e in status.entries):
+                break  # answered
+            await asyncio.sleep(0.5)
+    return seen
+
+
+async def test_ami_killed_mid_run_calls_still_route_and_state_resyncs(
+        rig: Rig, tmp_path: Path) -> None:
+    """AMI dies (connections reset, new ones refused) while a caller talks to an agent
+    and another is still in the IVR: the second is routed on the static plan once
+    the state is older than the limit, and says so; a login is refused with a clear
+    error; when AMI is back the state resyncs from QueueStatus and matches Asterisk.
+    Both callers reach an agent."""
+    settings = seeded(tmp_path, routing_stale_s=5.0)
+    agents = {n: SippAgent(rig, n) for n in (1, 3)}
+    for agent in agents.values():
+        await agent.start()
+    try:
+        async with KillableProxy("127.0.0.1", rig.ports.ami) as ami, voice_node(
+                settings, rig=rig, clock=PinnedClock(demo_moment()), hangup_after_s=40,
+                ami_port=ami.port) as line:
+            centre = centre_of(line)
+            await staff(centre, "1001", "1003")
+            resyncs = centre.feed.resyncs
+            first = asyncio.create_task(line.place(VoiceCallSpec(
+                INVOICE, HANNAH, hangup_after_s=35)))
+            await asyncio.sleep(6)
+            await ami.kill()
+            second = asyncio.create_task(line.place(VoiceCallSpec(
+                "I would like to speak to someone", BOB, hangup_after_s=35)))
+            await until(lambda: centre.feed.stale_s > 0, timeout_s=10)
+            with pytest.raises(MembershipUnavailable):
+                await centre.membership.login("1004")
+            await asyncio.sleep(20)
+            stale_before_revive = centre.feed.stale_s
+            await ami.revive()
+            await until(lambda: centre.feed.resyncs > resyncs, timeout_s=30)
+            reports = await asyncio.gather(first, second)
+            status = await centre.ami.queue_status()
+            snap = centre.feed.snapshot()
+    finally:
+        for agent in agents.values():
+            await agent.stop()
+    print(f"\nstale for {stale_before_revive:.0f}s before AMI came back; resyncs "
+          f"{resyncs} -> {centre.feed.resyncs}")
+    assert stale_before_revive > settings.routing_stale_s
+    for r in reports:
+        assert r.contact is not None and r.contact.outcome is Outcome.AGENT, (r.spec, r.error)
+    handoff = [s for s in reports[1].contact.steps if s.step.value == "handoff"]
+    assert handoff and "static plan" in str(handoff[-1].detail), handoff
+    own_members = {(m.queue, m.interface) for m in status.members if m.penalty < 10
+                   and m.queue in ("ivr-billing", "ivr-general")}
+    assert snap.skill("billing").logged_in() == sum(
+        1 for q, _ in own_members if q == "ivr-billing") == 1
+    assert snap.skill("general").logged_in() == sum(
+        1 for q, _ in own_members if q == "ivr-general") == 2
+
+
+async def test_queued_caller_hears_updates_and_leaves_the_queue_for_a_link(
+        rig: Rig, tmp_path: Path) -> None:
+    """A caller queued behind a busy agent is told, while waiting, their position and
+    the expected wait on the live state (whispered over the queue's ring-back: they
+    never leave Queue()). They then take the queue's exit ([ivr-queue-exit], where
+    app_queue's context= sends key 1): the app goes on with the same contact and sends
+    the chat link instead, and the record shows the whole story."""
+    settings = seeded(tmp_path, queue_announce_s=6.0, overflow_after_s=600.0)
+    agent = SippAgent(rig, 1)
+    await agent.start()
+    try:
+        async with voice_node(settings, rig=rig, clock=PinnedClock(demo_moment()),
+                              hangup_after_s=40) as line:
+            centre = centre_of(line)
+            announcer = line.node.announcer
+            assert announcer is not None
+            await staff(centre, "1001")
+            first = asyncio.create_task(line.place(VoiceCallSpec(
+                INVOICE, HANNAH, hangup_after_s=70)))
+            await asyncio.sleep(15)
+            queued = asyncio.create_task(line.place(VoiceCallSpec(
+                INVOICE, BOB, hangup_after_s=60)))
+            await until(lambda: centre.feed.snapshot().queue("billing").waiting == 1,
+                        timeout_s=45)
+            await until(lambda: any(a.queue == "billing" for a in announcer.told),
+                        timeout_s=20)
+            (entry,) = [e for e in (await centre.ami.queue_status()).entries
+                        if e.caller_id_num == BOB]
+            # What app_queue does when the caller keys 1 (queues.conf context=).
+            await centre.ami.action("Redirect", {"Channel": entry.channel,
+                                                 "Context": "ivr-queue-exit",
+                                                 "Exten": "1", "Priority": 1})
+            first_report, bob = await asyncio.gather(first, queued)
+    finally:
+        await agent.stop()
+    told = [a for a in announcer.told if a.queue == "billing"]
+    print(f"\ntold while queued: {told}")
+    assert told[0].position == 1 and told[0].expected_wait_s is not None
+    c = bob.contact
+    assert c is not None, bob.error
+    details = [(s.step.value, s.detail) for s in c.steps]
+    assert c.outcome is Outcome.CHAT, details
+    assert any(d.get("result") == "left_queue" for _, d in details), details
+    assert c.intent == "invoice_question" and c.question, c
+    assert first_report.contact is not None
+    assert first_report.contact.outcome is Outcome.AGENT

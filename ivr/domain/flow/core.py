@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from ivr.domain.flow import act, handoff, identify, understand
@@ -47,6 +47,7 @@ HANDLERS: Mapping[State, Handler] = MappingProxyType({
     State.FEEDBACK: act.feedback,
     State.HANDOFF: handoff.handoff,
     State.CLOSE: handoff.close,
+    State.QUEUE_EXIT: handoff.queue_exit,
 })
 
 
@@ -71,19 +72,26 @@ class CallFlow:
         observers: Sequence[FlowObserver] = (),
         contact_channel: ContactChannel = ContactChannel.VOICE,
         handlers: Mapping[State, Handler] = HANDLERS,
+        resume: ContactSnapshot | None = None,
     ) -> None:
+        """``resume``: the contact of a caller who left the queue by key; the flow goes
+        on with that record (question, intent, transcript, steps) from QUEUE_EXIT."""
         caller = channel.caller
-        contact = Contact(
-            id=channel.session_id,
-            channel=contact_channel,
-            caller=caller.number or caller.raw or "withheld",
-            started_at=ports.clock.now(),
-            language=config.default_language,
-        )
+        if resume is not None:
+            contact = Contact.resumed(resume)
+            config = replace(config, default_language=resume.language)
+        else:
+            contact = Contact(
+                id=channel.session_id,
+                channel=contact_channel,
+                caller=caller.number or caller.raw or "withheld",
+                started_at=ports.clock.now(),
+                language=config.default_language,
+            )
         self.journal = ContactJournal(contact, observers)
         self._call = Call(channel, ports, config, self.journal)
         self._handlers = handlers
-        self._state = START
+        self._state = START if resume is None else State.QUEUE_EXIT
 
     @property
     def state(self) -> State:

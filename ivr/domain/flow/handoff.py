@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ivr.domain.flow.context import Call
-from ivr.domain.flow.events import ActionTaken, Concluded, Decided, HandedOff
+from ivr.domain.flow.events import ActionTaken, Concluded, Decided, HandedOff, Identified
 from ivr.domain.flow.states import STEP_OF, State
 from ivr.domain.model import OpeningStatus, Outcome, RouteDecision, Scenario, Step
 from ivr.domain.ports import CallerHungUp
@@ -148,6 +148,34 @@ async def _alternative(call: Call, decision: RouteDecision) -> State | None:
                         else "alternative: long wait")
         return State.ACT
     return None
+
+
+async def queue_exit(call: Call) -> State:
+    """A queued caller pressed the exit key: a link (or chat) instead of waiting.
+
+    The contact goes on (question, intent and transcript are the ones from before
+    the queue). With nothing to send for this question the caller goes back into
+    the queue: leaving never ends a call that still needs a person.
+    """
+    contact = call.journal.contact
+    spec = call.ports.catalogue.spec(contact.intent) if contact.intent else None
+    call.dialogue.spec = spec
+    number = call.channel.caller.number
+    if number is not None and call.journal.customer is None:
+        customer = await call.ports.directory.find_by_number(number)
+        if customer is not None:
+            await call.emit(Identified(customer, "cli"))
+    await call.step(Step.HANDOFF, result="left_queue", intent=contact.intent)
+    await call.say("queue_left")
+    decision = await call.ports.router.escalate(call.request(spec), "caller left the queue")
+    decision = replace(decision, question=contact.question, session_id=contact.id,
+                       alternatives=("self_service", "chat"))
+    nxt = await _alternative(call, decision)
+    if nxt is not None:
+        return nxt
+    await call.say("queue_back")
+    await call.emit(Decided(replace(decision, alternatives=())))
+    return State.HANDOFF
 
 
 def screen_context(call: Call, decision: RouteDecision) -> dict[str, Any]:

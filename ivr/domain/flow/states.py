@@ -32,6 +32,9 @@ class State(enum.Enum):
     HANDOFF = "handoff"
     CLOSE = "close"
     DONE = "done"
+    # A second entry: a queued caller pressed the queue's exit key and came back
+    # into the app ([ivr-queue-exit]); the contact goes on where it was.
+    QUEUE_EXIT = "queue_exit"
 
 
 _S = State
@@ -61,9 +64,13 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     _S.HANDOFF: frozenset({_S.ACT, _S.CLOSE, _S.DONE}),
     _S.CLOSE: frozenset({_S.DONE}),
     _S.DONE: frozenset(),
+    # Left the queue: a link or chat (ACT), or back into the queue (HANDOFF).
+    _S.QUEUE_EXIT: frozenset({_S.ACT, _S.HANDOFF}),
 })
 
 START = State.IDENTIFY
+# Where a call can begin: a new call, or a queued caller who left the queue by key.
+ENTRIES = (START, State.QUEUE_EXIT)
 
 # Which contact step a state belongs to: a caller who hangs up in a state
 # "dropped off" at that step.
@@ -83,6 +90,7 @@ STEP_OF: Mapping[State, Step] = MappingProxyType({
     _S.HANDOFF: Step.HANDOFF,
     _S.CLOSE: Step.CLOSE,
     _S.DONE: Step.CLOSE,
+    _S.QUEUE_EXIT: Step.HANDOFF,
 })
 
 

@@ -45,6 +45,7 @@ from ivr.telephony.ami.wire import (
     END_OF_MESSAGE,
     AmiMessage,
     Fields,
+    FieldValue,
     encode_action,
     parse_message,
 )
@@ -481,6 +482,13 @@ class AmiClient:
     ) -> AmiResponse:
         return await self.action("QueuePenalty", {
             "Interface": interface, "Penalty": penalty, "Queue": queue})
+
+    async def queue_change_priority(self, queue: str, channel: str,
+                                    priority: int) -> AmiResponse:
+        """QueueChangePriorityCaller with Immediate: the caller moves up at once."""
+        fields: dict[str, FieldValue] = {
+            "Queue": queue, "Caller": channel, "Priority": priority, "Immediate": True}
+        return await self.action("QueueChangePriorityCaller", fields)
 
     async def queue_status(
         self, queue: str | None = None, member: str | None = None,

@@ -30,6 +30,10 @@ from ivr.telephony.handoff import handoff_variables
 log = logging.getLogger(__name__)
 
 FlowRunner = Callable[[CallChannel], Awaitable[None]]
+# (channel, session id) -> runs the flow on from the contact of that session
+ResumeRunner = Callable[[CallChannel, str], Awaitable[None]]
+# StasisStart argument of a caller who pressed the queue's exit key ([ivr-queue-exit])
+QUEUE_EXIT = "queue-exit"
 FailSafe = Callable[[str, str], RouteDecision]  # (reason, session id) -> a human queue
 
 
@@ -52,9 +56,11 @@ class StasisApp:
         max_calls: int = 200,
         new_session_id: Callable[[], str] = _new_session_id,
         on_call_end: Callable[[AriCallChannel], None] | None = None,
+        resume_runner: ResumeRunner | None = None,
     ) -> None:
         self._client = client
         self._flow_runner = flow_runner
+        self._resume_runner = resume_runner
         self._prompts = prompts
         self._recognizer = recognizer
         self._settings = settings or AriChannelSettings()
@@ -89,7 +95,13 @@ class StasisApp:
                         self._max_calls, info.id)
             await self._overflow(info.id)
             return
-        session_id = self._new_session_id()
+        # A caller back from the queue by key goes on with their contact (same session);
+        # without one (a call that never had a session) the resume fails and the
+        # fail-safe below puts them back with a human, whom they were waiting for.
+        resumed = None
+        if start.args[:1] == (QUEUE_EXIT,) and self._resume_runner is not None:
+            resumed = start.args[1] if len(start.args) > 1 else ""
+        session_id = resumed or self._new_session_id()
         # Every log line of this call carries its session id. Each call runs in its own
         # task (its own copy of the context), so the binding ends with the call.
         bind_session(session_id)
@@ -103,7 +115,10 @@ class StasisApp:
         self.calls[channel.session_id] = channel
         try:
             await channel.answer()
-            await self._flow_runner(channel)
+            if resumed is not None and self._resume_runner is not None:
+                await self._resume_runner(channel, resumed)
+            else:
+                await self._flow_runner(channel)
             if channel.state is CallState.ACTIVE:
                 await channel.hang_up()
             self.completed += 1

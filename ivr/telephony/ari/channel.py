@@ -617,7 +617,7 @@ class AriCallChannel:
     async def hand_off(self, decision: RouteDecision) -> None:
         """Attach the context as channel variables and continue into the hand-off context."""
         self._check_alive()
-        variables = handoff_variables(decision, self._session_id)
+        variables = handoff_variables(decision, self._session_id, self._language)
         await self._teardown_media()
         for name, value in variables.items():
             try:

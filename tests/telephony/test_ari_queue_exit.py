@@ -1,0 +1,102 @@
+"""Queued callers over ARI (fake server at the wire): whispering to a channel outside
+Stasis, and a caller coming back from the queue's exit key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ivr.telephony.ari.app import QUEUE_EXIT, StasisApp
+from ivr.telephony.ari.client import AriClient
+from ivr.telephony.ari.whisper import AriWhisper
+from ivr.testing.fake_ari import FakeAri
+from ivr.testing.fake_ari import channel_json as chan
+
+USER, PASSWORD, APP = "ivr", "secret", "ivr"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAri]:
+    server = FakeAri(username=USER, password=PASSWORD, app=APP)
+    async with server.serve():
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def client_for(fake: FakeAri) -> AsyncIterator[AriClient]:
+    client = AriClient(fake.base_url, username=USER, password=PASSWORD, app=APP,
+                       reconnect_delays=(0.05, 0.1))
+    task = asyncio.create_task(client.run())
+    await asyncio.wait_for(fake.connected.wait(), 5)
+    try:
+        yield client
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()
+
+
+class Sounds:
+    async def resolve(self, prompt: Any) -> str:
+        return f"sound:/x/{prompt.key}"
+
+
+async def test_whisper_plays_on_a_snoop_and_hangs_it_up(fake: FakeAri) -> None:
+    """The message goes to a whisper snoop of the queued channel, which is hung up after."""
+    fake.channels["q1"] = chan("q1")
+    async with client_for(fake) as client:
+        whisper = AriWhisper(client, timeout_s=5)
+        assert await whisper.whisper("q1", "sound:/x/queue_update")
+    snoops = [q for m, path, q in fake.requests if path == "/channels/q1/snoop"]
+    assert len(snoops) == 1 and snoops[0]["whisper"] == "out" and snoops[0]["spy"] == "none"
+    sid = snoops[0]["snoopId"]
+    plays = [path for m, path, q in fake.requests if path.startswith(f"/channels/{sid}/play")]
+    assert plays, fake.requests
+    assert sid not in fake.channels  # hung up
+    assert "q1" in fake.channels  # the caller is untouched
+    assert whisper.played == 1
+
+
+async def test_whisper_to_a_caller_who_is_gone_is_false(fake: FakeAri) -> None:
+    async with client_for(fake) as client:
+        assert not await AriWhisper(client, timeout_s=5).whisper("gone", "sound:/x/y")
+
+
+async def test_queue_exit_resumes_the_same_session_and_unknown_ones_fail_safe(
+        fake: FakeAri) -> None:
+    """StasisStart(queue-exit, SESSION) runs the resume runner on that session; with no
+    session (or one the runner cannot find) the caller goes to a human, not away."""
+    resumed: list[tuple[str, str]] = []
+    fresh: list[str] = []
+
+    async def flow(channel: Any) -> None:
+        fresh.append(channel.session_id)
+
+    async def resume(channel: Any, session: str) -> None:
+        if not session:
+            raise LookupError("no contact to resume")
+        resumed.append((channel.session_id, session))
+
+    async with client_for(fake) as client:
+        app = StasisApp(client, flow_runner=flow, resume_runner=resume, prompts=Sounds(),
+                        recognizer=None)
+        task = asyncio.create_task(app.run())
+        await fake.start_call("back", "0201234567", args=(QUEUE_EXIT, "sess-42"))
+        await fake.start_call("nosession", "0201234568", args=(QUEUE_EXIT,))
+        await fake.start_call("new", "0201234569")
+        for _ in range(100):
+            if app.completed + app.failed == 3:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert resumed == [("sess-42", "sess-42")]
+    assert len(fresh) == 1 and fresh[0] != "sess-42"
+    assert (app.completed, app.failed) == (2, 1)
+    assert fake.variables[("nosession", "IVR_QUEUE")] == "general"
