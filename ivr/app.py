@@ -45,6 +45,7 @@ from ivr.domain.ports import (
     Recognizer,
 )
 from ivr.domain.routing import SimpleRouter
+from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
 from ivr.metrics import NodeTelemetry
 from ivr.storage.db import make_engine
 from ivr.storage.repositories import (
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
 
     from ivr.contact_centre.announcer import QueueAnnouncer
     from ivr.contact_centre.service import ContactCentre
+    from ivr.notify.links import SignedLinkBuilder
     from ivr.notify.outbox import Outbox, OutboxStore
     from ivr.telephony.agi.channel import Transcribe
     from ivr.telephony.agi.route import FlowAgi
@@ -104,13 +106,16 @@ class App:
     metrics: FlowMetrics
     # Prometheus series (/metrics); FlowMetrics above feeds the wallboard.
     telemetry: NodeTelemetry = field(default_factory=NodeTelemetry)
+    # Guided troubleshooting scripts (grammars/troubleshooting.yaml), checked at start-up.
+    scripts: ScriptBook = EMPTY_BOOK
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
     def ports(self) -> FlowPorts:
         return FlowPorts(directory=self.directory, knowledge=self.knowledge,
                          catalogue=self.catalogue, matcher=self.matcher, router=self.router,
-                         messenger=self.messenger, links=self.links, clock=self.clock)
+                         messenger=self.messenger, links=self.links, clock=self.clock,
+                         scripts=self.scripts)
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """Who hears every call's flow events: the contact log, the screen-pop, metrics."""
@@ -174,7 +179,6 @@ def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatc
 def build_messaging(settings: Settings, engine: Engine
                     ) -> tuple[Messenger, LinkBuilder, Outbox, OutboxStore]:
     """Twilio messenger + durable outbox + signed links."""
-    from ivr.notify.links import SignedLinkBuilder
     from ivr.notify.outbox import Outbox, OutboxStore
     from ivr.notify.twilio_messenger import TwilioMessenger, TwilioTransport, make_twilio_client
 
@@ -191,10 +195,17 @@ def build_messaging(settings: Settings, engine: Engine
     messenger = TwilioMessenger(
         outbox=outbox, senders={"sms": settings.sms_from,
                                 "whatsapp": settings.whatsapp_from.removeprefix("whatsapp:")})
+    return messenger, build_links(settings), outbox, store
+
+
+def build_links(settings: Settings) -> SignedLinkBuilder:
+    """Signed self-service/chat links (the web's landing route verifies with the same)."""
+    from ivr.notify.links import SignedLinkBuilder
+
     base = settings.self_service_base_url.rstrip("/")
-    links = SignedLinkBuilder(secret=settings.link_secret, ttl_s=settings.link_ttl_s,
-                              urls={k: f"{base}/{k.replace('_', '-')}" for k in LINK_KEYS})
-    return messenger, links, outbox, store
+    return SignedLinkBuilder(secret=settings.link_secret, ttl_s=settings.link_ttl_s,
+                             urls={k: f"{base}/{k.replace('_', '-')}" for k in LINK_KEYS},
+                             landing=settings.public_url if settings.link_tracking else None)
 
 
 def _overflow(engine: Engine) -> dict[str, str]:
@@ -229,6 +240,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     """Wire the core of a node from settings (the database must be migrated)."""
     engine = make_engine(settings.effective_database_url)
     catalogue, matcher = build_understanding(settings)
+    from ivr.nlu.troubleshooting import load_scripts
+
+    scripts = load_scripts(settings.grammars_dir,
+                           is_intent=lambda name: catalogue.spec(name) is not None)
     messenger, links, outbox, store = build_messaging(settings, engine)
     return App(
         settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
@@ -237,7 +252,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
                                     settings.data_dir / "spool" / "contacts.jsonl"),
         agents=SqlAgentPool(engine), router=build_router(settings, engine),
         catalogue=catalogue, matcher=matcher, links=links, messenger=messenger,
-        clock=clock or SystemClock(), flow_config=flow_config(settings),
+        clock=clock or SystemClock(), flow_config=flow_config(settings), scripts=scripts,
         outbox=outbox, outbox_store=store, screenpop=ScreenPopHub(), metrics=FlowMetrics(),
     )
 

@@ -149,6 +149,8 @@ class Settings:
     self_service_base_url: str = field(
         default="https://self.example.com", metadata=_meta("base of self-service/chat links")
     )
+    link_tracking: bool = field(default=True, metadata=_meta(
+        "links go through IVR_PUBLIC_URL/l/<key>, which records the open and redirects"))
 
     @property
     def effective_database_url(self) -> str:

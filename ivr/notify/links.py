@@ -32,6 +32,17 @@ LINK_KEYS: tuple[str, ...] = (
 )
 
 
+def link_slug(key: str) -> str:
+    """The key as it appears in a landing URL: ``address_change`` -> ``address-change``."""
+    return key.replace("_", "-")
+
+
+def key_of_slug(slug: str) -> str | None:
+    """The link key of a landing URL's slug, or None."""
+    key = slug.replace("-", "_")
+    return key if key in LINK_KEYS else None
+
+
 class UnknownLinkKey(PortError):
     """No URL is configured for the requested link key."""
 
@@ -80,6 +91,7 @@ class SignedLinkBuilder:
         ttl_s: int = 24 * 3600,
         param: str = "t",
         now: Callable[[], float] = time.time,
+        landing: str | None = None,
     ) -> None:
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         # A short secret makes tokens forgeable by brute force; refuse at start-up
@@ -93,6 +105,10 @@ class SignedLinkBuilder:
         self._ttl_s = ttl_s
         self._param = param
         self._now = now
+        # With a landing base the caller gets <landing>/l/<key>?t=..., a Kanaal route
+        # that verifies the token, records the open on the contact and redirects to
+        # the configured URL (destination()).
+        self._landing = landing.rstrip("/") if landing else None
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -106,12 +122,22 @@ class SignedLinkBuilder:
         return f"{body}.{self._mac(body)}"
 
     def link(self, key: str, contact_id: str) -> str:
-        """URL for ``key`` carrying a signed token for ``contact_id``."""
+        """URL for ``key`` carrying a signed token for ``contact_id`` (the landing route
+        when one is configured, else the destination itself)."""
+        if key not in self._urls:
+            raise UnknownLinkKey(f"no URL configured for link key {key!r}")
+        token = self.token(key, contact_id)
+        if self._landing is not None:
+            return f"{self._landing}/l/{link_slug(key)}?{self._param}={token}"
+        return self.destination(key, token)
+
+    def destination(self, key: str, token: str) -> str:
+        """The configured URL for ``key`` with ``token`` appended."""
         base = self._urls.get(key)
         if base is None:
             raise UnknownLinkKey(f"no URL configured for link key {key!r}")
         parts = urlsplit(base)
-        extra = f"{self._param}={self.token(key, contact_id)}"
+        extra = f"{self._param}={token}"
         query = f"{parts.query}&{extra}" if parts.query else extra
         return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ivr.domain.ports import PortError
 from ivr.storage.desk import SqlDeskStore
 from ivr.storage.tables import contacts as contacts_table
+from ivr.storage.timeline import SqlTimeline
 from ivr.storage.users import SqlUserStore
 from ivr.web.auth import Auth, AuthFailure, Principal
 from ivr.web.auth_routes import auth_router, install_auth_errors, role
@@ -33,6 +34,7 @@ from ivr.web.render import STATIC, Pages
 from ivr.web.report_api import report_api_router
 from ivr.web.screenpop import CustomerCard, screenpop_router
 from ivr.web.security import Passwords
+from ivr.web.timeline_routes import timeline_router
 
 if TYPE_CHECKING:
     from ivr.contact_centre.service import ContactCentre
@@ -86,6 +88,10 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
                                          public_base_url=settings.public_url))
     web.include_router(reports_router(auth, app.engine))
     web.include_router(report_api_router(auth, app.engine))
+    from ivr.app import build_links  # the links the node sends, to verify them
+
+    web.include_router(timeline_router(auth, SqlTimeline(app.engine), build_links(settings),
+                                       settings.link_secret))
     if centre is not None:
         web.include_router(centre_router(auth, centre, app.engine, settings.timezone))
     web.include_router(docs_router(web, auth))
@@ -145,7 +151,9 @@ def centre_router(auth: Auth, centre: ContactCentre, engine: Engine,
 
 def customer_card_of(app: Any) -> CustomerCard:
     """The customer card of a screen-pop: record, open orders, outages in their region,
-    recent cross-channel history."""
+    recent cross-channel history and the timeline (calls, messages, links opened)."""
+    timeline = SqlTimeline(app.engine)
+
     async def customer_card(customer_id: int) -> dict[str, Any] | None:
         c = await app.directory.find_by_id(customer_id)
         if c is None:
@@ -153,6 +161,11 @@ def customer_card_of(app: Any) -> CustomerCard:
         orders = await app.directory.orders(customer_id)
         history = await app.contacts.history(customer_id=customer_id, limit=6)
         outages = await app.knowledge.outages(c.region, app.clock.now())
+        try:
+            events = [e.as_dict() for e in await timeline.timeline(customer_id, 12)]
+        except PortError as exc:  # the screen-pop goes out without it
+            log.warning("timeline of customer %s unavailable: %s", customer_id, exc)
+            events = []
         return {
             "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,
             "language": c.language, "region": c.region, "postcode": c.postcode,
@@ -166,6 +179,7 @@ def customer_card_of(app: Any) -> CustomerCard:
                          "started_at": h.started_at.isoformat(), "intent": h.intent,
                          "scenario": h.scenario.value if h.scenario else None,
                          "outcome": h.outcome.value if h.outcome else None} for h in history],
+            "timeline": events,
         }
     return customer_card
 

@@ -21,7 +21,10 @@ from ivr.web.security import InsecureServingError, check_serving_secrets
 # Routes anyone may call: sign-in, health and readiness, the language choice, static files,
 # Twilio (signature-checked).
 PUBLIC = {"/login", "/", "/healthz", "/readyz", "/lang/{code}", "/twilio/status",
-          "/twilio/inbound"}
+          "/twilio/inbound",
+          # Signed-link landing and the self-service callback carry their own signatures
+          # (tests/web/test_customer_timeline.py refuses bad ones).
+          "/l/{slug}", "/api/links/completed"}
 
 
 def _set_cookie(r: httpx.Response, name: str) -> str:
@@ -101,7 +104,7 @@ async def test_every_route_needs_a_role(web: FastAPI, client: httpx.AsyncClient)
             continue
         path = route.path.replace("{session}", "s-1").replace("{name}", "swagger-ui.css")
         path = path.replace("{code}", "1001").replace("{action}", "pause")
-        path = path.replace("{skill}", "billing")
+        path = path.replace("{skill}", "billing").replace("{customer_id}", "1")
         for method in route.methods:
             r = await client.request(method, path, headers={"Accept": "application/json"})
             assert r.status_code == 401, (method, path, r.status_code)

@@ -12,6 +12,7 @@ from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import ActionTaken, Concluded, Decided
 from ivr.domain.flow.identify import order_params
 from ivr.domain.flow.states import State
+from ivr.domain.flow.troubleshoot import troubleshoot
 from ivr.domain.model import Customer, IntentSpec, Outcome, Scenario, Step
 
 
@@ -58,6 +59,9 @@ async def act(call: Call) -> State:
 # S1 ---------------------------------------------------------------------------
 
 async def answer(call: Call, spec: IntentSpec) -> State:
+    script = call.ports.scripts.for_intent(spec.name)
+    if script is not None:  # a guided diagnosis instead of one sentence
+        return await troubleshoot(call, script)
     ref = spec.answer_ref or f"kb:{spec.name}"
     kind, _, key = ref.partition(":")
     c = call.journal.customer

@@ -40,6 +40,7 @@ from ivr.domain.ports import (
     Router,
 )
 from ivr.domain.prompts import MONTHS, WEEKDAYS, render, words
+from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
 
 Reply = Literal["yes", "no", "agent", "none", "other"]
 
@@ -56,6 +57,8 @@ class FlowPorts:
     messenger: Messenger
     links: LinkBuilder
     clock: Clock
+    # Guided troubleshooting per technical intent (grammars/troubleshooting.yaml).
+    scripts: ScriptBook = EMPTY_BOOK
 
 
 @dataclass(slots=True)
