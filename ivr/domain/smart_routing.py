@@ -5,7 +5,8 @@ smooth weighted round-robin state for load splits comes in and goes out with the
 outcome. Rules, in order:
 
 1. Skills with proficiency: the best-skilled ready agent first; lower proficiency
-   joins as the penalty ceiling rises (app_queue penalty = 5 - proficiency).
+   when the best are busy (members' app_queue penalty = 5 - proficiency, so
+   app_queue rings in that order too).
 2. Availability before escalation: never a queue with no logged-in, unpaused
    agent. A staffed overflow skill is used instead (or a substitute with someone
    ready once the primary's expected wait passes the step's threshold), else
@@ -21,9 +22,10 @@ outcome. Rules, in order:
 6. A repeat caller is offered to their previous agent first if that agent is ready.
 
 The outcome names an app_queue queue (per side for split skills), a preferred
-agent interface (a hint: app_queue still picks the member), the starting
-penalty ceiling and its steps (see :func:`render_queuerules`), QUEUE_PRIO, the
+agent interface (a hint: app_queue still picks the member), QUEUE_PRIO, the
 caller's position and expected wait, and ``reasons`` for logs and supervisors.
+What happens while the caller waits (aging, widening to substitutes) is
+``ivr.domain.queue_care``.
 """
 
 from __future__ import annotations
@@ -35,15 +37,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ivr.domain.centre import (
-    MAX_PROFICIENCY,
-    MIN_PROFICIENCY,
     AgentState,
     AgentView,
     CentreKind,
     CentreSnapshot,
     ReadyAgent,
     SkillView,
-    penalty_for,
 )
 
 _SIDES = (CentreKind.OWN, CentreKind.PARTNER)
@@ -88,14 +87,6 @@ class LoadSplit:
 
 
 @dataclass(frozen=True, slots=True)
-class PenaltyStep:
-    """After ``after_s`` seconds of waiting, members up to ``max_penalty`` may answer."""
-
-    after_s: float
-    max_penalty: int
-
-
-@dataclass(frozen=True, slots=True)
 class RoutingPolicy:
     """Operator's rules; build once from config and share."""
 
@@ -108,8 +99,6 @@ class RoutingPolicy:
     load_split: Mapping[str, LoadSplit] = field(default_factory=dict)
     repeat_window_days: float = 7.0
     repeat_same_intent_only: bool = True
-    penalty_step_s: float = 30.0  # ceiling rises one proficiency level per step
-    overflow_penalty: int = 10  # penalty band of substitute-skill members in a queue
     default_aht_s: float = 300.0
     offer_alternatives_after_s: float = 300.0
     alternatives: tuple[Alternative, ...] = (Alternative.CALLBACK, Alternative.CHAT,
@@ -117,21 +106,6 @@ class RoutingPolicy:
     closed_alternatives: tuple[Alternative, ...] = (Alternative.SELF_SERVICE,
                                                     Alternative.CALLBACK)
     region_scan: int = 32
-    _penalty_table: Mapping[tuple[str, int], tuple[PenaltyStep, ...]] = field(
-        init=False, repr=False, compare=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # Every (overflow skill, starting ceiling) combination, built once: a decision
-        # only looks its steps up.
-        table = {(skill, start): _build_steps(self, skill, start)
-                 for skill in ("", *self.overflow) for start in range(_LEVELS)}
-        object.__setattr__(self, "_penalty_table", MappingProxyType(table))
-
-    def penalty_steps(self, start: int, primary: str | None) -> tuple[PenaltyStep, ...]:
-        """Ceiling raises after ``start``: one proficiency level per step, then overflow."""
-        key = primary if primary is not None and primary in self.overflow else ""
-        return self._penalty_table[key, min(max(start, 0), _LEVELS - 1)]
-
     def queue_for(self, skill: str, side: CentreKind | None) -> str:
         """Split skills have one app_queue queue per side (``billing-own``)."""
         return f"{skill}-{side}" if side is not None and skill in self.load_split else skill
@@ -187,8 +161,6 @@ class RoutingOutcome:
     preferred_interface: str | None = None  # best ready agent: a hint, app_queue picks
     repeat_interface: str | None = None  # a repeat caller's previous agent, ready: ring first
     local_interface: str | None = None  # the best ready agent is in the caller's region
-    max_penalty: int = 0
-    penalty_steps: tuple[PenaltyStep, ...] = ()
     position: int | None = None
     expected_wait_s: float | None = None
     alternatives: tuple[Alternative, ...] = ()
@@ -287,16 +259,13 @@ def decide(
     side, split = _choose_side(skill, view, policy, split, repeat, reasons)
     queue = policy.queue_for(skill, side)
     preferred: str | None = repeat.agent.interface if repeat is not None else None
-    proficiency = repeat.skills.get(skill) if repeat is not None else None
     local: str | None = None
     if preferred is None:
         cand = _best_ready(view, side, request, policy, reasons)
         if cand is not None:
-            preferred, proficiency = cand.interface, cand.proficiency
+            preferred = cand.interface
             if request.region and cand.region == request.region:
                 local = cand.interface
-    max_penalty, steps = _penalties(view, side, proficiency, skill == request.skill,
-                                    request.skill, policy)
     qview = snapshot.queue(queue)
     position = qview.ahead_of(priority) + 1
     wait = expected_wait_s(position, view.ready(side), view.working(side),
@@ -309,8 +278,7 @@ def decide(
         action=RouteAction.QUEUE, reasons=tuple(reasons), split=split, priority=priority,
         skill=skill, queue=queue, side=side, preferred_interface=preferred,
         repeat_interface=repeat.agent.interface if repeat is not None else None,
-        local_interface=local,
-        max_penalty=max_penalty, penalty_steps=steps, position=position,
+        local_interface=local, position=position,
         expected_wait_s=wait, alternatives=offers,
     )
 
@@ -446,58 +414,10 @@ def _best_ready(
     return cand
 
 
-_LEVELS = MAX_PROFICIENCY - MIN_PROFICIENCY + 1
-
-
-def _build_steps(policy: RoutingPolicy, primary: str, start: int) -> tuple[PenaltyStep, ...]:
-    steps = [PenaltyStep((level - start) * policy.penalty_step_s, level)
-             for level in range(start + 1, penalty_for(MIN_PROFICIENCY) + 1)]
-    for i, over in enumerate(policy.overflow.get(primary, ())):
-        steps.append(PenaltyStep(over.after_s, policy.overflow_penalty + i))
-    steps.sort(key=lambda s: s.after_s)
-    # A ceiling never comes down again as time passes.
-    ceiling, out = start, []
-    for step in steps:
-        if step.max_penalty > ceiling:
-            ceiling = step.max_penalty
-            out.append(step)
-    return tuple(out)
-
-
-def _penalties(
-    view: SkillView, side: CentreKind | None, proficiency: int | None, is_primary: bool,
-    primary: str, policy: RoutingPolicy,
-) -> tuple[int, tuple[PenaltyStep, ...]]:
-    """Start at the best available proficiency, widen one level per step, then overflow."""
-    if proficiency is None:
-        best = view.best_staffed_proficiency
-        proficiency = (best.get(side, 0) if side is not None
-                       else max(best.get(CentreKind.OWN, 0), best.get(CentreKind.PARTNER, 0)))
-    start = penalty_for(proficiency) if proficiency else 0
-    return start, policy.penalty_steps(start, primary if is_primary else None)
-
-
-def queue_rule_name(skill: str, max_penalty: int) -> str:
-    """Name of the queuerules.conf rule the dialplan passes to Queue() for an outcome."""
-    return f"kanaal-{skill}-p{max_penalty}"
-
-
-def render_queuerules(policy: RoutingPolicy, skills: tuple[str, ...]) -> str:
-    """queuerules.conf text: one rule per skill and starting ceiling (0..4)."""
-    lines = ["; written by Kanaal (ivr.domain.smart_routing.render_queuerules)"]
-    for skill in skills:
-        for start in range(_LEVELS):
-            lines.append(f"\n[{queue_rule_name(skill, start)}]")
-            lines += [f"penaltychange => {int(s.after_s)},{s.max_penalty}"
-                      for s in policy.penalty_steps(start, skill)]
-    return "\n".join(lines) + "\n"
-
-
 __all__ = [
     "Alternative",
     "LoadSplit",
     "OverflowStep",
-    "PenaltyStep",
     "PreviousAgent",
     "RouteAction",
     "RoutingOutcome",
@@ -509,7 +429,5 @@ __all__ = [
     "base_priority",
     "decide",
     "expected_wait_s",
-    "queue_rule_name",
-    "render_queuerules",
     "swrr_pick",
 ]

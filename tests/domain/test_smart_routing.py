@@ -26,7 +26,6 @@ from ivr.domain.smart_routing import (
     Alternative,
     LoadSplit,
     OverflowStep,
-    PenaltyStep,
     PreviousAgent,
     RouteAction,
     RoutingOutcome,
@@ -37,7 +36,6 @@ from ivr.domain.smart_routing import (
     aging_steps,
     decide,
     expected_wait_s,
-    render_queuerules,
     swrr_pick,
 )
 
@@ -79,16 +77,14 @@ def route(snap: CentreSnapshot, skill: str = "billing", policy: RoutingPolicy | 
     return decide(request, snap, policy or RoutingPolicy(), split)
 
 
-def test_best_skilled_ready_agent_first_then_wider_penalties() -> None:
-    """The proficiency-5 agent is preferred; the ceiling then widens one level per step."""
+def test_best_skilled_ready_agent_first() -> None:
+    """The proficiency-5 agent is preferred over a ready proficiency-3 one."""
     c = Centre()
     c.add({"billing": 3})
     best = c.add({"billing": 5})
     out = route(c.snap())
     assert out.action is RouteAction.QUEUE and out.queue == "billing"
-    assert out.preferred_interface == best.interface and out.max_penalty == 0
-    assert out.penalty_steps == (PenaltyStep(30, 1), PenaltyStep(60, 2), PenaltyStep(90, 3),
-                                 PenaltyStep(120, 4))
+    assert out.preferred_interface == best.interface
     assert out.position == 1 and out.expected_wait_s == 0.0
 
 
@@ -98,12 +94,12 @@ def test_lower_proficiency_answers_when_the_best_are_busy() -> None:
     c.add({"billing": 5}, device=DeviceState.INUSE)
     mid = c.add({"billing": 3})
     out = route(c.snap())
-    assert out.preferred_interface == mid.interface and out.max_penalty == 2
+    assert out.preferred_interface == mid.interface
     c2 = Centre()
     c2.add({"billing": 5}, device=DeviceState.INUSE)
     c2.add({"billing": 2}, device=DeviceState.INUSE)
     waiting = route(c2.snap())
-    assert waiting.preferred_interface is None and waiting.max_penalty == 0  # wait for experts
+    assert waiting.preferred_interface is None  # nobody ready: app_queue picks
 
 
 def test_no_logged_in_agent_means_an_alternative_never_a_dead_queue() -> None:
@@ -244,7 +240,7 @@ def test_repeat_caller_goes_to_previous_agent_if_ready() -> None:
     again = PreviousAgent(prev.id, same_intent=True, days_ago=2)
     out = route(c.snap(), policy=policy, previous_agent=again)
     assert out.preferred_interface == prev.interface and out.side is PARTNER
-    assert out.queue == "billing-partner" and out.max_penalty == penalty_for(2)
+    assert out.queue == "billing-partner"
     other = route(c.snap(), previous_agent=PreviousAgent(prev.id, False, 2))
     assert other.preferred_interface != prev.interface
     stale = route(c.snap(), previous_agent=PreviousAgent(prev.id, True, 30))
@@ -316,13 +312,3 @@ def test_no_black_hole_over_random_centres() -> None:
             assert out.alternatives and out.queue is None
             group = [skill, *(s.skill for s in policy.overflow.get(skill, ()))]
             assert all(snap.skill(s).staffed() == 0 for s in group)
-
-
-def test_queuerules_text_matches_the_outcome_steps() -> None:
-    """The rules the dialplan uses carry the same penalty steps decide() reports."""
-    policy = RoutingPolicy(overflow={"billing": (OverflowStep("general", 100),)})
-    text = render_queuerules(policy, ("billing",))
-    assert "[kanaal-billing-p0]" in text and "[kanaal-billing-p4]" in text
-    p0 = text.split("[kanaal-billing-p0]")[1].split("[")[0].split()
-    # The overflow band (10) at 100 s outranks the last proficiency step (4 at 120 s).
-    assert [line for line in p0 if "," in line] == ["30,1", "60,2", "90,3", "100,10"]
