@@ -34,6 +34,7 @@ from ivr.domain.flow import (
     ScreenPopObserver,
 )
 from ivr.domain.model import LANGUAGES, ContactChannel, Language, Utterance, as_language
+from ivr.domain.outages import OutageRecord
 from ivr.domain.ports import (
     CallChannel,
     Clock,
@@ -45,9 +46,13 @@ from ivr.domain.ports import (
     Recognizer,
 )
 from ivr.domain.routing import SimpleRouter
+from ivr.domain.surge import SurgeConfig, SurgeDetector
 from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
 from ivr.metrics import NodeTelemetry
+from ivr.outages.alerts import SupervisorAlerts
+from ivr.outages.surge import SurgeObserver, SurgeService, SurgeSettings
 from ivr.storage.db import make_engine
+from ivr.storage.outages import SqlOutageBoard
 from ivr.storage.repositories import (
     SpoolingContactLog,
     SqlAgentPool,
@@ -56,6 +61,7 @@ from ivr.storage.repositories import (
     SqlKnowledgeBase,
 )
 from ivr.storage.tables import skills
+from ivr.telephony.callerid import region_of
 from ivr.web.push import ScreenPopHub
 
 if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is built
@@ -106,6 +112,10 @@ class App:
     metrics: FlowMetrics
     # Prometheus series (/metrics); FlowMetrics above feeds the wallboard.
     telemetry: NodeTelemetry = field(default_factory=NodeTelemetry)
+    # Outages and surge detection (ivr.outages): consoles' live alerts and the
+    # detector's service (None when IVR_SURGE_DETECTION=false).
+    alerts: SupervisorAlerts = field(default_factory=SupervisorAlerts)
+    surge: SurgeService | None = None
     # Guided troubleshooting scripts (grammars/troubleshooting.yaml), checked at start-up.
     scripts: ScriptBook = EMPTY_BOOK
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
@@ -119,8 +129,25 @@ class App:
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """Who hears every call's flow events: the contact log, the screen-pop, metrics."""
-        return (ContactLogObserver(self.contacts), ScreenPopObserver(self.screenpop),
-                self.metrics, self.telemetry)
+        observers: tuple[FlowObserver, ...] = (
+            ContactLogObserver(self.contacts), ScreenPopObserver(self.screenpop), self.metrics,
+            self.telemetry)
+        if self.surge is not None:
+            observers += (SurgeObserver(self.surge, region_of, self.clock),)
+        return observers
+
+    async def learn_surge_history(self) -> None:
+        """The surge baseline from the contact history (the node, at start-up)."""
+        if self.surge is None:
+            return
+        try:
+            n = await self.surge.learn(self.surge.board.contact_history_sync, region_of,
+                                       now=self.clock.now(),
+                                       weeks=self.settings.surge_history_weeks)
+        except Exception:  # no history is a learning detector, not a dead node
+            log.exception("surge history not loaded; the detector starts learning")
+            return
+        log.info("surge detector learned from %d contacts", n)
 
     def flow(self, channel: CallChannel, contact_channel: ContactChannel = ContactChannel.VOICE,
              *, language: Language | None = None,
@@ -158,6 +185,15 @@ class App:
                 await task
 
         self._stack.push_async_callback(_stop)
+        if self.surge is not None:
+            surge = asyncio.create_task(self.surge.run(), name="surge")
+
+            async def _stop_surge() -> None:
+                surge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await surge
+
+            self._stack.push_async_callback(_stop_surge)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -236,6 +272,37 @@ def flow_config(settings: Settings) -> FlowConfig:
     )
 
 
+def surge_config(settings: Settings) -> SurgeConfig:
+    return SurgeConfig(
+        window_s=settings.surge_window_s, ratio=settings.surge_ratio,
+        min_calls=settings.surge_min_calls, fault_share=settings.surge_fault_share,
+        learning_threshold=settings.surge_learning_threshold,
+        min_weeks=settings.surge_min_weeks, timezone=settings.timezone)
+
+
+def build_surge(settings: Settings, engine: Engine, alerts: SupervisorAlerts,
+                messenger: Messenger, store: OutboxStore, clock: Clock) -> SurgeService | None:
+    """The surge detector's service: outages on the board, alerts, webhook, SMS."""
+    from ivr.outages.notify import notify_subscribers
+    from ivr.outages.surge import http_webhook, senders_of
+
+    if not settings.surge_detection:
+        return None
+    board = SqlOutageBoard(engine)
+    senders = senders_of(settings.sms_from, settings.whatsapp_from)
+
+    async def news(outage: OutageRecord, kind: str) -> int:
+        return await notify_subscribers(board, store, senders, outage, kind)
+
+    return SurgeService(
+        SurgeDetector(surge_config(settings)), board,
+        SurgeSettings(auto_activate=settings.surge_auto_activate,
+                      sms_to=settings.surge_sms_to),
+        alerts=alerts, messenger=messenger, clock=clock, subscriber_news=news,
+        webhook=http_webhook(settings.surge_webhook_url) if settings.surge_webhook_url
+        else None)
+
+
 def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     """Wire the core of a node from settings (the database must be migrated)."""
     engine = make_engine(settings.effective_database_url)
@@ -245,6 +312,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     scripts = load_scripts(settings.grammars_dir,
                            is_intent=lambda name: catalogue.spec(name) is not None)
     messenger, links, outbox, store = build_messaging(settings, engine)
+    alerts = SupervisorAlerts()
     return App(
         settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
         knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
@@ -254,6 +322,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         catalogue=catalogue, matcher=matcher, links=links, messenger=messenger,
         clock=clock or SystemClock(), flow_config=flow_config(settings), scripts=scripts,
         outbox=outbox, outbox_store=store, screenpop=ScreenPopHub(), metrics=FlowMetrics(),
+        alerts=alerts, surge=build_surge(settings, engine, alerts, messenger, store,
+                                         clock or SystemClock()),
     )
 
 
@@ -308,6 +378,8 @@ class Node:
                 tg.create_task(self.stasis.run(), name="stasis")
                 tg.create_task(self.agi.serve_forever(), name="fastagi")
                 tg.create_task(self.web.serve(), name="web")
+                if self.app.surge is not None:
+                    tg.create_task(self.app.learn_surge_history(), name="surge-history")
                 if self.centre is not None:
                     tg.create_task(self.centre.run(), name="contact-centre")
                 if self.announcer is not None:
@@ -368,7 +440,8 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     stasis = StasisApp(
         client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
-        settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region),
+        settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region,
+                                    lease_s=s.ari_lease_s),
         on_call_end=call_ended, resume_runner=resume_call,
     )
     announcer = None

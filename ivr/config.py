@@ -109,6 +109,9 @@ class Settings:
     overflow_after_s: float = field(default=60.0, metadata=_meta(
         "wait (expected at hand-off, or actual in the queue) after which a skill's "
         "overflow (substitute) agents answer"))
+    ari_lease_s: float = field(default=6.0, metadata=_meta(
+        "a call in the app whose node stops renewing it this long goes to a human "
+        "(TIMEOUT(absolute) lease; 0 = off)"))
     queue_announce_s: float = field(default=45.0, metadata=_meta(
         "every this many seconds a queued caller hears their position, the expected wait "
         "and the key to leave for a link (0 = off)"))
@@ -117,6 +120,30 @@ class Settings:
         "(0 = off)"))
     repeat_window_days: float = field(default=7.0, metadata=_meta(
         "a caller who reached an agent within this many days is offered to them first"))
+
+    # --- outages and surge detection (ivr.outages, ivr.domain.surge) ---------------
+    surge_detection: bool = field(default=True, metadata=_meta(
+        "watch calls per region/intent for surges (needs the node: ivr serve)"))
+    surge_auto_activate: bool = field(default=False, metadata=_meta(
+        "a surge's announcement is heard at once (true) or waits for a supervisor (false)"))
+    surge_window_s: float = field(default=600.0, metadata=_meta(
+        "sliding window of the surge detector (2- and 5-minute windows inside it too)"))
+    surge_ratio: float = field(default=3.0, metadata=_meta(
+        "a surge has at least this many times the calls the baseline expects"))
+    surge_min_calls: int = field(default=8, metadata=_meta(
+        "and at least this many calls within the window"))
+    surge_fault_share: float = field(default=0.5, metadata=_meta(
+        "and at least this share of them about faults/outages (region surges)"))
+    surge_learning_threshold: int = field(default=20, metadata=_meta(
+        "calls per window that make a surge while the baseline is still learning"))
+    surge_min_weeks: int = field(default=2, metadata=_meta(
+        "weeks of history an hour of the week needs before its baseline is trusted"))
+    surge_history_weeks: int = field(default=8, metadata=_meta(
+        "weeks of contact history the node learns from at start-up"))
+    surge_webhook_url: str = field(default="", metadata=_meta(
+        "POST every surge alert as JSON here (empty: none)", secret=True))
+    surge_sms_to: tuple[str, ...] = field(default=(), metadata=_meta(
+        "supervisors' numbers (E.164, comma-separated) texted on a surge"))
 
     # --- web --------------------------------------------------------------------
     web_host: str = field(default="127.0.0.1", metadata=_meta("web server bind address"))
@@ -298,6 +325,23 @@ def _validate_thresholds(s: Settings) -> None:
         )
     if s.max_reprompts > 5:
         raise ConfigError(f"IVR_MAX_REPROMPTS={s.max_reprompts}: at most 5 (callers give up)")
+    _validate_surge(s)
+
+
+def _validate_surge(s: Settings) -> None:
+    if s.surge_window_s < 60:
+        raise ConfigError(f"IVR_SURGE_WINDOW_S={s.surge_window_s}: at least 60 seconds")
+    if s.surge_ratio < 1:
+        raise ConfigError(f"IVR_SURGE_RATIO={s.surge_ratio}: at least 1 (times the baseline)")
+    if not 0 <= s.surge_fault_share <= 1:
+        raise ConfigError(f"IVR_SURGE_FAULT_SHARE={s.surge_fault_share}: between 0 and 1")
+    if s.surge_min_calls < 1:
+        raise ConfigError(f"IVR_SURGE_MIN_CALLS={s.surge_min_calls}: at least 1")
+    bad = [n for n in s.surge_sms_to if not (n.startswith("+") and n[1:].isdigit())]
+    if bad:
+        raise ConfigError(f"IVR_SURGE_SMS_TO: {', '.join(bad)} is not an E.164 number")
+    if s.surge_webhook_url and not s.surge_webhook_url.startswith(("http://", "https://")):
+        raise ConfigError("IVR_SURGE_WEBHOOK_URL: must start with http:// or https://")
 
 
 def _validate_urls(s: Settings) -> None:

@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "users": "ivr.cli.users_cmd:users",
     "agents": "ivr.cli.agents_cmd:agents",
     "split": "ivr.cli.split_cmd:split",
+    "outages": "ivr.cli.outages_cmd:outages",
+    "surge": "ivr.cli.outages_cmd:surge",
     "report": "ivr.cli.report_cmd:report",
 }
 

@@ -14,9 +14,6 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
-import phonenumbers
-from phonenumbers import geocoder
-
 from ivr.contact_centre.feed import SUBSTITUTE_PENALTY, CentreFeed
 from ivr.contact_centre.keeper import QueueKeeper
 from ivr.contact_centre.membership import Membership
@@ -27,17 +24,11 @@ from ivr.domain.smart_routing import LoadSplit, OverflowStep, RoutingPolicy
 from ivr.storage.agents import SqlAgentDirectory
 from ivr.telephony.ami import AmiClient
 from ivr.telephony.ami.events import AgentComplete, AgentConnect
+from ivr.telephony.callerid import region_of  # re-exported: its home is the caller-ID parser
+
+__all__ = ["ContactCentre", "build_policy", "region_of"]
 
 log = logging.getLogger(__name__)
-
-
-def region_of(number: str) -> str | None:
-    """Caller region from the number (Dutch area codes and others), for unknown callers."""
-    try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException:
-        return None
-    return geocoder.description_for_number(parsed, "en") or None
 
 
 def build_policy(*, overflow: Mapping[str, str], splits: Mapping[str, LoadSplit],

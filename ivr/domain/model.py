@@ -64,6 +64,9 @@ class Caller:
     number: str | None
     presentation: Presentation
     dialed: str | None = None
+    # Where the number is (area code, via the phonenumbers geocoder): an unknown
+    # caller from an outage region still hears the announcement.
+    region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,8 @@ class RecognitionEvent:
     partial: str = ""
     speech_started: bool = False
     endpoint: bool = False  # end of speech detected: call ``finish()``
+    # With ``endpoint``: how much quiet after the last speech the endpointer waited for.
+    silence_ms: float = 0.0
 
 
 class RecognizerStream(Protocol):
@@ -164,6 +166,10 @@ class KnowledgeBase(Protocol):
 
     async def outages(self, region: str | None, at: datetime) -> Sequence[Outage]:
         """Active outages; region None lists all."""
+
+    async def subscribe_outage(self, outage_id: int, *, number: str, channel: str,
+                               language: Language, contact_id: str) -> bool:
+        """Text ``number`` when the outage changes or ends; False if already subscribed."""
 
     async def chat_status(self, at: datetime) -> ChatStatus:
         """Whether live chat is open and has capacity at ``at``."""

@@ -45,6 +45,31 @@ PROMPTS: dict[str, dict[str, str]] = {
         "en": "Please note: {message}",
         "nl": "Let op: {message}",
     },
+    # Offered right after an outage announcement; the caller may also just ask.
+    "outage_updates_offer": {
+        "en": "Would you like a {channel} when it is fixed, instead of waiting? Say yes or "
+              "press 1. Or tell me how I can help you.",
+        "nl": "Wilt u een {channel} als het is opgelost, in plaats van te wachten? Zeg ja of "
+              "toets 1. Of vertel me waarmee ik u kan helpen.",
+    },
+    "outage_updates_sent": {
+        "en": "Done: you will get a {channel} when it is fixed. Is there anything else? Tell "
+              "me now, press 0 for a person, or simply hang up.",
+        "nl": "Geregeld: u krijgt een {channel} als het is opgelost. Kan ik nog iets voor u "
+              "doen? Zeg het nu, toets 0 voor een medewerker, of hang gewoon op.",
+    },
+    "sms_outage_updates": {
+        "en": "Kanaal: {message} We will text you again when it is fixed.",
+        "nl": "Kanaal: {message} We sturen u weer een bericht als het is opgelost.",
+    },
+    "sms_outage_update": {
+        "en": "Kanaal update: {message}",
+        "nl": "Kanaal update: {message}",
+    },
+    "sms_outage_ended": {
+        "en": "Kanaal: the outage in {region} has been fixed. Thank you for your patience.",
+        "nl": "Kanaal: de storing in {region} is verholpen. Bedankt voor uw geduld.",
+    },
     "ask_question": {
         "en": "In a few words, how can I help you?",
         "nl": "Vertel me in een paar woorden waarmee ik u kan helpen.",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -40,6 +40,7 @@ from ivr.domain.model import (
     as_language,
 )
 from ivr.domain.ports import PortError
+from ivr.storage.outages import SqlOutageBoard
 from ivr.storage.tables import (
     agent_groups,
     chat_channels,
@@ -50,7 +51,6 @@ from ivr.storage.tables import (
     knowledge_answers,
     opening_hours,
     orders,
-    outages,
 )
 
 log = logging.getLogger(__name__)
@@ -257,18 +257,21 @@ class SqlKnowledgeBase(_SqlAdapter):
         return await self._run(lambda: self.opening_sync(channel, at))
 
     async def outages(self, region: str | None, at: datetime) -> Sequence[Outage]:
-        when = _aware(at).astimezone(UTC)
+        # Managed outages (ivr.storage.outages): only active ones, any of their regions.
+        board = SqlOutageBoard(self._engine)
 
         def q() -> list[Outage]:
-            stmt = select(outages).where(outages.c.starts_at <= when).where(
-                or_(outages.c.ends_at.is_(None), outages.c.ends_at > when))
-            if region is not None:
-                stmt = stmt.where(func.lower(outages.c.region) == region.lower())
-            with self._engine.connect() as conn:
-                rows = conn.execute(stmt.order_by(outages.c.starts_at)).all()
-            return [Outage(r.id, r.region, dict(r.messages), _aware(r.starts_at),
-                           _aware(r.ends_at) if r.ends_at else None) for r in rows]
+            return [Outage(o.id, region if region is not None else o.regions[0],
+                           dict(o.messages), o.starts_at, o.ends_at)
+                    for o in board.heard_sync(region, _aware(at))]
         return await self._run(q)
+
+    async def subscribe_outage(self, outage_id: int, *, number: str, channel: str,
+                               language: Language, contact_id: str) -> bool:
+        board = SqlOutageBoard(self._engine)
+        return await self._run(lambda: board.subscribe_sync(
+            outage_id, number=number, channel=channel, language=language,
+            contact_id=contact_id))
 
     async def chat_status(self, at: datetime) -> ChatStatus:
         def q() -> ChatStatus:

@@ -176,7 +176,9 @@ def seed_demo(engine: Engine, *, today: date | None = None, staffed: bool = Fals
                 updated_at=datetime.now(UTC)))
         start = datetime.combine(today, time(6, 0), UTC) - timedelta(days=1)
         conn.execute(insert(outages).values(
-            region="Utrecht", starts_at=start, ends_at=start + timedelta(days=6),
+            region="Utrecht", regions=["Utrecht"], starts_at=start,
+            ends_at=start + timedelta(days=6), status="active", source="supervisor",
+            created_by="seed",
             messages={
                 "en": "There is an internet outage in the Utrecht area. Our engineers expect "
                       "to have it fixed by tomorrow evening. You don't need to report it.",

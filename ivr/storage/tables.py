@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     Time,
+    UniqueConstraint,
 )
 
 # Naming convention so Alembic batch mode (SQLite) can find constraints by name.
@@ -81,7 +82,30 @@ outages = Table(
     Column("messages", JSON, nullable=False),  # {"en": "...", "nl": "..."}
     Column("starts_at", DateTime(timezone=True), nullable=False),
     Column("ends_at", DateTime(timezone=True), nullable=True),
+    # Managed outages (migration 0006): every region the announcement covers (``region``
+    # keeps the first, for older readers), who posted it, and its life cycle.
+    Column("regions", JSON, nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("source", String(16), nullable=False, server_default="supervisor"),
+    Column("created_by", String(64), nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    Column("detail", JSON, nullable=True),  # a surge's figures (calls, baseline, intents)
     Index("ix_outages_region", "region"),
+    Index("ix_outages_status", "status"),
+)
+
+# Callers who asked for an SMS when an outage changes or ends (migration 0005).
+outage_subscribers = Table(
+    "outage_subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("outage_id", Integer, ForeignKey("outages.id", ondelete="CASCADE"), nullable=False),
+    Column("number", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("language", String(5), nullable=False),
+    Column("contact_id", String(36), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("outage_id", "number", name="uq_outage_subscribers_outage_number"),
 )
 
 knowledge_answers = Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import phonenumbers
+from phonenumbers import geocoder
 
 from ivr.domain.model import Caller, Presentation
 
@@ -33,4 +34,22 @@ def parse_caller(raw: str | None, default_region: str = "NL", dialed: str | None
     if not phonenumbers.is_possible_number(parsed) or any(c.isalpha() for c in text):
         return Caller(raw=text, number=None, presentation=Presentation.MALFORMED, dialed=dialed)
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return Caller(raw=text, number=e164, presentation=Presentation.VALID, dialed=dialed)
+    return Caller(raw=text, number=e164, presentation=Presentation.VALID, dialed=dialed,
+                  region=_area_of(parsed))
+
+
+def region_of(number: str) -> str | None:
+    """Caller region from an E.164 number (Dutch area codes and others), for unknown
+    callers; None when the number says nothing more precise than its country."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return _area_of(parsed)
+
+
+def _area_of(parsed: phonenumbers.PhoneNumber) -> str | None:
+    area = geocoder.description_for_number(parsed, "en") or None
+    # A mobile number geocodes to its country ("Netherlands"): no region at all.
+    country = geocoder.country_name_for_number(parsed, "en")
+    return None if area == country else area

@@ -132,6 +132,7 @@ class FakeKnowledge(_Breakable):
     voice_open: bool = True
     chat: ChatStatus = field(default_factory=lambda: ChatStatus(True, 5, 1))
     outage_list: list[Outage] = field(default_factory=list)
+    subscribed: dict[tuple[int, str], str] = field(default_factory=dict)
 
     async def answer(self, key: str, language: Language) -> str | None:
         self._check()
@@ -146,6 +147,15 @@ class FakeKnowledge(_Breakable):
     async def outages(self, region: str | None, at: datetime) -> Sequence[Outage]:
         self._check()
         return [o for o in self.outage_list if region is None or o.region == region]
+
+    async def subscribe_outage(self, outage_id: int, *, number: str, channel: str,
+                               language: Language, contact_id: str) -> bool:
+        self._check()
+        key = (outage_id, number)
+        if key in self.subscribed:
+            return False
+        self.subscribed[key] = channel
+        return True
 
     async def chat_status(self, at: datetime) -> ChatStatus:
         self._check()

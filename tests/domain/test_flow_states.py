@@ -40,7 +40,7 @@ PINNED = {
     "identify": {"greet"},
     "greet": {"proactive", "ask"},
     "key_in": {"decide"},
-    "proactive": {"ask"},
+    "proactive": {"ask", "understand", "decide", "close"},
     "ask": {"ask", "understand", "keypad"},
     "understand": {"decide", "confirm", "ask", "keypad"},
     "confirm": {"decide", "understand", "ask", "keypad"},

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import Authenticated, Identified
+from ivr.domain.flow.outage_updates import offer_updates
 from ivr.domain.flow.states import State
-from ivr.domain.model import Order, Presentation, Step
+from ivr.domain.model import Customer, Order, Presentation, Step
 from ivr.domain.prompts import STATUS_WORDS
 
 
@@ -31,7 +32,9 @@ async def greet(call: Call) -> State:
     else:
         await call.say("greeting")
     await call.step(Step.GREETING, personal=c is not None)
-    return State.PROACTIVE if c is not None else State.ASK
+    # An unknown caller whose number locates them may still hear an outage there.
+    known = c is not None or call.channel.caller.region is not None
+    return State.PROACTIVE if known else State.ASK
 
 
 async def key_in(call: Call) -> State:
@@ -56,9 +59,25 @@ async def key_in(call: Call) -> State:
 
 async def proactive(call: Call) -> State:
     c = call.journal.customer
-    assert c is not None, "PROACTIVE is only entered for an identified customer"
     now = call.now()
     said: list[str] = []
+    if c is not None:
+        said += await _proactive_order(call, c)
+    # Unknown callers: the region their number's area code gives (Caller.region).
+    region = c.region if c is not None else call.channel.caller.region
+    found = list(await call.ports.knowledge.outages(region, now)) if region else []
+    for outage in found:
+        await call.say("proactive_outage", message=outage.message(call.language))
+        said.append(f"outage:{outage.id}")
+    if said:
+        await call.step(Step.PROACTIVE, told=said, region=region)
+    if found:
+        return await offer_updates(call, found[0])
+    return State.ASK
+
+
+async def _proactive_order(call: Call, c: Customer) -> list[str]:
+    now = call.now()
     call.dialogue.orders = await call.ports.directory.orders(c.id)
     in_transit = [o for o in call.dialogue.orders if o.status == "in_transit"]
     # Seed 004: tell the caller what the CRM already knows before they ask.
@@ -66,13 +85,8 @@ async def proactive(call: Call) -> State:
     if in_transit and call.journal.identified_by == "cli":
         order = max(in_transit, key=lambda o: o.eta or now.date())
         await call.say("proactive_order", **order_params(call, order))
-        said.append(f"order:{order.order_no}")
-    for outage in await call.ports.knowledge.outages(c.region, now):
-        await call.say("proactive_outage", message=outage.message(call.language))
-        said.append(f"outage:{outage.id}")
-    if said:
-        await call.step(Step.PROACTIVE, told=said)
-    return State.ASK
+        return [f"order:{order.order_no}"]
+    return []
 
 
 async def authenticate(call: Call) -> State:

@@ -45,7 +45,9 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     _S.GREET: frozenset({_S.PROACTIVE, _S.ASK}),
     # Keyed in (or skipped) for an intent that needs an account: decide again.
     _S.KEY_IN: frozenset({_S.DECIDE}),
-    _S.PROACTIVE: frozenset({_S.ASK}),
+    # After an outage announcement the caller may take SMS news and leave (CLOSE),
+    # ask their question at once (UNDERSTAND) or ask for a person (DECIDE).
+    _S.PROACTIVE: frozenset({_S.ASK, _S.UNDERSTAND, _S.DECIDE, _S.CLOSE}),
     # No input asks again (ASK), or gives up on speech (KEYPAD); keys go to KEYPAD.
     _S.ASK: frozenset({_S.ASK, _S.UNDERSTAND, _S.KEYPAD}),
     _S.UNDERSTAND: frozenset({_S.DECIDE, _S.CONFIRM, _S.ASK, _S.KEYPAD}),
