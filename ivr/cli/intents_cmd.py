@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -44,6 +44,22 @@ def check(directory: Path) -> None:
         target = spec.answer_ref or spec.link_key or "-"
         click.echo(f"{spec.name:<24} {spec.scenario.value:<4} {spec.skill:<12} {target:<26} "
                    f"{'yes' if spec.sensitive else ''}")
+    _check_scripts(directory, cat)
+
+
+def _check_scripts(directory: Path, cat: Any) -> None:
+    """grammars/troubleshooting.yaml, checked as the node checks it at start-up."""
+    from ivr.domain.troubleshoot import ScriptError
+    from ivr.nlu.troubleshooting import load_scripts
+
+    try:
+        book = load_scripts(directory, is_intent=lambda name: cat.spec(name) is not None)
+    except ScriptError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for script in book.scripts.values():
+        click.echo(f"troubleshooting {script.name}: {len(script.steps)} steps, intents "
+                   f"{', '.join(script.intents) or '-'}")
 
 
 @intents.command()
