@@ -382,6 +382,8 @@ class Node:
                     tg.create_task(self.app.learn_surge_history(), name="surge-history")
                 if self.centre is not None:
                     tg.create_task(self.centre.run(), name="contact-centre")
+                    tg.create_task(self.app.telemetry.follow_queues(self.centre.ami),
+                                   name="queue-metrics")
                 if self.announcer is not None:
                     tg.create_task(self.announcer.run(), name="queue-announcer")
                 async with asyncio.timeout(30):

@@ -3,8 +3,9 @@
 ``NodeTelemetry`` is a flow observer (calls active, calls by outcome, scenario and
 channel, drop-offs, intents, hand-offs), takes each ARI call's turn timings when the
 call ends (turn gap and ASR latency histograms), counts errors by kind from the
-``ivr`` loggers, and at scrape time reads what only exists as live state: database
-and outbox, ARI/AMI connections, queue waits and agent states (``refresh``).
+``ivr`` loggers, follows queue waits on AMI (``follow_queues``: answered and abandoned
+callers), and at scrape time reads what only exists as live state: database and
+outbox, ARI/AMI connections, callers waiting and agent states (``exposition``).
 
 Each node has its own registry (not the process-global one), so two apps in one
 process (tests, ``ivr demo``) never share or double-register series.
@@ -20,14 +21,18 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ivr.contact_centre.feed import queue_key
 from ivr.domain.centre import AgentState, CentreKind, CentreSnapshot
 from ivr.domain.flow.events import Ended, FlowEvent, HandedOff
 from ivr.domain.model import ContactSnapshot
+from ivr.telephony.ami import AmiClient
+from ivr.telephony.ami.events import AgentConnect, QueueCallerAbandon
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Turn gap: end of the caller's speech -> our answer starts playing. Target < 1 s.
 TURN_GAP_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 ASR_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+QUEUE_WAIT_BUCKETS = (5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)  # SL target: 20 s
 
 
 class TurnTiming(Protocol):
@@ -88,6 +93,14 @@ class NodeTelemetry:
                              buckets=ASR_BUCKETS, registry=r)
         self.errors = Counter("kanaal_errors", "Errors by kind (logger or subsystem).",
                               ["kind"], registry=r)
+        self.queue_wait = Histogram(
+            "kanaal_queue_wait_seconds",
+            "How long callers queued before an agent answered (AMI AgentConnect), by queue.",
+            ["queue"], buckets=QUEUE_WAIT_BUCKETS, registry=r)
+        self.abandoned = Histogram(
+            "kanaal_queue_abandoned_wait_seconds",
+            "How long callers who hung up in a queue had waited (AMI QueueCallerAbandon).",
+            ["queue"], buckets=QUEUE_WAIT_BUCKETS, registry=r)
         self._live = _LiveGauges(r)
 
     # ------------------------------------------------------------ feeding
@@ -113,6 +126,15 @@ class NodeTelemetry:
             self.asr.observe(turn.asr_ms / 1000)
         if figures.media_errors:
             self.errors.labels("media").inc(len(figures.media_errors))
+
+    async def follow_queues(self, ami: AmiClient) -> None:
+        """Queue waits from AMI as they happen (answered and abandoned), until cancelled."""
+        with ami.subscribe(AgentConnect, QueueCallerAbandon) as events:
+            async for event in events:
+                if isinstance(event, AgentConnect):
+                    self.queue_wait.labels(queue_key(event.queue)).observe(event.hold_time)
+                elif isinstance(event, QueueCallerAbandon):
+                    self.abandoned.labels(queue_key(event.queue)).observe(event.hold_time)
 
     def log_handler(self) -> logging.Handler:
         """Counts ERROR records of the ``ivr`` loggers by logger (install on ``ivr``)."""

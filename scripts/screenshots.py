@@ -25,6 +25,7 @@ from ivr.config import load_settings
 from ivr.contact_centre.service import ContactCentre
 from ivr.domain.centre import DeviceState
 from ivr.domain.model import Outcome, Step
+from ivr.storage.agents import SqlAgentDirectory
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.desk import SqlDeskStore
 from ivr.storage.seed import seed_demo
@@ -51,6 +52,8 @@ CALLS = (
     CallScript(None, "euh", "unknown", 0.21, "general", outcome=Outcome.ABANDONED,
                dropped_at=Step.QUESTION),
 )
+# skill -> (who answered, seconds queued, seconds talked)
+ANSWERED = {"billing": ("PJSIP/agent1", 14, 260), "retention": ("PJSIP/agent3", 35, 410)}
 POP = CallScript("1001", "my internet keeps dropping since this morning", "internet_down",
                  0.87, "technical", pin_verified=True, priority=5,
                  reason="gold customer; outage in the caller's region")
@@ -97,6 +100,8 @@ async def shoot(core: WebCore, base: str, out: Path) -> None:
         await expect(supervisor.locator("#queues")).to_contain_text("complaints")
         await expect(supervisor.locator("#agents")).to_contain_text("paused (coaching)")
         await expect(supervisor.locator("#split-general")).to_have_value("70")
+        await expect(supervisor.locator("#chart-times svg")).to_contain_text("retention")
+        await expect(supervisor.locator("#agents tr[data-code='1001'] td").nth(5)).to_have_text("1")
         await supervisor.screenshot(path=str(out / "supervisor.png"), full_page=True)
         await browser.close()
 
@@ -112,10 +117,17 @@ async def main(out: Path) -> None:
                            data_dir=Path(tmp))
         core = web_core(settings)
         add_demo_users(core.engine, cheap_passwords())
+        agents = SqlAgentDirectory(core.engine)
         for script in CALLS:
             session = await play_call(core, script)
             if script.outcome is Outcome.AGENT:
                 SqlDeskStore(core.engine).save_wrapup(session, "resolved", None)
+                # What the live centre records from AMI (AgentConnect, AgentComplete):
+                # who answered, the queue wait and the talk time, for reports and the
+                # Agents panel's calls today.
+                interface, wait_s, talk_s = ANSWERED[script.skill]
+                await agents.record_agent(session, interface, wait_s=wait_s)
+                await agents.record_talk(session, talk_s)
         port = free_port()
         async with fake_centre(core.engine, settings) as (centre, ami):
             await staff(centre, ami)

@@ -4,15 +4,21 @@ roles, CSRF and the sign-in rate limit."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
+from ivr.cli.demo_cmd import demo_moment
 from ivr.contact_centre.service import ContactCentre
+from ivr.domain.centre import CentreKind
+from ivr.domain.model import IntentSpec, RouteRequest, Scenario
 from ivr.storage.desk import SqlDeskStore
 from ivr.testing.fake_ami import FakeAmiServer
 from ivr.testing.web import DEMO_PASSWORD, CallScript, WebCore, play_call
@@ -66,6 +72,15 @@ async def sign_in(page: Page, base_url: str, username: str,
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
+
+
+async def _until(pred: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll live state that changes on AMI events (there is nothing to await)."""
+    async with asyncio.timeout(timeout_s):
+        for _ in itertools.count():  # a for loop: ruff's ASYNC110 wants no sleep-while
+            if pred():
+                return
+            await asyncio.sleep(0.02)
 
 
 def real_errors(errors: list[str]) -> list[str]:
@@ -166,7 +181,8 @@ async def test_supervisor_runs_the_live_centre(browser: Browser, centre_url: str
                                                ) -> None:
     """With Asterisk's AMI (here FakeAmiServer) behind the node, at 1366x768: the
     supervisor logs agent 1001 in and pauses them from the Agents panel, the Queues panel
-    follows, and the general load split moved to 60/40 with the keyboard is stored."""
+    follows, and the general load split moved to 60/40 with the keyboard is stored and
+    followed by the next routing decisions."""
     centre, _ = live
     page, errors = await new_page(browser, 1366, 768)
     await sign_in(page, centre_url, "super")
@@ -200,6 +216,24 @@ async def test_supervisor_runs_the_live_centre(browser: Browser, centre_url: str
     stored = await centre.directory.get_split("general")
     assert stored is not None and (stored.own_pct, stored.partner_pct) == (60, 40)
     assert real_errors(errors) == []  # Chromium's /favicon.ico request is a 404
+
+    # The next calls follow the slider: with someone ready on both sides, 10 routing
+    # decisions for `general` go exactly 6 to our own centre and 4 to the partner (the
+    # smooth weighted round-robin is exact per window of 60:40 = 3:2).
+    await centre.membership.resume("1001")
+    await centre.membership.login("1003")  # Partner BV
+    def both_sides_ready() -> bool:
+        general = centre.feed.snapshot().skill("general")
+        return general.ready(CentreKind.OWN) >= 1 and general.ready(CentreKind.PARTNER) >= 1
+
+    await _until(both_sides_ready)
+    spec = IntentSpec("speak_to_agent", Scenario.AGENT, "general", {"en": "an agent"})
+    sides: Counter[str] = Counter()
+    for _ in range(10):
+        decision = await centre.router.route(RouteRequest(
+            spec=spec, customer=None, at=demo_moment(), language="en"))
+        sides[str(decision.side)] += 1
+    assert sides == {"own": 6, "partner": 4}, sides
 
 
 async def test_dutch_pages_fit_a_laptop_and_work_by_keyboard(

@@ -197,5 +197,35 @@ def test_grafana_dashboard_queries_only_series_the_node_exports() -> None:
     exported = set(re.findall(r"^# TYPE (kanaal_\w+) (\w+)", text, re.M))
     names = {n for n, _ in exported}
     names |= {f"{n}_total" for n, kind in exported if kind == "counter"}
-    names |= {f"{n}_bucket" for n, kind in exported if kind == "histogram"}
+    names |= {f"{n}_{part}" for n, kind in exported if kind == "histogram"
+              for part in ("bucket", "count", "sum")}
     assert len(wanted) >= 12 and wanted <= names, wanted - names
+
+
+async def test_queue_waits_follow_ami(core: WebCore,
+                                      live: tuple[ContactCentre, FakeAmiServer]) -> None:
+    """Answered (AgentConnect HoldTime) and abandoned callers' waits, per queue."""
+    centre, ami = live
+    t = NodeTelemetry()
+    task = asyncio.create_task(t.follow_queues(centre.ami))
+    try:
+        await asyncio.sleep(0.05)  # subscribed before the events
+        await ami.emit("AgentConnect", [("Queue", "ivr-billing"), ("Interface", "PJSIP/agent1"),
+                                        ("MemberName", "Sanne"), ("Uniqueid", "1700.1"),
+                                        ("HoldTime", 14), ("RingTime", 2)])
+        await ami.emit("QueueCallerAbandon", [("Queue", "ivr-billing"), ("Uniqueid", "1700.2"),
+                                              ("Position", 1), ("OriginalPosition", 1),
+                                              ("HoldTime", 70)])
+
+        def seen() -> bool:
+            m = _samples(t.exposition(LiveState(database_up=True)).decode())
+            return m.get(("kanaal_queue_abandoned_wait_seconds_count",
+                          (("queue", "billing"),)), 0) == 1
+
+        await _until(seen)
+    finally:
+        task.cancel()
+    m = _samples(t.exposition(LiveState(database_up=True)).decode())
+    assert m[("kanaal_queue_wait_seconds_bucket", (("le", "10.0"), ("queue", "billing")))] == 0
+    assert m[("kanaal_queue_wait_seconds_bucket", (("le", "20.0"), ("queue", "billing")))] == 1
+    assert m[("kanaal_queue_abandoned_wait_seconds_sum", (("queue", "billing"),))] == 70
