@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
 
     from ivr.contact_centre.announcer import QueueAnnouncer
     from ivr.contact_centre.service import ContactCentre
+    from ivr.notify.csat import CsatSurvey
     from ivr.notify.links import SignedLinkBuilder
     from ivr.notify.outbox import Outbox, OutboxStore
     from ivr.telephony.agi.channel import Transcribe
@@ -118,6 +119,8 @@ class App:
     surge: SurgeService | None = None
     # Guided troubleshooting scripts (grammars/troubleshooting.yaml), checked at start-up.
     scripts: ScriptBook = EMPTY_BOOK
+    # The SMS survey after agent calls (None when IVR_CSAT_SKILLS is empty).
+    csat: CsatSurvey | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -234,6 +237,16 @@ def build_messaging(settings: Settings, engine: Engine
     return messenger, build_links(settings), outbox, store
 
 
+def build_csat(settings: Settings, engine: Engine, messenger: Messenger) -> CsatSurvey | None:
+    """The CSAT survey by SMS for the skills in IVR_CSAT_SKILLS (None: no survey)."""
+    from ivr.notify.csat import CsatSurvey
+    from ivr.storage.csat import SqlSurveys
+
+    if not settings.csat_skills:
+        return None
+    return CsatSurvey(SqlSurveys(engine), messenger, frozenset(settings.csat_skills))
+
+
 def build_links(settings: Settings) -> SignedLinkBuilder:
     """Signed self-service/chat links (the web's landing route verifies with the same)."""
     from ivr.notify.links import SignedLinkBuilder
@@ -321,6 +334,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         agents=SqlAgentPool(engine), router=build_router(settings, engine),
         catalogue=catalogue, matcher=matcher, links=links, messenger=messenger,
         clock=clock or SystemClock(), flow_config=flow_config(settings), scripts=scripts,
+        csat=build_csat(settings, engine, messenger),
         outbox=outbox, outbox_store=store, screenpop=ScreenPopHub(), metrics=FlowMetrics(),
         alerts=alerts, surge=build_surge(settings, engine, alerts, messenger, store,
                                          clock or SystemClock()),
@@ -483,4 +497,5 @@ def build_contact_centre(app: App) -> ContactCentre:
         ami=ami, directory=SqlAgentDirectory(app.engine), pool=app.agents, overflow=overflow,
         vip_tiers=s.vip_tiers, always_pin=frozenset(s.require_pin_for),
         stale_limit_s=s.routing_stale_s, overflow_after_s=s.overflow_after_s,
-        repeat_window_days=s.repeat_window_days, aging_step_s=s.priority_aging_s)
+        repeat_window_days=s.repeat_window_days, aging_step_s=s.priority_aging_s,
+        after_agent_call=app.csat.after_agent_call if app.csat is not None else None)

@@ -178,6 +178,9 @@ class Settings:
     )
     link_tracking: bool = field(default=True, metadata=_meta(
         "links go through IVR_PUBLIC_URL/l/<key>, which records the open and redirects"))
+    csat_skills: tuple[str, ...] = field(default=(), metadata=_meta(
+        "skills whose callers get the 1-5 SMS survey after an agent call (comma-separated; "
+        "* = every skill; empty = no survey)"))
 
     @property
     def effective_database_url(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ivr.contact_centre.feed import SUBSTITUTE_PENALTY, CentreFeed
 from ivr.contact_centre.keeper import QueueKeeper
@@ -46,8 +46,11 @@ class ContactCentre:
     def __init__(self, *, ami: AmiClient, directory: SqlAgentDirectory, pool: AgentPool,
                  overflow: Mapping[str, str], vip_tiers: tuple[str, ...],
                  always_pin: frozenset[str], stale_limit_s: float, overflow_after_s: float,
-                 repeat_window_days: float, aging_step_s: float = 60.0) -> None:
+                 repeat_window_days: float, aging_step_s: float = 60.0,
+                 after_agent_call: Callable[[str], Awaitable[object]] | None = None) -> None:
         self.ami = ami
+        # Runs once an agent call of a contact ended (AgentComplete): the CSAT survey.
+        self._after_agent_call = after_agent_call
         self.directory = directory
         self._overflow = dict(overflow)
         self._overflow_after_s = overflow_after_s
@@ -124,6 +127,8 @@ class ContactCentre:
                 try:
                     if isinstance(event, AgentComplete):
                         await self.directory.record_talk(session, event.talk_time)
+                        if self._after_agent_call is not None:
+                            await self._after_agent_call(session)
                     elif await self.directory.record_agent(session, event.interface,
                                                            wait_s=event.hold_time):
                         self.recorded += 1

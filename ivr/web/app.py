@@ -83,9 +83,11 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     if app.outbox_store is not None:
         from ivr.web.twilio_routes import twilio_router
 
+        csat = getattr(app, "csat", None)
         web.include_router(twilio_router(store=app.outbox_store,
                                          auth_token=settings.twilio_auth_token,
-                                         public_base_url=settings.public_url))
+                                         public_base_url=settings.public_url,
+                                         on_reply=csat.on_reply if csat is not None else None))
     web.include_router(reports_router(auth, app.engine))
     web.include_router(report_api_router(auth, app.engine))
     from ivr.app import build_links  # the links the node sends, to verify them

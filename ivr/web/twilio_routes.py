@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -31,8 +32,12 @@ def twilio_router(
     auth_token: str,
     public_base_url: str,
     prefix: str = "/twilio",
+    on_reply: Callable[[str, str, str], Awaitable[None]] | None = None,
 ) -> APIRouter:
     """Router with ``POST {prefix}/status`` and ``POST {prefix}/inbound``.
+
+    ``on_reply(contact_id, number, body)`` runs after a reply is stored on a contact
+    (the CSAT survey reads scores from it).
 
     Configure Twilio (or the sandbox) with ``{public_base_url}{prefix}/status`` as
     StatusCallback (the messenger's transport does this per message) and
@@ -87,6 +92,9 @@ def twilio_router(
             replied_sid=params.get("OriginalRepliedMessageSid") or None,
         )
         log.info("inbound %s reply %s attached to contact %s", channel, sid, contact_id)
+        if on_reply is not None and contact_id is not None:
+            await on_reply(str(contact_id), sender.removeprefix("whatsapp:"),
+                           params.get("Body", ""))
         # Empty TwiML: no automatic answer; an agent sees the reply in the history.
         return Response(EMPTY_TWIML, media_type="application/xml")
 
