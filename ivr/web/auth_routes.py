@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from ivr.storage.users import UserRecord, new_secret
 from ivr.web.auth import Auth, AuthFailure, Principal
 from ivr.web.forms import read_form
+from ivr.web.i18n import t
 from ivr.web.render import Pages
 
 MAX_PASSWORD = 1024  # argon2 hashes anything, but megabyte passwords are a cheap DoS
@@ -64,7 +65,7 @@ def install_auth_errors(web: FastAPI, pages: Pages) -> None:
             if exc.status == 401 and request.method == "GET":
                 return RedirectResponse(f"/login?next={quote(request.url.path)}",
                                         status_code=303)
-            return pages.render("error.html", status=exc.status, title="Not allowed",
+            return pages.render("error.html", status=exc.status, title=t("error.not_allowed"),
                                 message=exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"error": exc.code, "message": exc.message},
@@ -154,13 +155,13 @@ async def _check_login(auth: Auth, request: Request, form: dict[str, str], login
     """The signed-in user and their cookie value, or why the sign-in was refused."""
     cookie = request.cookies.get(login_cookie, "")
     if not cookie or not hmac.compare_digest(cookie.encode(), form.get("csrf", "").encode()):
-        return Refusal(403, "The form expired. Please sign in again.")
+        return Refusal(403, t("login.expired"))
     client = request.client.host if request.client else "unknown"
     result = await auth.sign_in(form.get("username", "")[:64],
                                 form.get("password", "")[:MAX_PASSWORD], client)
     if isinstance(result, int):
         if result:
-            return Refusal(429, f"Too many failed sign-ins. Try again in {result} s.",
+            return Refusal(429, t("login.locked", s=result),
                            {"Retry-After": str(result)})
-        return Refusal(401, "Wrong username or password.")
+        return Refusal(401, t("login.wrong"))
     return result

@@ -43,6 +43,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "login.username": ("Username", "Gebruikersnaam"),
     "login.password": ("Password", "Wachtwoord"),
     "login.submit": ("Sign in", "Aanmelden"),
+    "login.wrong": ("Wrong username or password.", "Verkeerde gebruikersnaam of wachtwoord."),
+    "login.locked": ("Too many failed sign-ins. Try again in {s} s.",
+                     "Te veel mislukte aanmeldpogingen. Probeer het over {s} s opnieuw."),
+    "login.expired": ("The form expired. Please sign in again.",
+                      "Het formulier is verlopen. Meld je opnieuw aan."),
+    "error.not_allowed": ("Not allowed", "Niet toegestaan"),
     "error.back": ("Back to your page", "Terug naar je pagina"),
     "error.other_user": ("Sign in as someone else", "Aanmelden als iemand anders"),
     # agent desktop

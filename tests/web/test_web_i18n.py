@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import httpx
-from web_helpers import sign_in
+from web_helpers import post_login, sign_in
 
 from ivr.web.consoles import WRAPUP_CODES
 from ivr.web.i18n import TEXT, choose, script_strings
@@ -70,3 +70,9 @@ async def test_language_choice_only_redirects_within_the_site(
         assert r.status_code == 303 and r.headers["location"] == "/", target
     r = await client.get("/lang/xx", params={"next": "/agent"})
     assert r.headers["location"] == "/agent" and "set-cookie" not in r.headers
+
+
+async def test_sign_in_refusals_in_dutch(client: httpx.AsyncClient) -> None:
+    client.headers["Accept-Language"] = "nl"
+    r = await post_login(client, "agent1", "wrong-password")
+    assert r.status_code == 401 and "Verkeerde gebruikersnaam of wachtwoord." in r.text
