@@ -108,22 +108,27 @@ def _parse_at(value: str | None) -> datetime | None:
 @click.option("--text", "texts", multiple=True, metavar="TEXT",
               help="caller turn as text; repeat for later turns (dtmf:123#, silence, hangup)")
 @click.option("--say", "say", default=None, metavar="TEXT",
-              help="speak this utterance in a real SIP call through the rig")
+              help="speak this utterance in a real SIP call through the rig, once the IVR's "
+              "question has finished playing")
 @click.option("--from", "from_number", default=None, help="caller ID (E.164); omit = withheld")
 @click.option("--lang", type=click.Choice(["en", "nl"]), default=None,
               help="language for unknown callers (and the synthetic voice with --say)")
 @click.option("--dtmf", default=None, help="with --say: keys to send after the utterance")
+@click.option("--barge-in", "barge_in", type=click.FloatRange(0, 30), default=None,
+              metavar="SECONDS",
+              help="with --say: speak this long after the question prompt starts (interrupt it)")
 @click.option("--at", "at", default=None, help="pretend it is this local time (opening hours)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.pass_context
 def call(ctx: click.Context, texts: tuple[str, ...], say: str | None, from_number: str | None,
-         lang: str | None, dtmf: str | None, at: str | None, as_json: bool) -> None:
+         lang: str | None, dtmf: str | None, barge_in: float | None, at: str | None,
+         as_json: bool) -> None:
     """Place one call through the real CallFlow and print the dialogue and the decision."""
     if say is not None:
         from ivr.cli.voice_call import run_voice_call
 
         run_voice_call(ctx, say=say, from_number=from_number, lang=lang or "en", dtmf=dtmf,
-                       as_json=as_json)
+                       barge_in_after_s=barge_in, as_json=as_json)
         return
     if not texts:
         raise click.UsageError("give --text (text channel) or --say (real SIP call)")

@@ -1,10 +1,12 @@
 """Real SIP calls through the Asterisk rig: `ivr call --say` and the voice part of `ivr demo`.
 
-The node (Stasis app + web + outbox) runs in this process; SIPp, chrooted in the
-rig, plays a synthesised utterance as the caller. To speak at the right moment
-the caller's audio is delayed by the length of the prompts the IVR plays before
-it asks its question: those prompts are learned from a dry run of the same flow
-over the text channel (no side effects: it stops at the first question).
+The node (Stasis app + web + outbox) runs in this process on a Stasis app of its
+own; a Python SIP caller (:mod:`ivr.testing.turncaller`) speaks each turn once the
+IVR's prompt has finished, as heard on its own RTP, and the call's channel in this
+node takes input (silence alone cannot tell a pause between two prompts from the
+end of the question on a busy machine); it measures the turn gap at the wire.
+``_prompt_leads`` (prompt lengths from a dry run over the text channel) remains for
+SIPp callers whose audio must be laid out in advance (the AGI entry).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import logging
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -31,7 +34,8 @@ from ivr.testing.rig import Rig
 
 if TYPE_CHECKING:
     from ivr.app import App, Node
-    from ivr.telephony.ari.channel import AriCallChannel
+    from ivr.telephony.ari.channel import AriCallChannel, ResponseTiming
+    from ivr.testing.turncaller import Turn
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,14 @@ class VoiceCallSpec:
     expect_scenario: str | None = None
     expect_intent: str | None = None
     silent_turns: int = 0  # say nothing this many times first (keypad fallback)
-    hangup_after_s: float | None = None  # this call's length (default: the line's)
+    # Stay on the line this long after the answer (waiting in a queue, talking to an
+    # agent); None: hang up once the IVR has answered the last turn.
+    hangup_after_s: float | None = None
+    # Speak this long after the question prompt starts (barge-in) instead of after it.
+    barge_in_after_s: float | None = None
+    # Lead the utterance with silence up to this length, so that callers of different
+    # sentences who start together also stop talking together (bench/turns.py).
+    pad_to_s: float | None = None
 
 
 @dataclass
@@ -58,6 +69,10 @@ class VoiceCallReport:
     asr_ms: list[float] = field(default_factory=list)
     silence_wait_ms: list[float] = field(default_factory=list)
     barge_in_ms: list[float] = field(default_factory=list)
+    # Heard by the caller at the wire: its last frame -> the IVR's first audible frame.
+    turn_gap_ms: list[float] = field(default_factory=list)
+    spoke_until: list[float] = field(default_factory=list)  # monotonic end of each turn sent
+    timings: list[ResponseTiming] = field(default_factory=list)  # the node's, per turn
     duration_s: float = 0.0
     error: str | None = None
 
@@ -75,6 +90,7 @@ class VoiceCallReport:
             "asr_ms": [round(x, 1) for x in self.asr_ms],
             "silence_wait_ms": [round(x, 1) for x in self.silence_wait_ms],
             "barge_in_ms": [round(x, 1) for x in self.barge_in_ms],
+            "turn_gap_ms": [round(x, 1) for x in self.turn_gap_ms],
             "duration_s": round(self.duration_s, 1), "error": self.error,
         }
 
@@ -128,29 +144,41 @@ async def _prompt_leads(app: App, settings: Settings,
     return leads
 
 
-async def _place(app: App, rig: Rig, settings: Settings, spec: VoiceCallSpec,
-                 ended: dict[str, AriCallChannel], hangup_after_s: float) -> VoiceCallReport:
-    """One real SIP call through the rig, timed to the prompts; its contact and timings."""
-    from ivr.testing.sipcaller import place_call, synthesize_utterance
+def caller_turns(spec: VoiceCallSpec, speech: bytes) -> list[Turn]:
+    """The caller's script: silences, the question, then any keys (ask first)."""
+    from ivr.testing.turncaller import Turn
+
+    turns = [Turn(label="silence") for _ in range(spec.silent_turns)]
+    if speech:
+        turns.append(Turn(speech=speech, barge_in_after_s=spec.barge_in_after_s,
+                          label="question"))
+    if spec.dtmf:
+        turns.append(Turn(dtmf=spec.dtmf, label="keys"))
+    return turns
+
+
+async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: VoiceCallSpec,
+                 ended: dict[str, AriCallChannel], max_call_s: float) -> VoiceCallReport:
+    """One real SIP call through the rig; the caller takes each turn when the IVR has
+    finished its prompt (no timing learned in advance). Its contact and timings."""
+    from ivr.testing.sipcaller import read_ulaw_wav, synthesize_utterance
+    from ivr.testing.turncaller import TurnCaller
 
     t0 = time.monotonic()
-    audio = (await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
-             if spec.say else None)
-    leads = await _prompt_leads(app, settings, spec)
-    dtmf_at: float | None = None
-    lead, last = leads[-1]
-    speak_at = lead - last + 1.0  # speak into the question (barge-in)
-    if spec.dtmf and not spec.say:
-        lead, last = leads[0]
-        dtmf_at = lead - last + 3.0  # key into the (keypad) prompt
-    elif spec.dtmf and len(leads) > 1:
-        # Key the customer number after its prompt, then speak into the question.
-        dtmf_at = leads[0][0] + 1.0
-        speak_at = dtmf_at + 0.3 * len(spec.dtmf) + lead - last + 1.0
-    result = await place_call(
-        rig, audio, spec.from_number, dtmf=spec.dtmf, dtmf_delay_s=dtmf_at,
-        audio_delay_s=speak_at, hangup_after_s=spec.hangup_after_s or hangup_after_s,
-        trailing_silence_s=1.0)
+    speech = b""
+    if spec.say:
+        wav = await asyncio.to_thread(synthesize_utterance, spec.say, spec.lang)
+        speech = read_ulaw_wav(wav)
+        if spec.pad_to_s is not None:
+            speech = speech.rjust(int(spec.pad_to_s * 8000), b"\xff")  # mu-law silence
+    def ready() -> bool:
+        return any(c.awaiting_input for c in node.stasis.calls.values()
+                   if (c.caller.number or "anonymous") == (spec.from_number or "anonymous"))
+
+    caller = TurnCaller(rig.ports.sip, from_number=spec.from_number,
+                        dialed=f"test-{settings.ari_app}", ready=ready)
+    result = await caller.run(caller_turns(spec, speech), stay_s=spec.hangup_after_s,
+                              max_call_s=max(max_call_s, spec.hangup_after_s or 0) + 30)
     key = spec.from_number or "anonymous"
     for _ in range(100):  # the flow saves its contact as the call ends
         if key in ended:
@@ -158,22 +186,24 @@ async def _place(app: App, rig: Rig, settings: Settings, spec: VoiceCallSpec,
         await asyncio.sleep(0.1)
     channel = ended.pop(key, None)
     contact = await app.contacts.get(channel.session_id) if channel else None
-    report = VoiceCallReport(spec, result.ok or result.answered, contact,
+    report = VoiceCallReport(spec, result.answered, contact,
                              duration_s=time.monotonic() - t0)
+    report.turn_gap_ms = [g for g in (t.gap_ms for t in result.turns) if g is not None]
+    report.spoke_until = [result.started_at + t.sent_end_s for t in result.turns
+                          if t.sent_end_s is not None]
     if channel is not None:
+        report.timings = list(channel.stats.responses)
         report.response_ms = [r.response_ms for r in channel.stats.responses]
         report.asr_ms = [r.asr_ms for r in channel.stats.responses]
         report.silence_wait_ms = [r.silence_wait_ms
                                   for r in channel.stats.responses]
         report.barge_in_ms = [b.detect_to_stop_request_ms
                               for b in channel.stats.barge_ins]
+        report.error = result.error
     else:
-        detail = " ".join(result.errors.split())[-300:]
-        report.error = (f"the call never reached the IVR (SIPp exit "
-                        f"{result.exit_code}, SIP status {result.final_status}"
-                        + (f": {detail}" if detail else "") + ")")
+        report.error = (f"the call never reached the IVR (SIP status {result.final_status}"
+                        + (f": {result.error}" if result.error else "") + ")")
     return report
-
 
 
 @dataclass
@@ -206,6 +236,9 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
     port = free_port()
     settings = replace(rig_settings(settings, rig), web_port=port, agi_port=0,
                        public_url=f"http://127.0.0.1:{port}")
+    # A Stasis app of its own: several test nodes on one rig (three `ivr call --say` at
+    # once) would otherwise take each other's calls. Callers dial test-<app>.
+    settings = replace(settings, ari_app=f"{settings.ari_app}-{uuid.uuid4().hex[:8]}")
     if ami_port is not None:
         settings = replace(settings, ami_port=ami_port)
     await asyncio.to_thread(upgrade, settings.effective_database_url)
@@ -228,7 +261,7 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
                         await built.centre.feed.synced.wait()
 
             async def place(spec: VoiceCallSpec) -> VoiceCallReport:
-                return await _place(app, rig, settings, spec, ended, hangup_after_s)
+                return await _place(app, built, rig, settings, spec, ended, hangup_after_s)
 
             yield VoiceLine(place, built, settings)
         finally:
@@ -277,12 +310,13 @@ def latency_summary(reports: list[VoiceCallReport]) -> str:
 
 
 def run_voice_call(ctx: click.Context, *, say: str, from_number: str | None, lang: str,
-                   dtmf: str | None, as_json: bool) -> None:
+                   dtmf: str | None, as_json: bool,
+                   barge_in_after_s: float | None = None) -> None:
     from ivr.cli.common import settings_from, stdout_to_stderr
 
     settings = settings_from(ctx)
-    spec = VoiceCallSpec(say=say, from_number=from_number,
-                         lang=as_language(lang), dtmf=dtmf)
+    spec = VoiceCallSpec(say=say, from_number=from_number, lang=as_language(lang), dtmf=dtmf,
+                         barge_in_after_s=barge_in_after_s)
     with stdout_to_stderr(as_json):  # serve_node's sandbox prints what it receives
         reports = asyncio.run(run_voice_calls(settings, [spec]))
     if as_json:

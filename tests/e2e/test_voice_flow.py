@@ -40,7 +40,9 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
         VoiceCallSpec(say="where is my order", from_number="+447700900123"),
         VoiceCallSpec(say="I am moving house and need to change my address",
                       from_number="+447700900456"),
-        VoiceCallSpec(say="I have a question about my invoice", from_number="+31655556666"),
+        # Stays on the line until the billing agent has answered (screen-pop below).
+        VoiceCallSpec(say="I have a question about my invoice", from_number="+31655556666",
+                      hangup_after_s=40),
         VoiceCallSpec(say="the app keeps crashing on my phone", from_number="+31611112222"),
         # Says nothing twice: the keypad menu comes, key 2 = invoice question (billing).
         VoiceCallSpec(say="", from_number="+447700900999", dtmf="2", silent_turns=3),

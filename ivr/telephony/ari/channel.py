@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -69,6 +71,10 @@ class AriChannelSettings:
     inter_digit_s: float = 3.0
     max_prompt_s: float = 120.0  # safety net if a PlaybackFinished never comes
     setup_timeout_s: float = 5.0
+    # The app renews TIMEOUT(absolute) to this while it serves the call (a lease): if
+    # the node dies, Asterisk takes the caller out of Stasis to the dialplan's T
+    # extension (a human) within this time instead of leaving them in silence.
+    lease_s: float = 6.0
     default_region: str = "NL"
     max_buffered_digits: int = 32
 
@@ -104,6 +110,12 @@ class ResponseTiming:
     asr_ms: float  # end of speech -> recogniser result
     response_ms: float  # end of speech -> next prompt's play request accepted
     reason: str
+    # The rest of response_ms, in order: the flow (understanding, decision, lookups)
+    # until it asks for the next prompt, that prompt's audio (TTS or cache), and
+    # Asterisk accepting the play request.
+    flow_ms: float = 0.0
+    tts_ms: float = 0.0
+    play_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -188,9 +200,13 @@ class AriCallChannel:
             channel.caller_number, self._s.default_region, dialed=channel.exten or None
         )
         self.state = CallState.RINGING
+        self._lease: asyncio.Task[None] | None = None
         self.stats = CallStats()
         # (end-of-speech time, silence wait ms, ASR ms, reason) until the next prompt plays
         self._pending_turn: tuple[float, float, float, str] | None = None
+        # True while a listen or a digit collection takes input (test callers and
+        # benches read it to know the IVR is ready for them).
+        self.awaiting_input = False
         self._digits: collections.deque[str] = collections.deque(
             maxlen=self._s.max_buffered_digits
         )
@@ -275,6 +291,29 @@ class AriCallChannel:
                 self.state = CallState.GONE
                 raise CallerHungUp(self._id) from exc
             self.state = CallState.ACTIVE
+            if self._s.lease_s > 0:
+                self._lease = asyncio.create_task(self._keep_lease(), name=f"lease-{self._id}")
+
+    async def _keep_lease(self) -> None:
+        """Renew TIMEOUT(absolute) while the call is ours (see AriChannelSettings.lease_s)."""
+        seconds = str(max(2, math.ceil(self._s.lease_s)))
+        while self.state is CallState.ACTIVE:
+            try:
+                await self._client.set_variable(self._id, "TIMEOUT(absolute)", seconds)
+            except AriNotFound:
+                return
+            except AriError as exc:  # the next renewal may get through; else the lease ends
+                log.warning("lease renewal of %s failed: %s", self._id, exc)
+            await asyncio.sleep(self._s.lease_s / 3)
+
+    async def _stop_lease(self) -> None:
+        # Awaited, so no renewal is in flight when the call leaves Stasis: a late one
+        # would cut the caller off in the queue.
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lease
 
     # ------------------------------------------------------------ prompts
     async def _start_prompt(self, prompt: Prompt | None) -> str | None:
@@ -283,6 +322,7 @@ class AriCallChannel:
         if prompt is None:
             return None
         self._language = prompt.language
+        entered = self._now()
         try:
             uri = await self._prompts.resolve(prompt)
         except Exception as exc:  # a missing prompt must not end the call
@@ -291,13 +331,17 @@ class AriCallChannel:
         self._playback_seq += 1
         pb_id = f"{self._id}-pb{self._playback_seq}"
         self._events.add(pb_id, "playback")
+        resolved = self._now()
         try:
             await self._client.play(self._id, uri, pb_id)
             if self._pending_turn is not None:
                 end_at, silence_ms, asr_ms, reason = self._pending_turn
                 self._pending_turn = None
+                now = self._now()
                 self.stats.responses.append(ResponseTiming(
-                    silence_ms, asr_ms, (self._now() - end_at) * 1000, reason))
+                    silence_ms, asr_ms, (now - end_at) * 1000, reason,
+                    flow_ms=max(0.0, (entered - end_at) * 1000 - asr_ms),
+                    tts_ms=(resolved - entered) * 1000, play_ms=(now - resolved) * 1000))
         except AriNotFound as exc:
             self._events.discard(pb_id)
             # The channel or the sound is gone; only the channel ends the call.
@@ -329,6 +373,12 @@ class AriCallChannel:
         pb_id = await self._start_prompt(prompt)
         deadline = self._now() + self._s.max_prompt_s
         try:
+            if self._playing(pb_id) and self._rtp is None:
+                # Build the ASR leg while the greeting plays, not after it: set up at
+                # the first listen it left up to seconds of dead air (on a busy node)
+                # between the greeting and the question. Events seen meanwhile
+                # (playback finished, keys) are noted by _next as usual.
+                await self._ensure_media()
             while self._playing(pb_id):
                 if await self._next(deadline) is None:
                     break
@@ -442,8 +492,9 @@ class AriCallChannel:
                 started_at = now
                 self._events.put(_SpeechStarted(type="_SpeechStarted", at=now))
             if started_at is not None and ev.endpoint:
-                self._events.put(_SpeechEnded(type="_SpeechEnded", reason="endpoint",
-                                              at=now, last_frame_at=now))
+                # The recogniser's endpointer waited ev.silence_ms after the last speech.
+                self._events.put(_SpeechEnded(type="_SpeechEnded", reason="endpoint", at=now,
+                                              last_frame_at=now - ev.silence_ms / 1000))
                 return
             if started_at is not None and now - started_at >= self._s.max_speech_s:
                 self._events.put(_SpeechEnded(type="_SpeechEnded", reason="max_speech"))
@@ -462,12 +513,14 @@ class AriCallChannel:
             self._rtp.drain()  # audio from before this turn is not an answer to it
             feeder = asyncio.create_task(self._feed_audio(stream, self._rtp))
         turn = _ListenTurn(stream=stream, timeout_s=timeout_s)
+        self.awaiting_input = True
         try:
             turn.pb_id = await self._start_prompt(prompt)
             turn.prompt_deadline = self._now() + self._s.max_prompt_s
             turn.no_input_at = None if self._playing(turn.pb_id) else self._now() + timeout_s
             return await self._run_turn(turn)
         finally:
+            self.awaiting_input = False
             if feeder is not None:
                 await self._stop_feeder(feeder)
             if self.state is CallState.ACTIVE:
@@ -584,6 +637,7 @@ class AriCallChannel:
         self._digits.clear()
         max_digits = max(1, max_digits)
         digits = ""
+        self.awaiting_input = True
         pb_id = await self._start_prompt(prompt)
         try:
             prompt_deadline = self._now() + self._s.max_prompt_s
@@ -610,6 +664,7 @@ class AriCallChannel:
                 if finished and wait_until is None:
                     wait_until = self._now() + timeout_s
         finally:
+            self.awaiting_input = False
             if self.state is CallState.ACTIVE:
                 await self._stop_prompt(pb_id)
 
@@ -618,6 +673,7 @@ class AriCallChannel:
         """Attach the context as channel variables and continue into the hand-off context."""
         self._check_alive()
         variables = handoff_variables(decision, self._session_id, self._language)
+        await self._stop_lease()
         await self._teardown_media()
         for name, value in variables.items():
             try:
@@ -648,6 +704,7 @@ class AriCallChannel:
         """Hang up on the caller (no-op when already gone)."""
         if self.state in (CallState.GONE, CallState.CLOSED, CallState.HANDED_OFF):
             return
+        await self._stop_lease()
         await self._teardown_media()
         self.state = CallState.CLOSED
         try:
@@ -676,6 +733,7 @@ class AriCallChannel:
     async def close(self) -> None:
         """End of the call task: release media and the event subscription."""
         try:
+            await self._stop_lease()
             await self._teardown_media()
         finally:
             self._events.close()
