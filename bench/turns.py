@@ -1,0 +1,192 @@
+"""Turn gap of real calls: the caller's last word -> the first audio of the IVR's reply.
+
+    .venv/bin/python bench/turns.py [--calls N] [--together K] [--json]
+
+Real SIP calls through the Asterisk rig (a Python caller that waits its turn,
+Asterisk 22, the ARI node with Whisper, the matcher and SQLite). Each caller asks
+one question in its own words (``bench/turn_questions.csv``, written for this
+bench: none is a catalogue example, checked at start-up) from a number the CRM
+does not know. Callers go in groups of K started together; each group's
+utterances are led with silence to the same length, so the K callers stop
+talking within the same second (the spread is printed).
+
+The gap is measured by the caller at the wire (its last RTP frame of speech ->
+the first audible frame from Asterisk), so it includes the endpointer's silence
+wait. The node's own breakdown per turn: silence wait, ASR, flow
+(understanding + decision + lookups), prompt audio (TTS or cache), playback
+request; "rest" is what the wire adds (speech-end detection slack, Asterisk
+starting the playback, RTP).
+
+The rig comes from KANAAL_RIG_* like the e2e tests (default: the shared rig).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ivr.cli.demo_cmd import demo_moment
+from ivr.cli.voice_call import VoiceCallReport, VoiceCallSpec, voice_node
+from ivr.clock import PinnedClock
+from ivr.config import load_settings
+from ivr.storage.db import make_engine, upgrade
+from ivr.storage.seed import seed_demo
+from ivr.testing.rig import DEFAULT_ROOT, Rig, RigPorts
+from ivr.testing.sipcaller import read_ulaw_wav, synthesize_utterance
+
+QUESTIONS = Path(__file__).with_name("turn_questions.csv")
+
+
+def load_questions() -> list[tuple[str, str]]:
+    """(question, expected intent) rows; refuses any that is a catalogue example."""
+    import yaml
+
+    with QUESTIONS.open(newline="") as fh:
+        rows = [(r["question"].strip(), r["intent"].strip()) for r in csv.DictReader(fh)]
+    catalogue = yaml.safe_load(Path("grammars/en.yaml").read_text())
+    examples = {e.lower() for spec in catalogue["intents"].values()
+                for e in spec.get("examples", ())}
+    copied = [q for q, _ in rows if q.lower() in examples]
+    if copied:
+        raise SystemExit(f"bench questions copied from the catalogue: {copied}")
+    return rows
+
+
+def rig_from_env() -> Rig:
+    env = os.environ
+    ports = RigPorts(sip=int(env.get("KANAAL_RIG_SIP_PORT", "5070")),
+                     http=int(env.get("KANAAL_RIG_HTTP_PORT", "8088")),
+                     ami=int(env.get("KANAAL_RIG_AMI_PORT", "5039")),
+                     agi=int(env.get("KANAAL_RIG_AGI_PORT", "4573")),
+                     agent_base=int(env.get("KANAAL_RIG_AGENT_BASE_PORT", "5081")))
+    return Rig(root=Path(env.get("KANAAL_RIG_ROOT", str(DEFAULT_ROOT))), ports=ports)
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def utterance_s(text: str) -> float:
+    return len(read_ulaw_wav(synthesize_utterance(text))) / 8000
+
+
+def summarise(reports: list[VoiceCallReport], expected: list[str],
+              spreads: list[float]) -> dict[str, Any]:
+    gaps = [r.turn_gap_ms[0] for r in reports if r.turn_gap_ms]
+    parts: dict[str, list[float]] = {k: [] for k in (
+        "silence_wait", "asr", "flow", "tts", "playback_start", "rest")}
+    for r in reports:
+        timings = r.timings[:1]
+        for t in timings:
+            parts["silence_wait"].append(t.silence_wait_ms)
+            parts["asr"].append(t.asr_ms)
+            parts["flow"].append(t.flow_ms)
+            parts["tts"].append(t.tts_ms)
+            parts["playback_start"].append(t.play_ms)
+            if r.turn_gap_ms:
+                parts["rest"].append(r.turn_gap_ms[0] - t.silence_wait_ms - t.response_ms)
+    right = sum(1 for r, want in zip(reports, expected, strict=True)
+                if r.contact is not None and r.contact.intent == want)
+    return {
+        "calls": len(reports), "turns_timed": len(gaps),
+        "turn_gap_p50_ms": _r(pct(gaps, 50)), "turn_gap_p95_ms": _r(pct(gaps, 95)),
+        "turn_gap_max_ms": _r(max(gaps, default=None)),
+        "routed_right": right, "routed_right_share": round(right / len(reports), 3),
+        "speech_end_spread_max_ms": _r(max(spreads, default=0.0)),
+        "breakdown_ms": {k: {"p50": _r(pct(v, 50)), "p95": _r(pct(v, 95))}
+                         for k, v in parts.items()},
+        "misrouted": [{"said": r.spec.say, "want": want,
+                       "heard": r.contact.question if r.contact else None,
+                       "intent": r.contact.intent if r.contact else None, "error": r.error}
+                      for r, want in zip(reports, expected, strict=True)
+                      if r.contact is None or r.contact.intent != want],
+    }
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
+
+
+async def run(calls: int, together: int) -> dict[str, Any]:
+    questions = load_questions()
+    tmp = Path(tempfile.mkdtemp(prefix="kanaal-turns-"))
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    seed_demo(engine, staffed=True)
+    engine.dispose()
+    # IVR_* from the environment apply (e.g. IVR_ADAPTIVE_END_OF_TURN=false for "before").
+    settings = replace(load_settings(env_file=None), database_url=url,
+                       data_dir=tmp, log_level="WARNING")
+    rig = rig_from_env()
+    await asyncio.to_thread(rig.up)
+    reports: list[VoiceCallReport] = []
+    expected: list[str] = []
+    spreads: list[float] = []
+    t0 = time.monotonic()
+    async with voice_node(settings, rig=rig, clock=PinnedClock(demo_moment()),
+                          hangup_after_s=60) as line:
+        i = 0
+        while i < calls:
+            group = [questions[(i + k) % len(questions)] for k in range(min(together, calls - i))]
+            longest = max([await asyncio.to_thread(utterance_s, q) for q, _ in group])
+            specs = [VoiceCallSpec(say=q, from_number=f"+3120888{i + k:04d}",
+                                   pad_to_s=longest + 0.1 if together > 1 else None)
+                     for k, (q, _) in enumerate(group)]
+            got = await asyncio.gather(*(line.place(s) for s in specs))
+            ends = [r.spoke_until[0] for r in got if r.spoke_until]
+            spreads.append((max(ends) - min(ends)) * 1000 if ends else 0.0)
+            reports += got
+            expected += [want for _, want in group]
+            i += len(group)
+    out = summarise(reports, expected, spreads)
+    out.update(together=together, wall_s=round(time.monotonic() - t0, 1),
+               adaptive_end_of_turn=settings.adaptive_end_of_turn,
+               whisper_window=settings.whisper_window)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=10)
+    ap.add_argument("--together", type=int, default=1,
+                    help="callers started together, who stop talking in the same second")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    args = ap.parse_args()
+    if args.calls < 1 or args.together < 1:
+        ap.error("--calls and --together must be at least 1")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    out = asyncio.run(run(args.calls, args.together))
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{out['calls']} calls, {out['together']} together (speech ends within "
+          f"{out['speech_end_spread_max_ms']:.0f} ms of each other); routed right "
+          f"{out['routed_right']}/{out['calls']}")
+    print(f"turn gap (caller's last word -> first audio of the reply, at the wire): "
+          f"p50 {out['turn_gap_p50_ms']} ms, p95 {out['turn_gap_p95_ms']} ms, "
+          f"max {out['turn_gap_max_ms']} ms over {out['turns_timed']} turns")
+    print("breakdown (p50 / p95 ms): " + ", ".join(
+        f"{k.replace('_', ' ')} {v['p50']} / {v['p95']}" for k, v in out["breakdown_ms"].items()))
+    for m in out["misrouted"]:
+        print(f"  misrouted: said {m['said']!r}, heard {m['heard']!r} -> {m['intent']} "
+              f"(want {m['want']}){' error ' + m['error'] if m['error'] else ''}")
+
+
+if __name__ == "__main__":
+    main()
