@@ -87,6 +87,9 @@ class Settings:
     whisper_window: str = field(default="auto", metadata=_meta(
         "Whisper encoder window: auto (30 s while the decoder is idle, speech + 2 s "
         "under load), short or full"))
+    adaptive_end_of_turn: bool = field(default=True, metadata=_meta(
+        "end a turn after 300 ms of quiet when Whisper's speculative transcript is a "
+        "finished, confident sentence (else the full 700 ms)"))
 
     # --- Asterisk ---------------------------------------------------------------
     ari_url: str = field(default="http://127.0.0.1:8088", metadata=_meta("Asterisk HTTP base"))

@@ -48,6 +48,7 @@ def build_recognizer(
     whisper_model_dir: Path | None = None,
     whisper_window: str = "auto",
     executor: Executor | None = None,
+    adaptive_end: bool = True,
 ) -> FallbackRecognizer:
     """Vosk for every configured language first, then the bundled Whisper tiny.en for English."""
     from ivr.speech.vad import SileroVad
@@ -59,7 +60,7 @@ def build_recognizer(
     if vosk_models:
         engines.append(VoskRecognizer(vosk_models, executor=executor, vad=vad))
     engines.append(WhisperRecognizer(whisper_model_dir, executor=executor, vad=vad,
-                                     window=whisper_window))
+                                     window=whisper_window, adaptive_end=adaptive_end))
     return FallbackRecognizer(engines)
 
 

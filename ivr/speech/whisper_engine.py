@@ -80,11 +80,13 @@ class WhisperRecognizer:
         grammar_mode: bool = True,
         grammar_beam_size: int = 5,
         window: str = "auto",
+        adaptive_end: bool = True,
     ) -> None:
         if window not in WINDOWS:
             raise SpeechError(f"Whisper window {window!r}: use one of {', '.join(WINDOWS)}")
         self._model_dir = model_dir
         self._window = window
+        self._adaptive_end_on = adaptive_end
         self._load = DecodeLoad()
         self._grammar_mode = grammar_mode
         self._grammar_beam = max(1, grammar_beam_size)
@@ -165,6 +167,7 @@ class WhisperRecognizer:
             grammar,
             self._window,
             self._load,
+            adaptive_end=self._adaptive_end_on,
         )
 
     def transcribe_sync(
@@ -479,6 +482,27 @@ def _suppressed(tok: Any) -> list[int]:
 
 
 EARLY_MS = 250.0  # caller quiet this long: start decoding speculatively
+# Adaptive end of turn: after this much quiet, a speculative transcript that reads as
+# a finished, confident request ends the turn without waiting out the endpointer's
+# full silence (700 ms); a caller who pauses mid-sentence still gets the full wait.
+ADAPTIVE_END_MS = 300.0
+ADAPTIVE_MIN_CONFIDENCE = 0.5
+_UNFINISHED_WORDS = (
+    "a an the my your our their his her its this that to of for and or but with about "
+    "in on at from by i i'm is are was be can could would will want wanted like need "
+    "have has do does did so because if when where what which who how than then")
+_UNFINISHED = frozenset(_UNFINISHED_WORDS.split())
+
+
+def reads_complete(result: RecognitionResult) -> bool:
+    """A transcript that sounds finished: confident, two words or more, closed by Whisper
+    with a full stop or question mark, and not ending on a word that needs a follower."""
+    text = result.text.strip()
+    if result.confidence < ADAPTIVE_MIN_CONFIDENCE or not text.endswith((".", "?", "!")) \
+            or text.endswith(".."):
+        return False
+    words = text.rstrip(".?!").lower().replace(",", " ").split()
+    return len(words) >= 2 and words[-1] not in _UNFINISHED
 
 
 class WhisperStream:
@@ -497,6 +521,8 @@ class WhisperStream:
         grammar: WordGrammar | None = None,
         window: str = "auto",
         load: DecodeLoad | None = None,
+        *,
+        adaptive_end: bool = True,
     ) -> None:
         self._model = model
         self._grammar = grammar
@@ -518,6 +544,8 @@ class WhisperStream:
         # only awaits it, so most of the decode hides inside the silence wait.
         self._early: asyncio.Future[RecognitionResult] | None = None
         self._early_end_ms: float | None = None
+        self._adaptive_end = False  # the turn ended on a complete speculative transcript
+        self._adaptive_end_on = adaptive_end
 
     async def feed(self, pcm16: bytes) -> RecognitionEvent:
         if self._ended or self._failed:
@@ -536,9 +564,29 @@ class WhisperStream:
             return RecognitionEvent(endpoint=True)
         if update.endpoint or self._fed_bytes >= cap:
             self._ended = True
+        elif self._complete_early():
+            self._ended = self._adaptive_end = True
         else:
             self._maybe_decode_early()
-        return RecognitionEvent(speech_started=update.speech_started, endpoint=self._ended)
+        ep = self._vad.endpointer
+        quiet = (ep.position_ms - ep.end_ms if ep.end_ms is not None
+                 else ep.trailing_silence_ms) if self._ended else 0.0
+        return RecognitionEvent(speech_started=update.speech_started, endpoint=self._ended,
+                                silence_ms=quiet)
+
+    def _complete_early(self) -> bool:
+        """The caller paused and the speculative transcript of exactly this audio is done
+        and reads as a finished, confident request (not in grammar mode: a pause between
+        digits is not the end of a number)."""
+        ep = self._vad.endpointer
+        early = self._early
+        if (not self._adaptive_end_on or self._grammar is not None or early is None
+                or not early.done()
+                or early.cancelled() or early.exception() is not None
+                or ep.trailing_silence_ms < ADAPTIVE_END_MS
+                or self._early_end_ms != ep.position_ms - ep.trailing_silence_ms):
+            return False
+        return reads_complete(early.result())
 
     def _maybe_decode_early(self) -> None:
         ep = self._vad.endpointer
@@ -591,8 +639,8 @@ class WhisperStream:
         t0 = time.perf_counter()
         try:
             ep = self._vad.endpointer
-            if self._early is not None and ep.end_ms is not None and \
-                    self._early_end_ms == ep.end_ms:
+            if self._early is not None and (self._adaptive_end or (
+                    ep.end_ms is not None and self._early_end_ms == ep.end_ms)):
                 result = await self._early  # same audio: reuse the speculative decode
             else:
                 audio = self._speech_audio()

@@ -1,0 +1,71 @@
+"""Adaptive end of turn: a finished, confident sentence ends the turn after ~300 ms of quiet;
+an unfinished one (or the setting off) waits out the full 700 ms silence."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.domain.ports import RecognitionResult
+from ivr.speech.audio import ulaw_decode, ulaw_encode
+from ivr.speech.base import StreamLimits
+from ivr.speech.tts import FliteTts
+from ivr.speech.vad import SileroVad
+from ivr.speech.whisper_engine import WhisperRecognizer, reads_complete
+
+from .conftest import RATE, silence
+
+pytestmark = pytest.mark.slow
+
+STEP = RATE // 50 * 2  # one 20 ms packet of slin
+
+
+async def quiet_until_endpoint(rec: WhisperRecognizer, speech: bytes) -> float:
+    """Feed speech and 0.3 s of quiet, let the speculative decode finish (as it does in
+    real time), then feed quiet packet by packet: the ms of quiet fed when the turn ended."""
+    stream = await rec.open_stream("en", sample_rate=RATE)
+    pcm = silence(0.3) + speech + silence(0.3)
+    for i in range(0, len(pcm), STEP):
+        await stream.feed(pcm[i:i + STEP])
+    early = stream._early  # type: ignore[attr-defined]
+    assert early is not None, "no speculative decode after 300 ms of quiet"
+    await early
+    fed_ms = 300.0
+    while fed_ms < 2000:
+        ev = await stream.feed(silence(0.02))
+        fed_ms += 20
+        if ev.endpoint:
+            break
+    await stream.finish()
+    return fed_ms
+
+
+def speak(tts: FliteTts, text: str) -> bytes:
+    return ulaw_decode(ulaw_encode(tts.synthesize_pcm(text, "en")))
+
+
+async def test_complete_question_ends_early_unfinished_waits(silero: SileroVad,
+                                                             say_en: FliteTts) -> None:
+    """'What are your opening hours?' ends well before 700 ms of quiet; 'I want to' and the
+    setting turned off wait for the endpointer."""
+    on = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20))
+    off = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20),
+                            adaptive_end=False)
+    # flite ends a sentence with ~0.25 s of its own silence, counted by the VAD too.
+    question = speak(say_en, "What are your opening hours?")
+    assert await quiet_until_endpoint(on, question) <= 400
+    assert await quiet_until_endpoint(off, question) >= 400
+    assert await quiet_until_endpoint(on, speak(say_en, "I want to")) >= 400
+
+
+@pytest.mark.parametrize(("text", "confidence", "complete"), [
+    ("What are your opening hours?", 0.8, True),
+    ("Where is my order.", 0.7, True),
+    ("I want to.", 0.9, False),  # ends on a word that needs a follower
+    ("I have a question about", 0.9, False),  # no closing punctuation
+    ("My internet is...", 0.9, False),  # trailing off
+    ("Hello.", 0.9, False),  # one word: more is probably coming
+    ("Cancel my contract.", 0.3, False),  # not confident
+])
+def test_reads_complete(text: str, confidence: float, complete: bool) -> None:
+    """Only a confident, punctuated sentence of two words or more that does not trail off."""
+    assert reads_complete(RecognitionResult(text=text, confidence=confidence)) is complete
