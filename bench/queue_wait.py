@@ -12,9 +12,11 @@ the harness ends that call after an exponential handle time of mean ``--aht``
 
 At every ``QueueCallerJoin`` the estimate is taken from Kanaal's live state exactly
 as the Router computes it at hand-off (``expected_wait_s(position, ready, working,
-AHT)``), twice: with the rolling AHT the node really has at that moment (the
-default 300 s until calls complete: what callers are told), and with the true mean
-(the model's own error). The actual wait is app_queue's ``HoldTime`` at
+AHT)``), three times: with the handle-time estimate the node really has at that
+moment (``SkillView.handle_time_s``, running calls counted; the default 300 s until
+a call completes: what callers are told), with the mean of completed calls only
+(the earlier estimate, for comparison), and with the true mean (the model's own
+error). The actual wait is app_queue's ``HoldTime`` at
 ``AgentConnect``. Prints mean absolute error, bias and the share within 30 s;
 ``--json`` prints exactly one JSON document.
 
@@ -58,8 +60,10 @@ AGENT_CODES = ("1001", "1002", "1003", "1004")
 @dataclass
 class Sample:
     position: int
-    announced_s: float | None  # with the node's rolling AHT (what the caller hears)
+    announced_s: float | None  # with the node's handle-time estimate (what callers hear)
     model_s: float | None  # with the true mean AHT (the model's own error)
+    aht_used_s: float  # the node's estimate at the join (running calls counted)
+    completed_only_s: float | None  # with the mean of completed calls only (the old way)
     actual_s: float | None = None
 
 
@@ -145,10 +149,12 @@ async def _run_load(centre: ContactCentre, rig: Rig, args: argparse.Namespace,
         if isinstance(ev, QueueCallerJoin) and ev.queue == QUEUE:
             view = centre.feed.snapshot().skill("general")
             ready, working = view.ready(), view.working()
-            rolling = view.aht_s or centre.router.policy.default_aht_s
+            default = centre.router.policy.default_aht_s
+            rolling = view.handle_time_s(time.time()) or default
             samples[ev.uniqueid] = Sample(
                 ev.position, expected_wait_s(ev.position, ready, working, rolling),
-                expected_wait_s(ev.position, ready, working, args.aht))
+                expected_wait_s(ev.position, ready, working, args.aht), rolling,
+                expected_wait_s(ev.position, ready, working, view.aht_s or default))
         elif isinstance(ev, AgentConnect) and ev.queue == QUEUE:
             if ev.uniqueid in samples:
                 samples[ev.uniqueid].actual_s = float(ev.hold_time)
@@ -188,6 +194,8 @@ def _summary(samples: list[Sample], args: argparse.Namespace) -> dict[str, objec
                  if s.announced_s is not None and s.actual_s is not None]
     model = [(s.model_s, s.actual_s) for s in done
              if s.model_s is not None and s.actual_s is not None]
+    completed_only = [(s.completed_only_s, s.actual_s) for s in done
+                      if s.completed_only_s is not None and s.actual_s is not None]
     waited = [s for s in done if (s.actual_s or 0) > 0]
     return {
         "agents": args.agents, "callers": args.callers, "aht_s": args.aht,
@@ -197,8 +205,11 @@ def _summary(samples: list[Sample], args: argparse.Namespace) -> dict[str, objec
         "waited": len(waited),
         "announced": _errors(announced),  # keys: mae_s, bias_s, within_30s
         "model": _errors(model),
+        "completed_only": _errors(completed_only),
         "samples": [{"position": s.position, "announced_s": s.announced_s,
-                     "model_s": s.model_s, "actual_s": s.actual_s} for s in samples],
+                     "model_s": s.model_s, "aht_used_s": s.aht_used_s,
+                     "completed_only_s": s.completed_only_s,
+                     "actual_s": s.actual_s} for s in samples],
     }
 
 
@@ -220,7 +231,7 @@ def main() -> None:
     print(f"{result['measured']} of {args.callers} callers answered by {args.agents} agents "
           f"(AHT {args.aht:.0f}s, load {args.load}); mean wait {result['mean_actual_wait_s']}s; "
           f"{result['waited']} waited")
-    for name in ("announced", "model"):
+    for name in ("announced", "completed_only", "model"):
         e = result[name]
         print(f"  {name:9} estimate: mean abs error {e['mae_s']}s, bias {e['bias_s']}s, "  # type: ignore[index]
               f"within 30s {e['within_30s']}")  # type: ignore[index]

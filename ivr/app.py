@@ -457,7 +457,8 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     stasis = StasisApp(
         client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
-        settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region),
+        settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region,
+                                    lease_s=s.ari_lease_s),
         on_call_end=call_ended, resume_runner=resume_call,
     )
     announcer = None

@@ -68,7 +68,7 @@ def update_for(caller: WaitingCaller, position: int, snapshot: CentreSnapshot,
     skill, side = split_queue_key(caller.queue)
     view = snapshot.skill(skill)
     wait = expected_wait_s(position, view.ready(side), view.working(side),
-                           view.aht_s or policy.default_aht_s)
+                           view.handle_time_s(now) or policy.default_aht_s)
     return Announcement(caller.uniqueid, caller.queue, position, wait, now)
 
 

@@ -114,7 +114,8 @@ def translate(event: AmiEvent, now: float) -> Iterable[CentreInput]:
                 joined_at=now - event.wait, position=event.position,
                 caller_id=event.caller_id_num, channel=event.channel))
         case AgentConnect():
-            yield AgentConnected(event.interface, event.uniqueid, now)
+            yield AgentConnected(event.interface, event.uniqueid, now,
+                                 skill=queue_skill(event.queue)[0])
         case AgentComplete():
             skill, _ = queue_skill(event.queue)
             yield AgentCompleted(event.interface, skill, float(event.talk_time), now)

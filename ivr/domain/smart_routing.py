@@ -269,7 +269,7 @@ def decide(
     qview = snapshot.queue(queue)
     position = qview.ahead_of(priority) + 1
     wait = expected_wait_s(position, view.ready(side), view.working(side),
-                           view.aht_s or policy.default_aht_s)
+                           view.handle_time_s(snapshot.at) or policy.default_aht_s)
     offers: tuple[Alternative, ...] = ()
     if wait is not None and wait > policy.offer_alternatives_after_s:
         offers = _allowed(request, policy.alternatives)
@@ -307,7 +307,7 @@ def _skill_wait(snapshot: CentreSnapshot, view: SkillView, skill: str, priority:
     queues = {policy.queue_for(skill, s) for s in _SIDES}
     ahead = sum(snapshot.queue(q).ahead_of(priority) for q in queues)
     return expected_wait_s(ahead + 1, view.ready(), view.working(),
-                           view.aht_s or policy.default_aht_s)
+                           view.handle_time_s(snapshot.at) or policy.default_aht_s)
 
 
 def _choose_skill(

@@ -121,3 +121,25 @@ def test_side_queues_widen_to_substitutes_of_that_side_only() -> None:
     assert split_queue_key("billing-own") == ("billing", CentreKind.OWN)
     assert standby_wanted(state.snapshot(61.0), POLICY, 61.0) == {
         ("billing-own", "PJSIP/agent-2")}
+
+
+def test_handle_time_counts_calls_still_running() -> None:
+    """Completed calls alone are biased short; running calls count with their time so far."""
+    from ivr.domain.centre import AgentCompleted, AgentConnected, CentreReset
+
+    state = CentreState()
+    a1, a2 = agent(1, {"billing": 5}), agent(2, {"billing": 5})
+    login(state, a1)
+    login(state, a2)
+    assert state.snapshot(0.0).skill("billing").handle_time_s(0.0) is None
+    state.apply(AgentConnected(a1.interface, "u1", 0.0, skill="billing"))
+    state.apply(AgentCompleted(a1.interface, "billing", 10.0, 10.0))
+    state.apply(AgentConnected(a2.interface, "u2", 10.0, skill="billing"))
+    view = state.snapshot(40.0).skill("billing")
+    assert view.aht_s == 10.0
+    assert view.handle_time_s(40.0) == 40.0  # (10 completed + 30 running) / 1 completed
+    state.apply(AgentCompleted(a2.interface, "billing", 35.0, 45.0))
+    assert state.snapshot(50.0).skill("billing").handle_time_s(50.0) == 22.5
+    state.apply(AgentConnected(a1.interface, "u3", 50.0, skill="billing"))
+    state.apply(CentreReset(51.0))  # a resync forgets running calls (no start known)
+    assert state.snapshot(60.0).skill("billing").handle_time_s(60.0) == 22.5

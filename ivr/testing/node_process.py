@@ -1,0 +1,58 @@
+"""A serving node in its own process, for tests that kill it (``kill -9``).
+
+    python -m ivr.testing.node_process DATABASE_URL
+
+Serves the rig named by the ``KANAAL_RIG_*`` environment variables (as the e2e
+tests' fixture does) with the settings of ``ivr serve --rig``, and prints
+``READY`` on stdout once ARI is connected and the live state is in sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ivr.cli.serve_cmd import rig_settings, serve_node
+from ivr.config import load_settings
+from ivr.testing.rig import DEFAULT_ROOT, Rig, RigPorts
+from ivr.web.app import free_port
+
+
+def rig_from_env() -> Rig:
+    """The rig the ``KANAAL_RIG_*`` variables name (defaults: the cached rig)."""
+    env = os.environ
+    ports = RigPorts(
+        sip=int(env.get("KANAAL_RIG_SIP_PORT", "5070")),
+        http=int(env.get("KANAAL_RIG_HTTP_PORT", "8088")),
+        ami=int(env.get("KANAAL_RIG_AMI_PORT", "5039")),
+        agi=int(env.get("KANAAL_RIG_AGI_PORT", "4573")),
+        agent_base=int(env.get("KANAAL_RIG_AGENT_BASE_PORT", "5081")),
+    )
+    return Rig(root=Path(env.get("KANAAL_RIG_ROOT", str(DEFAULT_ROOT))), ports=ports,
+               log=lambda line: print(line, file=sys.stderr))
+
+
+async def _serve(database_url: str) -> None:
+    rig = rig_from_env()
+    port = free_port()
+    # The default data folder: its trained-matcher cache makes start-up seconds, not
+    # a minute of training on a busy machine.
+    settings = replace(rig_settings(load_settings(env_file=None, environ=dict(os.environ)), rig),
+                       database_url=database_url, web_port=port,
+                       agi_port=0, public_url=f"http://127.0.0.1:{port}")
+    ready = asyncio.Event()
+    node = asyncio.create_task(serve_node(settings, ready=ready))
+    await ready.wait()
+    print("READY", flush=True)
+    await node
+
+
+def main() -> None:
+    asyncio.run(_serve(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
