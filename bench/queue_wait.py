@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import random
 import statistics
 import sys
@@ -50,7 +49,7 @@ from ivr.storage.seed import seed_demo
 from ivr.telephony.ami import AmiClient
 from ivr.telephony.ami.events import AgentConnect, QueueCallerJoin
 from ivr.testing.centre import clear_queue_members
-from ivr.testing.rig import DEFAULT_ROOT, Rig, RigPorts
+from ivr.testing.rig import Rig, rig_from_env
 from ivr.testing.sipcaller import SippAgent, place_call
 
 QUEUE = "ivr-general"
@@ -65,19 +64,6 @@ class Sample:
     aht_used_s: float  # the node's estimate at the join (running calls counted)
     completed_only_s: float | None  # with the mean of completed calls only (the old way)
     actual_s: float | None = None
-
-
-def rig_from_env() -> Rig:
-    env = os.environ
-    ports = RigPorts(
-        sip=int(env.get("KANAAL_RIG_SIP_PORT", "5070")),
-        http=int(env.get("KANAAL_RIG_HTTP_PORT", "8088")),
-        ami=int(env.get("KANAAL_RIG_AMI_PORT", "5039")),
-        agi=int(env.get("KANAAL_RIG_AGI_PORT", "4573")),
-        agent_base=int(env.get("KANAAL_RIG_AGENT_BASE_PORT", "5081")),
-    )
-    return Rig(root=Path(env.get("KANAAL_RIG_ROOT", str(DEFAULT_ROOT))), ports=ports,
-               log=lambda m: print(m, file=sys.stderr))
 
 
 def centre_for(rig: Rig, db_url: str) -> ContactCentre:
@@ -103,8 +89,17 @@ async def until(pred: Callable[[], bool], timeout_s: float) -> None:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, object]:
-    rig = rig_from_env()
+    rig = rig_from_env(log=lambda m: print(m, file=sys.stderr))
+    was_running = rig.status().running
     await asyncio.to_thread(rig.up)
+    try:
+        return await _measure_on(rig, args)
+    finally:
+        if not was_running:  # leave the machine as we found it
+            await asyncio.to_thread(rig.down)
+
+
+async def _measure_on(rig: Rig, args: argparse.Namespace) -> dict[str, object]:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"

@@ -13,30 +13,15 @@ import asyncio
 import os
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from ivr.cli.serve_cmd import rig_settings, serve_node
 from ivr.config import load_settings
-from ivr.testing.rig import DEFAULT_ROOT, Rig, RigPorts
+from ivr.testing.rig import rig_from_env
 from ivr.web.app import free_port
 
 
-def rig_from_env() -> Rig:
-    """The rig the ``KANAAL_RIG_*`` variables name (defaults: the cached rig)."""
-    env = os.environ
-    ports = RigPorts(
-        sip=int(env.get("KANAAL_RIG_SIP_PORT", "5070")),
-        http=int(env.get("KANAAL_RIG_HTTP_PORT", "8088")),
-        ami=int(env.get("KANAAL_RIG_AMI_PORT", "5039")),
-        agi=int(env.get("KANAAL_RIG_AGI_PORT", "4573")),
-        agent_base=int(env.get("KANAAL_RIG_AGENT_BASE_PORT", "5081")),
-    )
-    return Rig(root=Path(env.get("KANAAL_RIG_ROOT", str(DEFAULT_ROOT))), ports=ports,
-               log=lambda line: print(line, file=sys.stderr))
-
-
 async def _serve(database_url: str) -> None:
-    rig = rig_from_env()
+    rig = rig_from_env(log=lambda line: print(line, file=sys.stderr))
     port = free_port()
     # The default data folder: its trained-matcher cache makes start-up seconds, not
     # a minute of training on a busy machine.

@@ -108,6 +108,24 @@ class RigCredentials:
     stasis_app: str = "ivr"
 
 
+def rig_from_env(environ: Mapping[str, str] | None = None,
+                 log: Callable[[str], None] = print) -> Rig:
+    """The rig named by ``KANAAL_RIG_ROOT`` and ``KANAAL_RIG_*_PORT`` (else the cached one).
+
+    The test harness, benchmarks and node processes read these, not library code:
+    CI or a developer can move the cache or the ports without editing anything.
+    """
+    env = os.environ if environ is None else environ
+    ports = RigPorts(
+        sip=int(env.get("KANAAL_RIG_SIP_PORT", "5070")),
+        http=int(env.get("KANAAL_RIG_HTTP_PORT", "8088")),
+        ami=int(env.get("KANAAL_RIG_AMI_PORT", "5039")),
+        agi=int(env.get("KANAAL_RIG_AGI_PORT", "4573")),
+        agent_base=int(env.get("KANAAL_RIG_AGENT_BASE_PORT", "5081")),
+    )
+    return Rig(root=Path(env.get("KANAAL_RIG_ROOT", str(DEFAULT_ROOT))), ports=ports, log=log)
+
+
 def default_config_dir() -> Path:
     """The repo's ``dialplan/`` directory (the files admins copy)."""
     return Path(__file__).resolve().parents[2] / "dialplan"
