@@ -600,8 +600,11 @@ class WhisperStream:
         if audio is None or audio.size < 1600:
             return
         self._early_end_ms = end_ms
+        # With adaptive end of turn the caller may be waiting for this very decode, so
+        # it takes the short window (~4x faster) like any decode a caller waits for.
         self._early = asyncio.ensure_future(run_blocking(
-            self._executor, self._decode, audio, self._speech_s(end_ms)))
+            self._executor, self._decode, audio, self._speech_s(end_ms),
+            not self._adaptive_end_on))
 
     def _decode(self, audio: np.ndarray, speech_s: float | None,
                 hidden: bool = True) -> RecognitionResult:
