@@ -350,6 +350,7 @@ def build_recognizer(settings: Settings) -> Recognizer:
     vosk = {lang: p for lang, p in (("en", settings.vosk_model_en),
                                     ("nl", settings.vosk_model_nl)) if p is not None}
     return build(vosk if settings.asr_engine != "whisper" else {},
+                 whisper_model_dir=settings.whisper_model,
                  whisper_window=settings.whisper_window,
                  adaptive_end=settings.adaptive_end_of_turn)
 

@@ -87,6 +87,9 @@ class Settings:
     whisper_window: str = field(default="auto", metadata=_meta(
         "Whisper encoder window: auto (30 s while the decoder is idle, speech + 2 s "
         "under load), short or full"))
+    whisper_model: Path | None = field(default=None, metadata=_meta(
+        "CTranslate2 Whisper model dir (unset: the bundled tiny.en); a multilingual "
+        "one also serves Dutch"))
     adaptive_end_of_turn: bool = field(default=True, metadata=_meta(
         "end a turn after 300 ms of quiet when Whisper's speculative transcript is a "
         "finished, confident sentence (else the full 700 ms)"))
@@ -265,7 +268,7 @@ def _parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
         return _parse_float_nonneg(name, raw)
     if isinstance(default, tuple):
         return _parse_tuple(raw)
-    if isinstance(default, Path) or name.startswith("vosk_model_"):
+    if isinstance(default, Path) or name.startswith(("vosk_model_", "whisper_model")):
         return Path(raw).expanduser() if raw else None
     return raw
 

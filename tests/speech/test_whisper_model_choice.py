@@ -1,0 +1,44 @@
+"""IVR_WHISPER_MODEL: any CTranslate2 Whisper directory; its vocabulary says which languages
+it serves (the bundled tiny.en: English only; a multilingual one: English and Dutch)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ivr.app import build_recognizer
+from ivr.config import load_settings
+from ivr.speech.base import SpeechError
+from ivr.speech.whisper_engine import bundled_tiny_en_path, whisper_languages
+
+
+def test_the_bundled_tiny_en_is_english_only() -> None:
+    """The installed model (51,864 tokens) serves English only."""
+    assert whisper_languages(bundled_tiny_en_path()) == ("en",)
+
+
+def test_a_multilingual_vocabulary_serves_dutch_too(tmp_path: Path) -> None:
+    """51,865 tokens (a multilingual model, as vocabulary.txt or .json): English and Dutch."""
+    (tmp_path / "model.bin").write_bytes(b"")
+    (tmp_path / "vocabulary.json").write_text(json.dumps([f"t{i}" for i in range(51865)]))
+    assert whisper_languages(tmp_path) == ("en", "nl")
+    with pytest.raises(SpeechError, match="not a CTranslate2 Whisper model"):
+        whisper_languages(tmp_path / "missing")
+
+
+def test_setting_selects_the_model_and_it_loads(tmp_path: Path) -> None:
+    """IVR_WHISPER_MODEL points at a copy of tiny.en: the node's recogniser serves English
+    from that directory, not Dutch."""
+    model = tmp_path / "whisper-copy"
+    shutil.copytree(bundled_tiny_en_path(), model)
+    settings = load_settings(env_file=None, environ={"IVR_WHISPER_MODEL": str(model)})
+    assert settings.whisper_model == model
+    rec = build_recognizer(replace(settings, vosk_model_en=None, vosk_model_nl=None))
+    whisper = rec._engines[-1]  # type: ignore[attr-defined]
+    assert whisper.supports("en") and not whisper.supports("nl")
+    assert whisper._model_dir == model  # type: ignore[attr-defined]
+    whisper.model()  # loads from the copy
