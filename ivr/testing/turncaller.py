@@ -167,7 +167,7 @@ class TurnCaller:
 
     # ------------------------------------------------------------- public
     async def run(self, turns: Sequence[Turn], *, answer_timeout_s: float = 15.0,
-                  reply_wait_s: float = 20.0, tail_s: float = 4.0,
+                  reply_wait_s: float = 45.0, tail_s: float = 4.0,
                   stay_s: float | None = None, max_call_s: float = 120.0) -> TurnCallResult:
         """Call, take ``turns`` in order, hear the IVR's last reply, hang up.
 
