@@ -16,7 +16,7 @@ import pytest
 
 from ivr.app import App
 from ivr.cli.demo_cmd import demo_moment
-from ivr.cli.voice_call import VoiceCallSpec, VoiceLine, voice_node
+from ivr.cli.voice_call import VoiceCallReport, VoiceCallSpec, VoiceLine, voice_node
 from ivr.clock import PinnedClock
 from ivr.config import Settings, load_settings
 from ivr.contact_centre.service import ContactCentre
@@ -224,13 +224,7 @@ async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
             await centre.membership.pause("1003", "coaching")
             with centre.ami.subscribe(QueueCallerJoin, QueueCallerLeave,
                                       AgentConnect) as events:
-                first = asyncio.create_task(line.place(VoiceCallSpec(
-                    INVOICE, HANNAH, hangup_after_s=75)))
-                await asyncio.sleep(15)
-                waiting = asyncio.create_task(line.place(VoiceCallSpec(
-                    INVOICE, BOB, hangup_after_s=60)))
-                await until(lambda: centre.feed.snapshot().queue("billing").waiting == 1,
-                            timeout_s=45)
+                first, waiting = await busy_then_queued(line, centre, first_s=75)
                 # Back from the break: own queues only; billing stays in standby ...
                 await centre.membership.resume("1003")
                 await asyncio.sleep(1)
@@ -260,6 +254,18 @@ async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
     assert max(priorities) >= 1 and priorities == sorted(priorities), priorities
     assert widened >= 1 and narrowed >= 1
     assert any(BOB in i.get("from", "") for i in agents[3].invites())
+
+
+async def busy_then_queued(line: VoiceLine, centre: ContactCentre, *, first_s: float
+                           ) -> tuple[asyncio.Task[VoiceCallReport], asyncio.Task[VoiceCallReport]]:
+    """HANNAH takes billing's only free agent (for ``first_s``); 15 s later BOB calls
+    about his invoice and queues behind her. Returns both calls once BOB waits."""
+    first = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, HANNAH,
+                                                         hangup_after_s=first_s)))
+    await asyncio.sleep(15)
+    queued = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, BOB, hangup_after_s=60)))
+    await until(lambda: centre.feed.snapshot().queue("billing").waiting == 1, timeout_s=45)
+    return first, queued
 
 
 async def _watch_priority(centre: ContactCentre, number: str,
@@ -347,13 +353,7 @@ async def test_queued_caller_hears_updates_and_leaves_the_queue_for_a_link(
             announcer = line.node.announcer
             assert announcer is not None
             await staff(centre, "1001")
-            first = asyncio.create_task(line.place(VoiceCallSpec(
-                INVOICE, HANNAH, hangup_after_s=70)))
-            await asyncio.sleep(15)
-            queued = asyncio.create_task(line.place(VoiceCallSpec(
-                INVOICE, BOB, hangup_after_s=60)))
-            await until(lambda: centre.feed.snapshot().queue("billing").waiting == 1,
-                        timeout_s=45)
+            first, queued = await busy_then_queued(line, centre, first_s=70)
             await until(lambda: any(a.queue == "billing" for a in announcer.told),
                         timeout_s=20)
             (entry,) = [e for e in (await centre.ami.queue_status()).entries

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
+from test_ari_client import fake, make_client, running  # the ARI tests' fixtures
 
 from ivr.telephony.ari.app import QUEUE_EXIT, StasisApp
 from ivr.telephony.ari.client import AriClient
@@ -16,29 +16,14 @@ from ivr.telephony.ari.whisper import AriWhisper
 from ivr.testing.fake_ari import FakeAri
 from ivr.testing.fake_ari import channel_json as chan
 
-USER, PASSWORD, APP = "ivr", "secret", "ivr"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAri]:
-    server = FakeAri(username=USER, password=PASSWORD, app=APP)
-    async with server.serve():
-        yield server
+__all__ = ["fake"]  # a fixture, used by name
 
 
 @contextlib.asynccontextmanager
 async def client_for(fake: FakeAri) -> AsyncIterator[AriClient]:
-    client = AriClient(fake.base_url, username=USER, password=PASSWORD, app=APP,
-                       reconnect_delays=(0.05, 0.1))
-    task = asyncio.create_task(client.run())
-    await asyncio.wait_for(fake.connected.wait(), 5)
-    try:
+    client = make_client(fake)
+    async with running(client, fake):
         yield client
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await client.aclose()
 
 
 class Sounds:
