@@ -1,7 +1,8 @@
 """The agent desktop in a real Chromium on a real node: the agent signs in, goes ready,
 a real call through the Asterisk rig (SIPp caller, speech through the IVR) is handed to
 them, and the screen-pop shows the caller's question no later than 1 s after their
-phone (a SIPp agent) rings; after they pause, the next caller is not put through."""
+phone (a SIPp agent) rings; after they pause, the next caller is not put through. The
+node's Prometheus series saw both calls' turns (turn gap, ASR latency) and the hand-off."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import async_playwright, expect
+from prometheus_client.parser import text_string_to_metric_families
 
 from ivr.cli.demo_cmd import demo_moment
 from ivr.cli.voice_call import VoiceCallReport, VoiceCallSpec, voice_node
@@ -22,6 +24,7 @@ from ivr.clock import PinnedClock
 from ivr.config import load_settings
 from ivr.domain.centre import AgentState, DeviceState
 from ivr.domain.model import Outcome
+from ivr.metrics import LiveState
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
 from ivr.telephony.ami.client import AmiSubscription
@@ -126,6 +129,10 @@ async def test_agent_desktop_pops_a_real_call_and_pause_stops_new_ones(
                 second = await line.place(VoiceCallSpec(INVOICE, BOB))
                 rang_again = sum(1 for e in _drain(rings) if isinstance(e, QueueMemberStatus)
                                  and e.status is DeviceState.RINGING)
+            # What /metrics exposes, read in process: both calls' turns, the hand-off.
+            text = line.node.app.telemetry.exposition(LiveState(database_up=True)).decode()
+            metrics = {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+                       for fam in text_string_to_metric_families(text) for smp in fam.samples}
             await browser.close()
     finally:
         await phone.stop()
@@ -137,3 +144,6 @@ async def test_agent_desktop_pops_a_real_call_and_pause_stops_new_ones(
     assert second.contact is not None, second.error
     assert second.contact.outcome is not Outcome.AGENT, second.contact.transcript
     assert rang_again == 0 and len(phone.invites()) == 1, "a paused agent's phone rang"
+    assert metrics[("kanaal_turn_gap_seconds_count", ())] >= 2
+    assert metrics[("kanaal_asr_latency_seconds_count", ())] >= 2
+    assert metrics[("kanaal_handoffs_total", (("skill", "billing"),))] == 1
