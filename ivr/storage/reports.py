@@ -49,6 +49,9 @@ from ivr.storage.repositories import _SqlAdapter
 from ivr.storage.tables import contacts, report_buckets, report_rollups
 
 REPEAT_WINDOW = timedelta(days=7)
+# An hour is rolled up once it ended this long ago: calls still running in it are
+# saved step by step, and few last longer. Later changes (talk time, CSAT) reopen it.
+SETTLE = timedelta(minutes=15)
 Clock = Callable[[], datetime]
 
 
@@ -58,6 +61,10 @@ def _utc(dt: datetime) -> datetime:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), UTC)
+
+
+def _in_ranges(col: Any, ranges: list[tuple[datetime, datetime]]) -> Any:
+    return or_(*(and_(col >= _utc(lo), col < _utc(hi)) for lo, hi in ranges))
 
 
 def _positions(count: int) -> list[Any]:
@@ -86,11 +93,14 @@ class SqlReportStore(_SqlAdapter):
     """Reports over ``contacts`` with daily rollups (see the module docstring)."""
 
     def __init__(self, engine: Engine, *, clock: Clock | None = None,
-                 settle: timedelta = timedelta(hours=1)) -> None:
+                 settle: timedelta = SETTLE) -> None:
         super().__init__(engine)
         self._now = clock or (lambda: datetime.now(UTC))
         self._settle = settle
         self._sqlite = engine.dialect.name == "sqlite"
+        # runs of buckets -> (their seal marks, summed tally, intents per day)
+        self._cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tally,
+                                                 dict[date, dict[str, int]]]] = {}
 
     # ------------------------------------------------------------ facts
     def _day_expr(self, col: Any) -> Any:
@@ -112,7 +122,8 @@ class SqlReportStore(_SqlAdapter):
             prev.c.started_at >= lower,
         ))
 
-    def facts(self, conn: Connection, since: datetime, until: datetime) -> list[ContactFact]:
+    def facts(self, conn: Connection, since: datetime, until: datetime,
+              *more: tuple[datetime, datetime]) -> list[ContactFact]:
         """Contacts that started in ``[since, until)``, grouped in SQL (no row per contact
         crosses into Python: a day is ~10,000 rows at a million contacts a quarter)."""
         c = contacts.c
@@ -125,7 +136,7 @@ class SqlReportStore(_SqlAdapter):
                       func.coalesce(func.sum(c.queue_wait_s), 0).label("wait_s"),
                       func.coalesce(func.sum(c.talk_s), 0).label("talk_s"),
                       func.count(c.talk_s).label("talked"),
-                      ).where(c.started_at >= _utc(since), c.started_at < _utc(until)
+                      ).where(_in_ranges(c.started_at, [(since, until), *more])
                               ).group_by(*_positions(len(dims)))
         return [ContactFact(
             day=_as_date(r.day), channel=r.channel, intent=r.intent, scenario=r.scenario,
@@ -134,8 +145,8 @@ class SqlReportStore(_SqlAdapter):
             n=r.n, wait_s=float(r.wait_s), talk_s=float(r.talk_s), talked=r.talked,
         ) for r in conn.execute(stmt)]
 
-    def step_counts(self, conn: Connection, since: datetime, until: datetime
-                    ) -> list[StepCount]:
+    def step_counts(self, conn: Connection, since: datetime, until: datetime,
+                    *more: tuple[datetime, datetime]) -> list[StepCount]:
         """Per day and step: how many contacts reached it (a step repeated counts once)."""
         c = contacts.c
         day = self._day_expr(c.started_at)
@@ -148,15 +159,15 @@ class SqlReportStore(_SqlAdapter):
         stmt = (select(day.label("day"), step.label("step"),
                        func.count(distinct(c.id)).label("n"))
                 .select_from(contacts).join(each, true())
-                .where(c.started_at >= _utc(since), c.started_at < _utc(until))
+                .where(_in_ranges(c.started_at, [(since, until), *more]))
                 .group_by(*_positions(2)))
         return [StepCount(_as_date(r.day), r.step, r.n) for r in conn.execute(stmt)
                 if r.step]
 
-    def _tallies(self, conn: Connection, since: datetime, until: datetime
-                 ) -> dict[date, Tally]:
-        return tally_by_day(self.facts(conn, since, until),
-                            self.step_counts(conn, since, until))
+    def _tallies(self, conn: Connection, since: datetime, until: datetime,
+                 *more: tuple[datetime, datetime]) -> dict[date, Tally]:
+        return tally_by_day(self.facts(conn, since, until, *more),
+                            self.step_counts(conn, since, until, *more))
 
     # ------------------------------------------------------------ rollups
     def _seal(self, conn: Connection, bucket: Bucket) -> Tally:
@@ -170,7 +181,9 @@ class SqlReportStore(_SqlAdapter):
                  "total": total} for (kind, key), (n, total) in counted.items()])
         conn.execute(insert(report_buckets).values(
             start=lo, hours=bucket.hours, contacts=counted.get(("contacts", ""), (0, 0.0))[0],
-            sealed_at=self._now()))
+            # Wall-clock time, not the injectable clock: the mark must change whenever a
+            # bucket is tallied again (the in-memory cache keys on it).
+            sealed_at=datetime.now(UTC)))
         if bucket.hours == 24:  # the day's hour rollups are now redundant
             conn.execute(delete(report_rollups).where(
                 report_rollups.c.hours == 1, report_rollups.c.start >= lo,
@@ -180,18 +193,40 @@ class SqlReportStore(_SqlAdapter):
                 report_buckets.c.start < hi))
         return counted
 
-    def _ensure_sealed(self, buckets: list[Bucket]) -> None:
-        """Roll up the buckets of ``buckets`` that are not yet."""
+    def _ensure_sealed(self, buckets: list[Bucket]) -> tuple[Any, ...] | None:
+        """Roll up the buckets of ``buckets`` that are not yet. Returns the buckets' seal
+        marks (a fingerprint of their stored tallies), or None when it sealed some now."""
         if not buckets:
-            return
+            return ()
         lo, hi = buckets[0].bounds[0], buckets[-1].bounds[1]
         with self._engine.connect() as conn:
-            sealed = {(_utc(r.start), r.hours) for r in conn.execute(
-                select(report_buckets.c.start, report_buckets.c.hours).where(
+            sealed = {(_utc(r.start), r.hours): r.sealed_at for r in conn.execute(
+                select(report_buckets.c.start, report_buckets.c.hours,
+                       report_buckets.c.sealed_at).where(
                     report_buckets.c.start >= lo, report_buckets.c.start < hi))}
-        for b in buckets:
-            if (b.start, b.hours) not in sealed:
-                self._seal_once(b)
+        missing = [b for b in buckets if (b.start, b.hours) not in sealed]
+        for b in missing:
+            self._seal_once(b)
+        if missing:
+            return None
+        return tuple(sorted((b.start, b.hours, str(sealed[(b.start, b.hours)]))
+                            for b in buckets))
+
+    def _rolled_cached(self, buckets: list[Bucket], marks: tuple[Any, ...] | None
+                       ) -> tuple[Tally, dict[date, dict[str, int]]]:
+        """:meth:`_rolled`, kept in memory while the buckets' seal marks are unchanged
+        (a reopened and re-tallied bucket gets a new mark), so a console refreshing the
+        same 30 days re-reads only the open hour."""
+        key = tuple(_runs(buckets))
+        hit = self._cache.get(key)
+        if marks is not None and hit is not None and hit[0] == marks:
+            return hit[1], hit[2]
+        total, intents = self._rolled(buckets)
+        if marks is not None:
+            if len(self._cache) >= 32:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (marks, total, intents)
+        return total, intents
 
     def _rolled(self, buckets: list[Bucket]) -> tuple[Tally, dict[date, dict[str, int]]]:
         """The stored tallies of ``buckets`` summed in SQL: the total, and intents per day."""
@@ -239,14 +274,11 @@ class SqlReportStore(_SqlAdapter):
         """Figures for contacts that started in ``[since, until)``."""
         since, until = _utc(since), _utc(until)
         buckets, raw = plan_buckets(since, until, self._now() - self._settle)
-        self._ensure_sealed(buckets)
-        rolled, rolled_intents = self._rolled(buckets)
+        rolled, rolled_intents = self._rolled_cached(buckets, self._ensure_sealed(buckets))
         days: dict[date, Tally] = {}
-        with self._engine.connect() as conn:
-            for lo, hi in raw:
-                for day, t in self._tallies(conn, lo, hi).items():
-                    add_entries(days.setdefault(day, {}),
-                                ((kind, key, n, v) for (kind, key), (n, v) in t.items()))
+        if raw:  # one pass over every raw range (the window's partial edges, the open hour)
+            with self._engine.connect() as conn:
+                days = self._tallies(conn, *raw[0], *raw[1:])
         return build_report(since, until, days, rolled=rolled, rolled_intents=rolled_intents)
 
     async def report(self, since: datetime, until: datetime) -> Report:
