@@ -22,23 +22,13 @@ from ivr.cli.common import settings_from
 from ivr.config import Settings
 from ivr.domain.outages import BadOutage, OutageError, OutageRecord, draft
 from ivr.domain.ports import PortError
+from ivr.outages.views import outage_view
 from ivr.storage.db import make_engine
 from ivr.storage.outages import OutageChange, SqlOutageBoard
 
 T = TypeVar("T")
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON document")
-
-
-def outage_view(o: OutageRecord, at: datetime | None = None) -> dict[str, Any]:
-    """An outage as the CLI and the API show it."""
-    now = at or datetime.now(UTC)
-    return {"id": o.id, "regions": list(o.regions), "messages": dict(o.messages),
-            "starts_at": o.starts_at.isoformat(),
-            "ends_at": o.ends_at.isoformat() if o.ends_at else None,
-            "status": o.state_at(now), "source": o.source.value, "created_by": o.created_by,
-            "updated_at": o.updated_at.isoformat() if o.updated_at else None,
-            "subscribers": o.subscribers, "detail": dict(o.detail)}
 
 
 def _line(o: OutageRecord) -> str:

@@ -90,6 +90,9 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
                                          on_reply=csat.on_reply if csat is not None else None))
     web.include_router(reports_router(auth, app.engine))
     web.include_router(report_api_router(auth, app.engine))
+    from ivr.web.outages_api import outages_router
+
+    web.include_router(outages_router(auth, app))  # outages, /api/surge, /ws/alerts
     from ivr.app import build_links  # the links the node sends, to verify them
 
     web.include_router(timeline_router(auth, SqlTimeline(app.engine), build_links(settings),
