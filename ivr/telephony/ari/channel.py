@@ -204,9 +204,11 @@ class AriCallChannel:
         self.stats = CallStats()
         # (end-of-speech time, silence wait ms, ASR ms, reason) until the next prompt plays
         self._pending_turn: tuple[float, float, float, str] | None = None
-        # True while a listen or a digit collection takes input (test callers and
-        # benches read it to know the IVR is ready for them).
-        self.awaiting_input = False
+        # The input turn (listen or digit collection) under way: its prompt, and whether
+        # the caller has answered yet. See ``awaiting_input``.
+        self._input_open = False
+        self._input_pb: str | None = None
+        self._input_heard = False
         self._digits: collections.deque[str] = collections.deque(
             maxlen=self._s.max_buffered_digits
         )
@@ -501,6 +503,16 @@ class AriCallChannel:
                 return
 
     # ------------------------------------------------------------- listen
+    def _open_input(self, pb_id: str | None) -> None:
+        self._input_open, self._input_pb, self._input_heard = True, pb_id, False
+
+    @property
+    def awaiting_input(self) -> bool:
+        """The IVR has asked (its prompt is over) and waits for the caller, who has not
+        answered yet. Test callers and benches read it to take their turn."""
+        return self._input_open and not self._input_heard and \
+            not self._playing(self._input_pb)
+
     async def listen(
         self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
     ) -> Utterance | None:
@@ -513,14 +525,14 @@ class AriCallChannel:
             self._rtp.drain()  # audio from before this turn is not an answer to it
             feeder = asyncio.create_task(self._feed_audio(stream, self._rtp))
         turn = _ListenTurn(stream=stream, timeout_s=timeout_s)
-        self.awaiting_input = True
         try:
             turn.pb_id = await self._start_prompt(prompt)
+            self._open_input(turn.pb_id)
             turn.prompt_deadline = self._now() + self._s.max_prompt_s
             turn.no_input_at = None if self._playing(turn.pb_id) else self._now() + timeout_s
             return await self._run_turn(turn)
         finally:
-            self.awaiting_input = False
+            self._input_open = False
             if feeder is not None:
                 await self._stop_feeder(feeder)
             if self.state is CallState.ACTIVE:
@@ -558,6 +570,7 @@ class AriCallChannel:
                 turn.no_input_at = self._now() + turn.timeout_s
         elif isinstance(ev, _SpeechStarted) and turn.speech_at is None:
             turn.speech_at = ev.at
+            self._input_heard = True
             if self._playing(turn.pb_id):
                 await self._barge_in(turn.pb_id, ev.at)
         elif isinstance(ev, _SpeechEnded) and turn.stream is not None:
@@ -637,14 +650,15 @@ class AriCallChannel:
         self._digits.clear()
         max_digits = max(1, max_digits)
         digits = ""
-        self.awaiting_input = True
         pb_id = await self._start_prompt(prompt)
+        self._open_input(pb_id)
         try:
             prompt_deadline = self._now() + self._s.max_prompt_s
             wait_until = None if self._playing(pb_id) else self._now() + timeout_s
             while True:
                 while self._digits:
                     d = self._digits.popleft()
+                    self._input_heard = True
                     await self._stop_prompt(pb_id)
                     if d == "#":
                         return digits or None
@@ -664,7 +678,7 @@ class AriCallChannel:
                 if finished and wait_until is None:
                     wait_until = self._now() + timeout_s
         finally:
-            self.awaiting_input = False
+            self._input_open = False
             if self.state is CallState.ACTIVE:
                 await self._stop_prompt(pb_id)
 
