@@ -115,7 +115,7 @@ class Settings:
     overflow_after_s: float = field(default=60.0, metadata=_meta(
         "wait (expected at hand-off, or actual in the queue) after which a skill's "
         "overflow (substitute) agents answer"))
-    ari_lease_s: float = field(default=6.0, metadata=_meta(
+    ari_lease_s: float = field(default=10.0, metadata=_meta(
         "a call in the app whose node stops renewing it this long goes to a human "
         "(TIMEOUT(absolute) lease; 0 = off)"))
     queue_announce_s: float = field(default=45.0, metadata=_meta(

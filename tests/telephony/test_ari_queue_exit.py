@@ -89,7 +89,7 @@ async def test_queue_exit_resumes_the_same_session_and_unknown_ones_fail_safe(
 
 async def test_the_lease_is_renewed_while_in_the_app_and_stops_before_the_hand_off(
         fake: FakeAri) -> None:
-    """TIMEOUT(absolute) is renewed every lease/3 while the call is in the app (so a dead
+    """TIMEOUT(absolute) is renewed every lease/5 while the call is in the app (so a dead
     node's callers leave Stasis for a human); no renewal follows the hand-off."""
     from ivr.domain.model import RouteDecision, Scenario
     from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
