@@ -4,18 +4,20 @@ confirmed and then heard, alerts are pushed to /ws/alerts."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from starlette.testclient import TestClient
-from web_helpers import BASE, sign_in
+import websockets
+from web_helpers import sign_in
 
 from ivr.domain.surge import SurgeConfig, SurgeDetector
 from ivr.outages.alerts import SupervisorAlerts
 from ivr.outages.surge import SurgeService, SurgeSettings
 from ivr.storage.outages import SqlOutageBoard
 from ivr.testing.web import WebCore, cheap_passwords
-from ivr.web.app import create_web_app
+from ivr.web.app import create_web_app, free_port, web_server
 
 
 async def test_supervisor_posts_updates_and_ends(client: httpx.AsyncClient,
@@ -62,7 +64,7 @@ async def test_errors_are_clear(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/outages")).status_code == 403
 
 
-def test_surge_alert_pushed_then_confirmed_and_heard(core: WebCore) -> None:
+async def test_surge_alert_pushed_then_confirmed_and_heard(core: WebCore) -> None:
     """30 fault calls from Utrecht: /ws/alerts gets the surge with a pending outage that
     callers do not hear yet; confirming it makes them hear it; /api/surge shows it."""
     alerts = SupervisorAlerts()
@@ -71,49 +73,28 @@ def test_surge_alert_pushed_then_confirmed_and_heard(core: WebCore) -> None:
     core.alerts = alerts  # type: ignore[attr-defined]
     core.surge = service  # type: ignore[attr-defined]
     web = create_web_app(core, passwords=cheap_passwords())
-    with TestClient(web, base_url=BASE) as tc:
-        page = tc.post("/login", data={"username": "super",
-                                       "password": "kanaal-demo-password",
-                                       "csrf": _csrf(tc.get("/login").text)},
-                       follow_redirects=False)
-        assert page.status_code == 303
-        csrf = _meta(tc.get("/supervisor").text)
-        ticket = tc.post("/api/ws-ticket", headers={"X-CSRF-Token": csrf}).json()["ticket"]
-        with tc.websocket_connect(f"/ws/alerts?ticket={ticket}") as ws:
+    port = free_port()
+    async with web_server(web, "127.0.0.1", port), httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}") as http:
+        csrf = await sign_in(http, "super")
+        h = {"X-CSRF-Token": csrf}
+        ticket = (await http.post("/api/ws-ticket", headers=h)).json()["ticket"]
+        async with websockets.connect(
+                f"ws://127.0.0.1:{port}/ws/alerts?ticket={ticket}") as ws:
             start = datetime.now(UTC) - timedelta(minutes=4)
-
-            async def feed() -> None:
-                for i in range(30):
-                    await service.record_call(start + timedelta(seconds=i * 8), "Utrecht",
-                                              "report_fault")
-                await service.drain()
-            tc.portal.call(feed)  # type: ignore[union-attr]
-            alert = ws.receive_json()
+            for i in range(30):
+                await service.record_call(start + timedelta(seconds=i * 8), "Utrecht",
+                                          "report_fault")
+            await service.drain()
+            async with asyncio.timeout(5):
+                alert = json.loads(await ws.recv())
         assert alert["type"] == "surge" and alert["region"] == "Utrecht"
         assert alert["status"] == "pending" and alert["learning"] is True
-        before = tc.portal.call(core.knowledge.outages, "Utrecht",  # type: ignore[union-attr]
-                                datetime.now(UTC))
+        before = await core.knowledge.outages("Utrecht", datetime.now(UTC))
         assert alert["outage"] not in [o.id for o in before]
-        surge = tc.get("/api/surge").json()
+        surge = (await http.get("/api/surge")).json()
         assert surge["enabled"] and [s["key"] for s in surge["surges"]] == ["region:Utrecht"]
-        r = tc.post(f"/api/outages/{alert['outage']}/confirm", headers={"X-CSRF-Token": csrf})
+        r = await http.post(f"/api/outages/{alert['outage']}/confirm", headers=h)
         assert r.status_code == 200 and r.json()["status"] == "active"
-        heard = tc.portal.call(core.knowledge.outages, "Utrecht",  # type: ignore[union-attr]
-                               datetime.now(UTC))
+        heard = await core.knowledge.outages("Utrecht", datetime.now(UTC))
         assert alert["outage"] in [o.id for o in heard]  # beside the demo's seeded one
-
-
-def _csrf(html: str) -> str:
-    import re
-
-    m = re.search(r'name="csrf"\s+value="([^"]*)"', html)
-    assert m is not None
-    return m.group(1)
-
-
-def _meta(html: str) -> str:
-    import re
-
-    m = re.search(r'name="csrf-token"\s+content="([^"]*)"', html)
-    assert m is not None
-    return m.group(1)
