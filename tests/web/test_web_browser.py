@@ -107,6 +107,7 @@ async def test_agent_gets_screen_pop_and_saves_wrapup(browser: Browser, base_url
     await expect(page.locator("#priority")).to_have_text("priority 5")
     await expect(page.locator("#outage")).to_contain_text("Utrecht")
     await expect(page.locator("#orders")).to_contain_text("A12345")
+    await expect(page.locator("#timeline")).to_contain_text("internet_down")  # all channels
     await expect(page.locator("#transcript")).to_contain_text("my internet keeps dropping")
     await page.select_option("#wrapup-code", "escalated")
     await page.fill("#wrapup-note", "engineer visit booked")

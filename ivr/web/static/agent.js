@@ -72,6 +72,10 @@
     const history = customer ? customer.history.filter((h) => h.session !== session) : [];
     fillRows("history", history.map((h) => [when(h.started_at), h.channel, h.intent, h.outcome]), 4,
       customer ? t("js.no_history") : t("js.not_identified_caller"));
+    // Every channel in one list: calls, texts out and in (with delivery), links opened.
+    const timeline = customer ? customer.timeline || [] : [];
+    fillRows("timeline", timeline.map((e) => [when(e.at), e.direction ? e.channel + " " + e.direction : e.channel,
+      e.summary || e.kind]), 3, customer ? t("js.no_timeline") : t("js.not_identified_caller"));
     // The stored record has the whole dialogue (IVR prompts too), the pop only the gist.
     if ((view.transcript || []).length > (pops.get(session).transcript || []).length) {
       document.getElementById("transcript").replaceChildren(...view.transcript.map((line) => el("li", {}, line)));
