@@ -151,18 +151,20 @@ def consoles_router(auth: Auth, pages: Pages, desk: SqlDeskStore, metrics: Metri
             await ws.close(code=4403)  # before accept: the handshake gets HTTP 403
             return
         await ws.accept()
-        await _push_until_closed(ws, lambda: wallboard_data(metrics, desk, hub), interval_s)
+        await push_until_closed(ws, lambda: wallboard_data(metrics, desk, hub), interval_s)
 
     return router
 
 
-async def _push_until_closed(ws: WebSocket, frame: Callable[[], Awaitable[dict[str, Any]]],
-                             interval_s: float) -> None:
-    """Send ``await frame()`` every ``interval_s`` until the client goes away."""
+async def push_until_closed(ws: WebSocket, frame: Callable[[], Awaitable[Any]],
+                            interval_s: float = 0.0) -> None:
+    """Send ``await frame()`` until the client goes away: every ``interval_s`` (a
+    wallboard), or as ``frame`` yields them (``interval_s`` 0: an alert queue's get)."""
     async def sender() -> None:
         while True:
             await ws.send_text(json.dumps(await frame(), default=str))
-            await asyncio.sleep(interval_s)
+            if interval_s > 0:
+                await asyncio.sleep(interval_s)
 
     async def receiver() -> None:
         # Reading is how a closed socket is noticed between pushes.
@@ -171,7 +173,8 @@ async def _push_until_closed(ws: WebSocket, frame: Callable[[], Awaitable[dict[s
 
     tasks = {asyncio.create_task(sender()), asyncio.create_task(receiver())}
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()

@@ -18,13 +18,12 @@ Supervisor role (cookie sessions send the CSRF header). Errors are ``{"error",
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from ivr.domain.outages import BadOutage, OutageError, OutageRecord, draft
@@ -36,6 +35,7 @@ from ivr.outages.views import outage_view
 from ivr.storage.outages import OutageChange, SqlOutageBoard
 from ivr.web.auth import Auth, Principal
 from ivr.web.auth_routes import role
+from ivr.web.consoles import push_until_closed
 
 _STATUS = {"bad_outage": 422, "not_found": 404, "conflict": 409}
 
@@ -178,24 +178,9 @@ class OutagesApi:
             return
         await ws.accept()
         queue = self.alerts.subscribe()
-
-        async def sender() -> None:
-            while True:
-                await ws.send_text(json.dumps(await queue.get(), default=str))
-
-        async def receiver() -> None:
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass
-
-        tasks = {asyncio.create_task(sender()), asyncio.create_task(receiver())}
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            await push_until_closed(ws, queue.get)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self.alerts.unsubscribe(queue)
 
 
