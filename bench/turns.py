@@ -27,7 +27,6 @@ import asyncio
 import csv
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from ivr.clock import PinnedClock
 from ivr.config import load_settings
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
-from ivr.testing.rig import DEFAULT_ROOT, Rig, RigPorts
+from ivr.testing.rig import rig_from_env
 from ivr.testing.sipcaller import read_ulaw_wav, synthesize_utterance
 
 QUESTIONS = Path(__file__).with_name("turn_questions.csv")
@@ -62,16 +61,6 @@ def load_questions() -> list[tuple[str, str]]:
     if copied:
         raise SystemExit(f"bench questions copied from the catalogue: {copied}")
     return rows
-
-
-def rig_from_env() -> Rig:
-    env = os.environ
-    ports = RigPorts(sip=int(env.get("KANAAL_RIG_SIP_PORT", "5070")),
-                     http=int(env.get("KANAAL_RIG_HTTP_PORT", "8088")),
-                     ami=int(env.get("KANAAL_RIG_AMI_PORT", "5039")),
-                     agi=int(env.get("KANAAL_RIG_AGI_PORT", "4573")),
-                     agent_base=int(env.get("KANAAL_RIG_AGENT_BASE_PORT", "5081")))
-    return Rig(root=Path(env.get("KANAAL_RIG_ROOT", str(DEFAULT_ROOT))), ports=ports)
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -133,7 +122,7 @@ async def run(calls: int, together: int) -> dict[str, Any]:
     # IVR_* from the environment apply (e.g. IVR_ADAPTIVE_END_OF_TURN=false for "before").
     settings = replace(load_settings(env_file=None), database_url=url,
                        data_dir=tmp, log_level="WARNING")
-    rig = rig_from_env()
+    rig = rig_from_env(log=lambda _line: None)
     await asyncio.to_thread(rig.up)
     reports: list[VoiceCallReport] = []
     expected: list[str] = []
