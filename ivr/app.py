@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +75,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
     from ivr.telephony.agi.channel import Transcribe
     from ivr.telephony.agi.route import FlowAgi
     from ivr.telephony.agi.server import FastAgiServer
+    from ivr.telephony.ami import AmiClient
     from ivr.telephony.ari.app import StasisApp
     from ivr.telephony.ari.channel import AriCallChannel
     from ivr.telephony.ari.client import AriClient
@@ -461,6 +462,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
         settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region,
                                     lease_s=s.ari_lease_s),
         on_call_end=call_ended, resume_runner=resume_call,
+        renew_lease=None if centre is None else lease_renewer(centre.ami),
     )
     announcer = None
     if centre is not None and s.queue_announce_s > 0:
@@ -484,6 +486,14 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                         timeout_graceful_shutdown=2))
     return Node(app=app, ari=client, centre=centre, stasis=stasis, agi=agi, agi_route=route,
                 web=web, announcer=announcer)
+
+
+def lease_renewer(ami: AmiClient) -> Callable[[str, int], Awaitable[object]]:
+    """Renews a call's lease with AMI ``AbsoluteTimeout``: it takes effect at once, where
+    ARI's variable set waits behind the channel's playback (seen timing out)."""
+    async def renew(channel: str, seconds: int) -> object:
+        return await ami.action("AbsoluteTimeout", [("Channel", channel), ("Timeout", seconds)])
+    return renew
 
 
 def build_contact_centre(app: App) -> ContactCentre:

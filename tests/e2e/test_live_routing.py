@@ -91,7 +91,8 @@ async def test_nobody_logged_in_hears_an_alternative_and_is_never_queued(
         await staff(centre)
         await until(lambda: centre.feed.snapshot().skill("general").logged_in() == 0)
         with centre.ami.subscribe(QueueCallerJoin) as joins:
-            report = await line.place(VoiceCallSpec(INVOICE, HANNAH))
+            # stays on the line while the IVR explains and sends the chat link
+            report = await line.place(VoiceCallSpec(INVOICE, HANNAH, hangup_after_s=30))
             joined = await joins.get(within_s=0.5)
     c = report.contact
     assert c is not None, report.error

@@ -89,29 +89,38 @@ async def test_queue_exit_resumes_the_same_session_and_unknown_ones_fail_safe(
 
 async def test_the_lease_is_renewed_while_in_the_app_and_stops_before_the_hand_off(
         fake: FakeAri) -> None:
-    """TIMEOUT(absolute) is renewed every lease/5 while the call is in the app (so a dead
-    node's callers leave Stasis for a human); no renewal follows the hand-off."""
+    """The call's absolute timeout is renewed every lease/5 (by channel name, the AMI way)
+    while the call is in the app, so a dead node's callers leave Stasis for a human;
+    no renewal follows the hand-off's continue. Without a renewer there is no lease."""
     from ivr.domain.model import RouteDecision, Scenario
     from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
 
-    def renewals() -> list[int]:
-        return [i for i, (m, path, q) in enumerate(fake.requests)
-                if path == "/channels/c1/variable" and q.get("variable") == "TIMEOUT(absolute)"]
+    log: list[tuple[str, int, int]] = []  # (channel name, seconds, ARI requests so far)
+
+    async def renew(name: str, seconds: int) -> None:
+        log.append((name, seconds, len(fake.requests)))
 
     async with client_for(fake) as client:
         await fake.start_call("c1")
         start, sub = await asyncio.wait_for(client.next_call(), 2)
         ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=None,
-                            prompts=Sounds(), settings=AriChannelSettings(lease_s=0.6))
+                            prompts=Sounds(), settings=AriChannelSettings(lease_s=0.6),
+                            renew_lease=renew)
         await ch.answer()
         await asyncio.sleep(0.75)
-        assert len(renewals()) >= 3
-        assert fake.variables[("c1", "TIMEOUT(absolute)")] == "2"  # at least 2 s
+        assert len(log) >= 3 and log[0][:2] == (start.channel.name, 2)  # at least 2 s
         await ch.hand_off(RouteDecision(scenario=Scenario.AGENT, skill="billing",
                                         queue="ivr-billing"))
-        done = len(renewals())
+        done = len(log)
         cont = next(i for i, (m, path, q) in enumerate(fake.requests)
                     if path == "/channels/c1/continue")
         await asyncio.sleep(0.5)
         await ch.close()
-    assert len(renewals()) == done and max(renewals()) < cont
+        await fake.start_call("c2")
+        start2, sub2 = await asyncio.wait_for(client.next_call(), 2)
+        plain = AriCallChannel(client, sub2, start2.channel, session_id="s2", recognizer=None,
+                               prompts=Sounds(), settings=AriChannelSettings(lease_s=0.6))
+        await plain.answer()
+        await asyncio.sleep(0.3)
+        await plain.close()
+    assert len(log) == done and log[-1][2] <= cont

@@ -20,6 +20,7 @@ from ivr.telephony.ari.channel import (
     AriCallChannel,
     AriChannelSettings,
     CallState,
+    LeaseRenewer,
     PromptResolver,
     is_helper_channel,
 )
@@ -57,10 +58,14 @@ class StasisApp:
         new_session_id: Callable[[], str] = _new_session_id,
         on_call_end: Callable[[AriCallChannel], None] | None = None,
         resume_runner: ResumeRunner | None = None,
+        renew_lease: LeaseRenewer | None = None,
     ) -> None:
         self._client = client
         self._flow_runner = flow_runner
         self._resume_runner = resume_runner
+        # Without a renewer (no AMI) calls have no lease: a dead node's callers then
+        # wait for the call limit, as before the lease existed.
+        self._renew_lease = renew_lease
         self._prompts = prompts
         self._recognizer = recognizer
         self._settings = settings or AriChannelSettings()
@@ -111,6 +116,7 @@ class StasisApp:
             recognizer=self._recognizer,
             prompts=self._prompts,
             settings=self._settings,
+            renew_lease=self._renew_lease,
         )
         self.calls[channel.session_id] = channel
         try:

@@ -18,7 +18,7 @@ import contextlib
 import enum
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,10 +76,15 @@ class AriChannelSettings:
     # extension (a human) within this time instead of leaving them in silence.
     # Renewed every fifth of it: on a loaded 2-core box the event loop was seen to
     # stall for up to 5 s, and a 6 s lease renewed every 2 s then sent live calls
-    # to a human.
+    # to a human. Renewed over AMI (``LeaseRenewer``), not ARI: ARI's variable set is
+    # queued behind the channel's playback and timed out during long prompts.
     lease_s: float = 10.0
     default_region: str = "NL"
     max_buffered_digits: int = 32
+
+
+# (channel name, seconds) -> sets the channel's absolute timeout now (AMI AbsoluteTimeout)
+LeaseRenewer = Callable[[str, int], Awaitable[object]]
 
 
 class CallState(enum.StrEnum):
@@ -190,8 +195,10 @@ class AriCallChannel:
         recognizer: Recognizer | None,
         prompts: PromptResolver,
         settings: AriChannelSettings | None = None,
+        renew_lease: LeaseRenewer | None = None,
     ) -> None:
         self._client = client
+        self._renew_lease = renew_lease
         self._events = events
         self._info = channel
         self._id = channel.id
@@ -296,18 +303,17 @@ class AriCallChannel:
                 self.state = CallState.GONE
                 raise CallerHungUp(self._id) from exc
             self.state = CallState.ACTIVE
-            if self._s.lease_s > 0:
+            if self._s.lease_s > 0 and self._renew_lease is not None:
                 self._lease = asyncio.create_task(self._keep_lease(), name=f"lease-{self._id}")
 
     async def _keep_lease(self) -> None:
         """Renew TIMEOUT(absolute) while the call is ours (see AriChannelSettings.lease_s)."""
-        seconds = str(max(2, math.ceil(self._s.lease_s)))
+        assert self._renew_lease is not None  # started only with a renewer
+        seconds = max(2, math.ceil(self._s.lease_s))
         while self.state is CallState.ACTIVE:
             try:
-                await self._client.set_variable(self._id, "TIMEOUT(absolute)", seconds)
-            except AriNotFound:
-                return
-            except AriError as exc:  # the next renewal may get through; else the lease ends
+                await self._renew_lease(self._info.name, seconds)
+            except Exception as exc:  # the next renewal may get through; else the lease ends
                 log.warning("lease renewal of %s failed: %s", self._id, exc)
             await asyncio.sleep(self._s.lease_s / 5)
 
