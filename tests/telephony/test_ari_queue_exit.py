@@ -124,3 +124,26 @@ async def test_the_lease_is_renewed_while_in_the_app_and_stops_before_the_hand_o
         await asyncio.sleep(0.3)
         await plain.close()
     assert len(log) == done and log[-1][2] <= cont
+
+
+async def test_the_lease_falls_back_to_ari_while_ami_is_down(fake: FakeAri) -> None:
+    """AMI unreachable: the lease is renewed over ARI instead (TIMEOUT(absolute)), so an AMI
+    outage does not send every caller in the IVR to a human."""
+    from ivr.telephony.ami.client import AmiNotConnected
+    from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
+
+    async def ami_down(name: str, seconds: int) -> None:
+        raise AmiNotConnected("AMI not connected (action AbsoluteTimeout)")
+
+    async with client_for(fake) as client:
+        await fake.start_call("c1")
+        start, sub = await asyncio.wait_for(client.next_call(), 2)
+        ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=None,
+                            prompts=Sounds(), settings=AriChannelSettings(lease_s=0.6),
+                            renew_lease=ami_down)
+        await ch.answer()
+        await asyncio.sleep(0.5)
+        await ch.close()
+    renewals = [q for m, path, q in fake.requests
+                if path == "/channels/c1/variable" and q.get("variable") == "TIMEOUT(absolute)"]
+    assert len(renewals) >= 2 and renewals[0]["value"] == "2"

@@ -313,8 +313,16 @@ class AriCallChannel:
         while self.state is CallState.ACTIVE:
             try:
                 await self._renew_lease(self._info.name, seconds)
-            except Exception as exc:  # the next renewal may get through; else the lease ends
-                log.warning("lease renewal of %s failed: %s", self._id, exc)
+            except Exception as exc:
+                # AMI down: ARI can set it too (it waits behind a playing prompt, but an
+                # AMI outage must not send every caller in the IVR to a human).
+                log.warning("lease renewal of %s over AMI failed (%s); over ARI", self._id, exc)
+                try:
+                    await self._client.set_variable(self._id, "TIMEOUT(absolute)", str(seconds))
+                except AriNotFound:
+                    return
+                except AriError as ari_exc:  # the next renewal may get through
+                    log.warning("lease renewal of %s over ARI failed: %s", self._id, ari_exc)
             await asyncio.sleep(self._s.lease_s / 5)
 
     async def _stop_lease(self) -> None:
