@@ -115,9 +115,9 @@ class Settings:
     overflow_after_s: float = field(default=60.0, metadata=_meta(
         "wait (expected at hand-off, or actual in the queue) after which a skill's "
         "overflow (substitute) agents answer"))
-    ari_lease_s: float = field(default=10.0, metadata=_meta(
+    ari_lease_s: float = field(default=0.0, metadata=_meta(
         "a call in the app whose node stops renewing it this long goes to a human "
-        "(TIMEOUT(absolute) lease; 0 = off)"))
+        "(absolute-timeout lease over AMI, e.g. 10; 0 = off, the default)"))
     queue_announce_s: float = field(default=45.0, metadata=_meta(
         "every this many seconds a queued caller hears their position, the expected wait "
         "and the key to leave for a link (0 = off)"))
