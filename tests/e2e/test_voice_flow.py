@@ -43,7 +43,9 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
         # Stays on the line until the billing agent has answered (screen-pop below).
         VoiceCallSpec(say="I have a question about my invoice", from_number="+31655556666",
                       hangup_after_s=40),
-        VoiceCallSpec(say="the app keeps crashing on my phone", from_number="+31611112222"),
+        # stays while the IVR sends the chat link (the test caller hangs up after a reply)
+        VoiceCallSpec(say="the app keeps crashing on my phone", from_number="+31611112222",
+                      hangup_after_s=30),
         # Says nothing twice: the keypad menu comes, key 2 = invoice question (billing).
         VoiceCallSpec(say="", from_number="+447700900999", dtmf="2", silent_turns=3),
     ]
