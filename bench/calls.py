@@ -35,7 +35,7 @@ from ivr.config import load_settings
 from ivr.speech.vad import EndpointConfig
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo, seed_synthetic, synthetic_number
-from ivr.testing.rig import Rig
+from ivr.testing.rig import rig_from_env
 
 UTTERANCES = ("where is my order", "what are your opening hours",
               "has my package been shipped", "when are you open")
@@ -139,7 +139,7 @@ async def main() -> None:
     settings = replace(load_settings(env_file=None, environ={}), database_url=url,
                        data_dir=tmp, log_level="WARNING")
     clock = PinnedClock(demo_moment())
-    rig = Rig()
+    rig = rig_from_env()
     await asyncio.to_thread(rig.up)
     offset = 0
 

@@ -14,7 +14,7 @@ import statistics
 import time
 
 from ivr.telephony.agi import AgiSession, FastAgiServer
-from ivr.testing.rig import Rig
+from ivr.testing.rig import Rig, rig_from_env
 from ivr.testing.sipcaller import place_call, synthesize_utterance
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--agi-sessions", type=int, default=300)
     ap.add_argument("--no-restart", action="store_true")
     args = ap.parse_args()
-    rig = Rig()
+    rig = rig_from_env()
     if not args.no_restart:
         t = time.perf_counter()
         rig.down()

@@ -13,7 +13,7 @@ import click
 from ivr.cli.common import settings_from
 from ivr.config import Settings
 from ivr.domain.ports import Clock, Recognizer
-from ivr.testing.rig import Rig
+from ivr.testing.rig import Rig, rig_from_env
 
 if TYPE_CHECKING:
     from ivr.telephony.ari.channel import AriCallChannel
@@ -64,7 +64,7 @@ def serve(ctx: click.Context, use_rig: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     upgrade(settings.effective_database_url)
     if use_rig:
-        rig = Rig()
+        rig = rig_from_env()  # KANAAL_RIG_* picks a developer's own rig copy
         rig.up()
         settings = rig_settings(settings, rig)
         click.echo(f"rig up: SIP 127.0.0.1:{rig.ports.sip}, ARI {rig.ari_url}", err=True)

@@ -30,7 +30,7 @@ from rich.table import Table
 from ivr.config import Settings
 from ivr.domain.model import ContactChannel, ContactSnapshot, Language, as_language
 from ivr.domain.ports import Clock
-from ivr.testing.rig import Rig
+from ivr.testing.rig import Rig, rig_from_env
 
 if TYPE_CHECKING:
     from ivr.app import App, Node
@@ -58,6 +58,8 @@ class VoiceCallSpec:
     # Lead the utterance with silence up to this length, so that callers of different
     # sentences who start together also stop talking together (bench/turns.py).
     pad_to_s: float | None = None
+    # While staying (hangup_after_s), hang up as soon as this returns True.
+    leave_when: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -178,7 +180,8 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
     caller = TurnCaller(rig.ports.sip, from_number=spec.from_number,
                         dialed=f"test-{settings.ari_app}", ready=ready)
     result = await caller.run(caller_turns(spec, speech), stay_s=spec.hangup_after_s,
-                              max_call_s=max(max_call_s, spec.hangup_after_s or 0) + 30)
+                              max_call_s=max(max_call_s, spec.hangup_after_s or 0) + 30,
+                              leave=spec.leave_when)
     key = spec.from_number or "anonymous"
     for _ in range(100):  # the flow saves its contact as the call ends
         if key in ended:
@@ -231,7 +234,7 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
     from ivr.web.app import free_port
 
     if rig is None:
-        rig = Rig()
+        rig = rig_from_env()  # KANAAL_RIG_* picks a developer's own rig copy
         await asyncio.to_thread(rig.up)
     port = free_port()
     settings = replace(rig_settings(settings, rig), web_port=port, agi_port=0,

@@ -168,11 +168,15 @@ class TurnCaller:
     # ------------------------------------------------------------- public
     async def run(self, turns: Sequence[Turn], *, answer_timeout_s: float = 15.0,
                   reply_wait_s: float = 45.0, tail_s: float = 4.0,
-                  stay_s: float | None = None, max_call_s: float = 120.0) -> TurnCallResult:
+                  stay_s: float | None = None, max_call_s: float = 120.0,
+                  leave: Callable[[], bool] | None = None) -> TurnCallResult:
         """Call, take ``turns`` in order, hear the IVR's last reply, hang up.
 
         ``stay_s``: instead of hanging up after the reply, stay on the line until
         this long after the start (a caller waiting in a queue or talking to an agent).
+        ``leave``: while staying, hang up as soon as it returns True (a test that
+        knows the caller has done their part, e.g. reached an agent, frees the line
+        instead of holding it for the worst case).
         """
         loop = asyncio.get_running_loop()
         self.t0 = time.monotonic()
@@ -197,9 +201,7 @@ class TurnCaller:
                 sip_reader = asyncio.create_task(self._serve_sip())
                 await self._script(turns, result, reply_wait_s, tail_s)
                 if stay_s is not None:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(max(0.0, stay_s - self._now())):
-                            await self._hung_up.wait()
+                    await self._stay(stay_s, leave)
         except TimeoutError:
             result.error = result.error or "call took too long"
         finally:
@@ -222,6 +224,18 @@ class TurnCaller:
             rtp_t.close()
             result.duration_s = time.monotonic() - self.t0
         return result
+
+    async def _stay(self, stay_s: float, leave: Callable[[], bool] | None) -> None:
+        """On the line until ``stay_s`` after the start, the far end hangs up, or
+        ``leave()`` says the caller is done."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, stay_s - self._now())):
+                while not (leave is not None and leave()):
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.2):
+                            await self._hung_up.wait()
+                    if self._hung_up.is_set():
+                        return
 
     # ------------------------------------------------------------ dialogue
     async def _script(self, turns: Sequence[Turn], result: TurnCallResult,

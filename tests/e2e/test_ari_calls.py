@@ -32,7 +32,7 @@ from ivr.telephony.ari.app import StasisApp
 from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings, CallState
 from ivr.telephony.ari.client import AriClient
 from ivr.testing.recognizers import TapRecognizer
-from ivr.testing.rig import Rig
+from ivr.testing.rig import Rig, rig_from_env
 from ivr.testing.sipcaller import SippAgent, place_call, synthesize_utterance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -46,7 +46,7 @@ LONG_PROMPT = ("Welcome to Kanaal customer service. Please tell me in a few word
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    r = Rig()
+    r = rig_from_env()  # KANAAL_RIG_* picks a developer's own rig copy
     r.up()  # reuses a running rig (then does not own it)
     yield r
     if r.owned:

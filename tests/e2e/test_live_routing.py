@@ -4,6 +4,7 @@ SIPp agents answer, Kanaal follows app_queue over AMI and decides every hand-off
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter
@@ -31,7 +32,7 @@ from ivr.domain.model import (
 from ivr.domain.smart_routing import RoutingPolicy, expected_wait_s
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
-from ivr.telephony.ami.events import AgentConnect, QueueCallerJoin, QueueCallerLeave
+from ivr.telephony.ami.events import AgentConnect, AmiEvent, QueueCallerJoin, QueueCallerLeave
 from ivr.testing.centre import clear_queue_members
 from ivr.testing.rig import Rig
 from ivr.testing.sipcaller import SippAgent
@@ -61,6 +62,50 @@ async def until(pred: Callable[[], bool], timeout_s: float = 15.0) -> None:
             if pred():
                 return
             await asyncio.sleep(0.1)
+
+
+class Seen:
+    """AMI events of some kinds as they arrive (a pump task), so that a test caller
+    can leave the line the moment they have done their part instead of holding it
+    for the worst case (each e2e test used to take 2-3 minutes of pure hold time)."""
+
+    def __init__(self, centre: ContactCentre, *kinds: type[AmiEvent]) -> None:
+        self._sub = centre.ami.subscribe(*kinds)
+        self.events: list[tuple[float, AmiEvent]] = []
+        self._pump: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Seen:
+        self._pump = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._pump is not None
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        while (ev := await self._sub.get(within_s=0.2)) is not None:
+            self.events.append((time.monotonic(), ev))
+        self._sub.close()
+
+    async def _run(self) -> None:
+        async for ev in self._sub:
+            self.events.append((time.monotonic(), ev))
+
+    def of(self, kind: type[AmiEvent], number: str) -> list[AmiEvent]:
+        return [e for _, e in self.events
+                if isinstance(e, kind) and getattr(e, "caller_id_num", None) == number]
+
+    def all(self) -> list[AmiEvent]:
+        return [e for _, e in self.events]
+
+    def after(self, kind: type[AmiEvent], number: str, delay_s: float = 0.0
+              ) -> Callable[[], bool]:
+        """True from ``delay_s`` after the first such event for ``number``."""
+        def done() -> bool:
+            at = [t for t, e in self.events if isinstance(e, kind)
+                  and getattr(e, "caller_id_num", None) == number]
+            return bool(at) and time.monotonic() - at[0] >= delay_s
+        return done
 
 
 def centre_of(line: VoiceLine) -> ContactCentre:
@@ -107,27 +152,25 @@ async def _priority_calls(line: VoiceLine, agent1: SippAgent) -> dict[str, objec
     queue behind; when C0 ends the platinum caller is answered first."""
     centre = centre_of(line)
     t0 = time.monotonic()
-    with centre.ami.subscribe(AgentConnect, QueueCallerJoin) as connects:
-        # Timeline (s): C0 is with the agent from ~23 and ends at 65; the standard
-        # caller is routed ~30 (agent busy by then) and queues; the platinum caller
-        # (later, and told about an outage first) queues ~36. Both must be waiting when
-        # C0 ends, and outlast the caller served before them.
-        first = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, HANNAH,
-                                                             hangup_after_s=65)))
-        await asyncio.sleep(15)
-        normal = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, BOB,
-                                                              hangup_after_s=120)))
+    async with Seen(centre, AgentConnect, QueueCallerJoin) as seen:
+        # C0 keeps the agent until both others wait; the standard caller is routed
+        # while the agent is busy and queues; the platinum caller (later, and told
+        # about an outage first) queues behind. Each leaves soon after being answered.
+        def both_wait() -> bool:
+            return bool(seen.of(QueueCallerJoin, BOB) and seen.of(QueueCallerJoin, DAVID))
+        first = asyncio.create_task(line.place(VoiceCallSpec(
+            INVOICE, HANNAH, hangup_after_s=110, leave_when=both_wait)))
+        await until(seen.after(AgentConnect, HANNAH), timeout_s=45)
+        normal = asyncio.create_task(line.place(VoiceCallSpec(
+            INVOICE, BOB, hangup_after_s=120, leave_when=seen.after(AgentConnect, BOB, 2))))
         await asyncio.sleep(3)
-        gold = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, DAVID,
-                                                            hangup_after_s=80)))
+        gold = asyncio.create_task(line.place(VoiceCallSpec(
+            INVOICE, DAVID, hangup_after_s=100, leave_when=seen.after(AgentConnect, DAVID, 2))))
         reports = await asyncio.gather(first, normal, gold)
-        holds = []
-        joins = []
-        while (ev := await connects.get(within_s=0.2)) is not None:
-            if isinstance(ev, AgentConnect):
-                holds.append((ev.caller_id_num, ev.hold_time))
-            elif isinstance(ev, QueueCallerJoin):
-                joins.append((ev.caller_id_num, ev.position, ev.variables.get("QUEUE_PRIO")))
+    holds = [(ev.caller_id_num, ev.hold_time) for ev in seen.all()
+             if isinstance(ev, AgentConnect)]
+    joins = [(ev.caller_id_num, ev.position, ev.variables.get("QUEUE_PRIO"))
+             for ev in seen.all() if isinstance(ev, QueueCallerJoin)]
     print(f"\njoins (caller, position, QUEUE_PRIO): {joins}; connects (caller, hold s): "
           f"{holds}; took {time.monotonic() - t0:.0f}s")
     order = [i.get("from", "") for i in agent1.invites()]
@@ -223,9 +266,9 @@ async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
             # send him to general at once (it would, with a general agent ready and a
             # long expected wait): he queues for billing.
             await centre.membership.pause("1003", "coaching")
-            with centre.ami.subscribe(QueueCallerJoin, QueueCallerLeave,
-                                      AgentConnect) as events:
-                first, waiting = await busy_then_queued(line, centre, first_s=75)
+            async with Seen(centre, QueueCallerJoin, QueueCallerLeave, AgentConnect) as log:
+                first, waiting = await busy_then_queued(
+                    line, centre, log, first_leaves=log.after(AgentConnect, BOB, 1))
                 # Back from the break: own queues only; billing stays in standby ...
                 await centre.membership.resume("1003")
                 await asyncio.sleep(1)
@@ -233,9 +276,7 @@ async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
                 # ... until BOB has waited the overflow threshold.
                 priorities = await _watch_priority(centre, BOB, waiting)
                 reports = await asyncio.gather(first, waiting)
-                seen = []
-                while (ev := await events.get(within_s=0.2)) is not None:
-                    seen.append(ev)
+            seen = log.all()
             await until(lambda: centre.feed.substitutes.get(standby) is True)
             widened, narrowed = centre.keeper.widened, centre.keeper.narrowed
     finally:
@@ -257,14 +298,17 @@ async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
     assert any(BOB in i.get("from", "") for i in agents[3].invites())
 
 
-async def busy_then_queued(line: VoiceLine, centre: ContactCentre, *, first_s: float
+async def busy_then_queued(line: VoiceLine, centre: ContactCentre, seen: Seen, *,
+                           first_leaves: Callable[[], bool]
                            ) -> tuple[asyncio.Task[VoiceCallReport], asyncio.Task[VoiceCallReport]]:
-    """HANNAH takes billing's only free agent (for ``first_s``); 15 s later BOB calls
-    about his invoice and queues behind her. Returns both calls once BOB waits."""
-    first = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, HANNAH,
-                                                         hangup_after_s=first_s)))
-    await asyncio.sleep(15)
-    queued = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, BOB, hangup_after_s=60)))
+    """HANNAH takes billing's only free agent (until ``first_leaves()``); once she is
+    with the agent BOB calls about his invoice and queues behind her. Returns both
+    calls once BOB waits; BOB hangs up soon after an agent answers him."""
+    first = asyncio.create_task(line.place(VoiceCallSpec(
+        INVOICE, HANNAH, hangup_after_s=100, leave_when=first_leaves)))
+    await until(seen.after(AgentConnect, HANNAH), timeout_s=45)
+    queued = asyncio.create_task(line.place(VoiceCallSpec(
+        INVOICE, BOB, hangup_after_s=75, leave_when=seen.after(AgentConnect, BOB, 2))))
     await until(lambda: centre.feed.snapshot().queue("billing").waiting == 1, timeout_s=45)
     return first, queued
 
@@ -354,16 +398,19 @@ async def test_queued_caller_hears_updates_and_leaves_the_queue_for_a_link(
             announcer = line.node.announcer
             assert announcer is not None
             await staff(centre, "1001")
-            first, queued = await busy_then_queued(line, centre, first_s=70)
-            await until(lambda: any(a.queue == "billing" for a in announcer.told),
-                        timeout_s=20)
-            (entry,) = [e for e in (await centre.ami.queue_status()).entries
-                        if e.caller_id_num == BOB]
-            # What app_queue does when the caller keys 1 (queues.conf context=).
-            await centre.ami.action("Redirect", {"Channel": entry.channel,
-                                                 "Context": "ivr-queue-exit",
-                                                 "Exten": "1", "Priority": 1})
-            first_report, bob = await asyncio.gather(first, queued)
+            async with Seen(centre, AgentConnect, QueueCallerLeave) as seen:
+                # HANNAH keeps the agent busy until BOB has left the queue.
+                first, queued = await busy_then_queued(
+                    line, centre, seen, first_leaves=seen.after(QueueCallerLeave, BOB, 1))
+                await until(lambda: any(a.queue == "billing" for a in announcer.told),
+                            timeout_s=20)
+                (entry,) = [e for e in (await centre.ami.queue_status()).entries
+                            if e.caller_id_num == BOB]
+                # What app_queue does when the caller keys 1 (queues.conf context=).
+                await centre.ami.action("Redirect", {"Channel": entry.channel,
+                                                     "Context": "ivr-queue-exit",
+                                                     "Exten": "1", "Priority": 1})
+                first_report, bob = await asyncio.gather(first, queued)
     finally:
         await agent.stop()
     told = [a for a in announcer.told if a.queue == "billing"]

@@ -58,8 +58,10 @@ async def test_surge_switches_the_announcement_on_for_that_region(rig: Rig,
         assert surge is not None, app.surge.status()
         assert surge.source.value == "surge" and surge.status.value == "active"
         assert surge.detail["calls"] >= 20
-        arnhem = await line.place(VoiceCallSpec(say="hello", from_number="+31263399999"))
-        amsterdam = await line.place(VoiceCallSpec(say="hello", from_number="+31201239999"))
+        # Both at once: the announcement must reach one region's caller only.
+        arnhem, amsterdam = await asyncio.gather(
+            line.place(VoiceCallSpec(say="hello", from_number="+31263399999")),
+            line.place(VoiceCallSpec(say="hello", from_number="+31201239999")))
     assert arnhem.contact is not None, arnhem.error
     assert amsterdam.contact is not None, amsterdam.error
     heard = "\n".join(arnhem.contact.transcript)
