@@ -195,21 +195,13 @@ def base_priority(request: RoutingRequest, policy: RoutingPolicy) -> int:
 def aged_priority(base: int, waited_s: float, policy: RoutingPolicy) -> int:
     """Priority after ``waited_s`` in queue: +1 per ``aging_step_s``, capped.
 
-    app_queue fixes a caller's priority at join; the node applies this with the
-    AMI ``QueueChangePriorityCaller`` action at :func:`aging_steps` times, so a
+    app_queue fixes a caller's priority at join; the node's QueueKeeper applies
+    this on every tick with the AMI ``QueueChangePriorityCaller`` action, so a
     standard caller overtakes newly arrived gold callers after
     ``(gold - standard) * aging_step_s`` seconds instead of waiting for ever.
     """
     boost = int(max(0.0, waited_s) // policy.aging_step_s) if policy.aging_step_s > 0 else 0
     return base + min(boost, policy.aging_max_boost)
-
-
-def aging_steps(base: int, policy: RoutingPolicy) -> tuple[tuple[float, int], ...]:
-    """(seconds waited, new priority) pairs at which :func:`aged_priority` changes."""
-    if policy.aging_step_s <= 0:
-        return ()
-    return tuple((k * policy.aging_step_s, base + k)
-                 for k in range(1, policy.aging_max_boost + 1))
 
 
 def swrr_pick(
@@ -425,7 +417,6 @@ __all__ = [
     "RoutingRequest",
     "SplitState",
     "aged_priority",
-    "aging_steps",
     "base_priority",
     "decide",
     "expected_wait_s",

@@ -33,7 +33,6 @@ from ivr.domain.smart_routing import (
     RoutingRequest,
     SplitState,
     aged_priority,
-    aging_steps,
     decide,
     expected_wait_s,
     swrr_pick,
@@ -157,7 +156,7 @@ def test_gold_goes_before_normal_and_normal_ages() -> None:
     policy = RoutingPolicy()
     assert aged_priority(0, 59, policy) == 0 and aged_priority(0, 300, policy) == 5
     assert aged_priority(0, 10_000, policy) == policy.aging_max_boost
-    assert aging_steps(0, policy)[:2] == ((60.0, 1), (120.0, 2))
+    assert aged_priority(0, 60, policy) == 1 and aged_priority(2, 120, policy) == 4
     sensitive = route(c.snap(), sensitive=True)
     assert sensitive.priority == policy.sensitive_priority
 
