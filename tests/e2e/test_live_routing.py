@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -108,6 +108,20 @@ class Seen:
         return done
 
 
+def answered(agents: Iterable[SippAgent], number: str, delay_s: float = 0.0
+             ) -> Callable[[], bool]:
+    """True ``delay_s`` after an agent's phone got the caller's INVITE (SIPp agents
+    answer at once). Not AMI's AgentConnect: a caller sent straight to a preferred
+    agent (region, repeat caller) is Dial()ed, never queued."""
+    first: list[float] = []
+
+    def done() -> bool:
+        if not first and any(number in i.get("from", "") for a in agents for i in a.invites()):
+            first.append(time.monotonic())
+        return bool(first) and time.monotonic() - first[0] >= delay_s
+    return done
+
+
 def centre_of(line: VoiceLine) -> ContactCentre:
     centre = line.node.centre
     assert centre is not None, "live routing is on by default"
@@ -160,12 +174,12 @@ async def _priority_calls(line: VoiceLine, agent1: SippAgent) -> dict[str, objec
             return bool(seen.of(QueueCallerJoin, BOB) and seen.of(QueueCallerJoin, DAVID))
         first = asyncio.create_task(line.place(VoiceCallSpec(
             INVOICE, HANNAH, hangup_after_s=110, leave_when=both_wait)))
-        await until(seen.after(AgentConnect, HANNAH), timeout_s=45)
+        await until(answered([agent1], HANNAH), timeout_s=60)
         normal = asyncio.create_task(line.place(VoiceCallSpec(
-            INVOICE, BOB, hangup_after_s=120, leave_when=seen.after(AgentConnect, BOB, 2))))
+            INVOICE, BOB, hangup_after_s=120, leave_when=answered([agent1], BOB, 2))))
         await asyncio.sleep(3)
         gold = asyncio.create_task(line.place(VoiceCallSpec(
-            INVOICE, DAVID, hangup_after_s=100, leave_when=seen.after(AgentConnect, DAVID, 2))))
+            INVOICE, DAVID, hangup_after_s=100, leave_when=answered([agent1], DAVID, 2))))
         reports = await asyncio.gather(first, normal, gold)
     holds = [(ev.caller_id_num, ev.hold_time) for ev in seen.all()
              if isinstance(ev, AgentConnect)]
@@ -268,7 +282,8 @@ async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
             await centre.membership.pause("1003", "coaching")
             async with Seen(centre, QueueCallerJoin, QueueCallerLeave, AgentConnect) as log:
                 first, waiting = await busy_then_queued(
-                    line, centre, log, first_leaves=log.after(AgentConnect, BOB, 1))
+                    line, list(agents.values()),
+                    first_leaves=answered(agents.values(), BOB, 1))
                 # Back from the break: own queues only; billing stays in standby ...
                 await centre.membership.resume("1003")
                 await asyncio.sleep(1)
@@ -298,7 +313,7 @@ async def test_overflow_widens_to_a_standby_substitute_and_waiting_callers_age(
     assert any(BOB in i.get("from", "") for i in agents[3].invites())
 
 
-async def busy_then_queued(line: VoiceLine, centre: ContactCentre, seen: Seen, *,
+async def busy_then_queued(line: VoiceLine, agents: list[SippAgent], *,
                            first_leaves: Callable[[], bool]
                            ) -> tuple[asyncio.Task[VoiceCallReport], asyncio.Task[VoiceCallReport]]:
     """HANNAH takes billing's only free agent (until ``first_leaves()``); once she is
@@ -306,9 +321,10 @@ async def busy_then_queued(line: VoiceLine, centre: ContactCentre, seen: Seen, *
     calls once BOB waits; BOB hangs up soon after an agent answers him."""
     first = asyncio.create_task(line.place(VoiceCallSpec(
         INVOICE, HANNAH, hangup_after_s=100, leave_when=first_leaves)))
-    await until(seen.after(AgentConnect, HANNAH), timeout_s=45)
+    await until(answered(agents, HANNAH), timeout_s=60)
     queued = asyncio.create_task(line.place(VoiceCallSpec(
-        INVOICE, BOB, hangup_after_s=75, leave_when=seen.after(AgentConnect, BOB, 2))))
+        INVOICE, BOB, hangup_after_s=75, leave_when=answered(agents, BOB, 2))))
+    centre = centre_of(line)
     await until(lambda: centre.feed.snapshot().queue("billing").waiting == 1, timeout_s=45)
     return first, queued
 
@@ -398,10 +414,10 @@ async def test_queued_caller_hears_updates_and_leaves_the_queue_for_a_link(
             announcer = line.node.announcer
             assert announcer is not None
             await staff(centre, "1001")
-            async with Seen(centre, AgentConnect, QueueCallerLeave) as seen:
+            async with Seen(centre, QueueCallerLeave) as seen:
                 # HANNAH keeps the agent busy until BOB has left the queue.
                 first, queued = await busy_then_queued(
-                    line, centre, seen, first_leaves=seen.after(QueueCallerLeave, BOB, 1))
+                    line, [agent], first_leaves=seen.after(QueueCallerLeave, BOB, 1))
                 await until(lambda: any(a.queue == "billing" for a in announcer.told),
                             timeout_s=20)
                 (entry,) = [e for e in (await centre.ami.queue_status()).entries
