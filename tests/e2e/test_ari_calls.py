@@ -31,6 +31,7 @@ from ivr.speech.whisper_engine import WhisperRecognizer
 from ivr.telephony.ari.app import StasisApp
 from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings, CallState
 from ivr.telephony.ari.client import AriClient
+from ivr.testing.centre import only_members, rig_ami
 from ivr.testing.recognizers import TapRecognizer
 from ivr.testing.rig import Rig, rig_from_env
 from ivr.testing.sipcaller import SippAgent, place_call, synthesize_utterance
@@ -303,6 +304,8 @@ async def test_hand_off_reaches_agent_with_session(harness: Harness) -> None:
             seen["peer_session"] = await harness.client.get_variable(peer.id, "IVR_SESSION")
             seen["peer_intent"] = await harness.client.get_variable(peer.id, "IVR_INTENT")
 
+    async with rig_ami(harness.rig) as ami:  # queue members persist across runs (AstDB)
+        await only_members(ami, "ivr-billing", "PJSIP/agent1")
     async with SippAgent(harness.rig, 1) as agent:
         done = harness.expect(number, flow)
         call = await place_call(harness.rig, None, number, hangup_after_s=10)
