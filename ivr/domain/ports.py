@@ -31,6 +31,7 @@ from ivr.domain.model import (
 )
 
 if TYPE_CHECKING:  # the flow package imports this module; only types flow back
+    from ivr.domain.callbacks import CallbackDraft, CallbackRecord, Slot
     from ivr.domain.flow.events import FlowEvent
 
 
@@ -278,3 +279,20 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
+
+
+class CallbackDesk(Protocol):
+    """Callbacks in time slots as the flow sees them (``ivr.callbacks.desk``)."""
+
+    @property
+    def offer_wait_s(self) -> float:
+        """An expected wait at least this long makes the flow offer a callback."""
+
+    async def offer(self, skill: str, at: datetime) -> Sequence[Slot]:
+        """Up to three bookable slots of ``skill`` after ``at`` (none: no offer)."""
+
+    async def book(self, draft: CallbackDraft) -> CallbackRecord:
+        """Book; raises ``CallbackError`` (SlotFull, SlotInPast) when it cannot."""
+
+    def manage_link(self, callback_id: str) -> str:
+        """Signed URL where the customer cancels or moves the callback."""
