@@ -296,3 +296,36 @@ class CallbackDesk(Protocol):
 
     def manage_link(self, callback_id: str) -> str:
         """Signed URL where the customer cancels or moves the callback."""
+
+
+@dataclass(frozen=True, slots=True)
+class LegResult:
+    """How one outbound leg ended before being connected: answered, or the hang-up cause."""
+
+    answered: bool
+    cause: int = 0
+    cause_txt: str = ""
+
+
+class OutboundCalls(Protocol):
+    """Outbound calls for the callback dialer (``AriOutboundCalls``: ARI originate)."""
+
+    async def ring(self, channel_id: str, endpoint: str, *, timeout_s: float,
+                   variables: dict[str, str]) -> LegResult:
+        """Dial ``endpoint`` with our channel id; returns once answered or failed."""
+
+    async def bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        """Connect answered legs."""
+
+    async def to_queue(self, channel_id: str, variables: dict[str, str]) -> None:
+        """An answered leg into the hand-off dialplan (a skill queue)."""
+
+    async def until_hangup(self, channel_ids: Sequence[str], bridge_id: str | None,
+                           max_s: float) -> None:
+        """Wait until one leg hangs up, then hang up the others and tidy the bridge."""
+
+    async def hang_up(self, channel_id: str) -> None:
+        """Hang up a leg (no-op when gone)."""
+
+    async def alive(self, channel_id: str) -> bool:
+        """Whether a channel with this id exists (an attempt still ringing or talking)."""

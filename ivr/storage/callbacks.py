@@ -360,6 +360,27 @@ class SqlCallbackBook:
         return await self._run(lambda: self.finish_attempt_sync(
             callback_id, owner, outcome=outcome, step=step, agent=agent))
 
+    def postpone_sync(self, callback_id: str, owner: str, *, until: datetime
+                      ) -> CallbackRecord:
+        """Look again at ``until`` without touching the attempts (a dead node's call is
+        still up in Asterisk); the lease is released."""
+        now = self._now()
+
+        def tx() -> None:
+            with self._engine.begin() as conn:
+                done = conn.execute(update(callbacks).where(
+                    *self._owned(callback_id, owner, now)).values(
+                    next_attempt_at=_utc(until), lease_owner=None, lease_until=None,
+                    updated_at=now))
+                if done.rowcount != 1:
+                    raise LeaseLost(f"lease on callback {callback_id} lost")
+        self._guard(tx)
+        return self.get_sync(callback_id)
+
+    async def postpone(self, callback_id: str, owner: str, *, until: datetime
+                       ) -> CallbackRecord:
+        return await self._run(lambda: self.postpone_sync(callback_id, owner, until=until))
+
     def renew_sync(self, callback_id: str, owner: str, *, lease_s: float) -> bool:
         """Extend this owner's lease (while a call is ringing or talking)."""
         now = self._now()
