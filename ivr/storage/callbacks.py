@@ -253,6 +253,11 @@ class SqlCallbackBook:
         self._guard(tx)
         return self.get_sync(callback_id)
 
+    async def run_move(self, callback_id: str, new_start: datetime, new_end: datetime, *,
+                       policy: SlotPolicy, cap: int) -> CallbackRecord:
+        return await self._run(lambda: self.move_sync(callback_id, new_start, new_end,
+                                                      policy=policy, cap=cap))
+
     # ---------------------------------------------------------- the dialer
 
     def claim_due_sync(self, owner: str, *, lease_s: float, limit: int = 10,
