@@ -253,8 +253,8 @@ def build_csat(settings: Settings, engine: Engine, messenger: Messenger) -> Csat
     return CsatSurvey(SqlSurveys(engine), messenger, frozenset(settings.csat_skills))
 
 
-def build_callbacks(settings: Settings, engine: Engine,
-                    knowledge: SqlKnowledgeBase) -> SqlCallbackDesk | None:
+def build_callbacks(settings: Settings, engine: Engine, knowledge: SqlKnowledgeBase,
+                    clock: Clock | None = None) -> SqlCallbackDesk | None:
     """Callback slots for the flow: capacity from settings or agents logged in, open hours."""
     from ivr.callbacks.desk import SqlCallbackDesk
     from ivr.config import callback_policy
@@ -272,7 +272,9 @@ def build_callbacks(settings: Settings, engine: Engine,
     async def is_open(at: datetime) -> bool:
         return (await knowledge.opening("voice", at)).is_open
 
-    return SqlCallbackDesk(SqlCallbackBook(engine), callback_policy(settings),
+    # The node's clock (pinned or shifted in demos and tests) decides what is due.
+    book = SqlCallbackBook(engine, now=(clock or SystemClock()).now)
+    return SqlCallbackDesk(book, callback_policy(settings),
                            offer_wait_s=settings.callback_offer_wait_s, staffing=staffing,
                            is_open=is_open, token=build_links(settings).token,
                            public_url=settings.public_url)
@@ -360,7 +362,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     knowledge = SqlKnowledgeBase(engine, timezone=settings.timezone)
     return App(
         settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
-        knowledge=knowledge, callbacks=build_callbacks(settings, engine, knowledge),
+        knowledge=knowledge, callbacks=build_callbacks(settings, engine, knowledge, clock),
         contacts=SpoolingContactLog(SqlContactLog(engine),
                                     settings.data_dir / "spool" / "contacts.jsonl"),
         agents=SqlAgentPool(engine), router=build_router(settings, engine),

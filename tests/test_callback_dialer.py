@@ -142,7 +142,7 @@ async def test_agent_first_rings_the_agent_with_the_question_then_the_customer(
     assert agent_ep == "PJSIP/agent1" and cust_ep == "PJSIP/+31302345678@trunk"
     assert agent_vars["PJSIP_HEADER(add,X-IVR-Question)"] == QUESTION
     assert agent_vars["__IVR_SESSION"] == "contact-1"
-    assert agent_leg == f"{a.channel_id}-a" and cust_leg == a.channel_id
+    assert agent_leg == f"{a.channel_id}-a" and cust_leg == f"{a.channel_id}-c"
     assert b.calls.bridged == [[agent_leg, cust_leg]]
     assert b.pops.published["contact-1"]["question"] == QUESTION
     assert b.agents.held == []  # released
@@ -195,7 +195,7 @@ async def test_dead_nodes_attempt_is_never_dialled_again(tmp_path: Path) -> None
     cb = b.booked()
     mine = await b.claim("n1")
     a1 = await b.book.start_attempt(mine.id, "n1", lease_s=30)
-    b.calls.live.add(a1.channel_id)  # n1's dial is still ringing in Asterisk
+    b.calls.live.add(f"{a1.channel_id}-c")  # n1's dial is still ringing in Asterisk
     b.clock.at += timedelta(seconds=31)
     rec = await b.dialer("n2").serve(await b.claim("n2"))
     assert b.calls.rung == [] and rec.attempts[-1].outcome is None
@@ -207,7 +207,7 @@ async def test_dead_nodes_attempt_is_never_dialled_again(tmp_path: Path) -> None
     b.clock.at = rec.next_attempt_at
     rec = await b.dialer("n2").serve(await b.claim("n2"))
     assert rec.status is CallbackStatus.DONE and rec.id == cb.id
-    assert {ch for ch, _, _ in b.calls.rung} == {rec.attempts[1].channel_id,
+    assert {ch for ch, _, _ in b.calls.rung} == {rec.attempts[1].channel_id + "-c",
                                                  rec.attempts[1].channel_id + "-a"}
     assert rec.attempts[1].channel_id != a1.channel_id
 

@@ -58,6 +58,13 @@ def outcome_of(leg: LegResult) -> AttemptOutcome:
     return "unreachable"
 
 
+def customer_leg_of(channel_id: str) -> str:
+    """The customer's leg of an attempt. Neither leg id may be a prefix of the other:
+    Asterisk looks channels up by name prefix, and an originate whose id prefixes a
+    live channel's is refused (409, seen on the rig)."""
+    return f"{channel_id}-c"
+
+
 class AgentReserver(Protocol):
     """Picks a ready agent of a skill and keeps them for one callback."""
 
@@ -212,17 +219,19 @@ class CallbackDialer:
                                       variables=self._variables(cb, agent_leg=True))
         if not rang.answered:
             return "agent_unavailable"
-        customer = await self._calls.ring(channel_id, self._endpoint(cb.draft.number),
+        customer_leg = customer_leg_of(channel_id)
+        customer = await self._calls.ring(customer_leg, self._endpoint(cb.draft.number),
                                           timeout_s=self._s.ring_s,
                                           variables=self._variables(cb, agent_leg=False))
         if not customer.answered:
             await self._calls.hang_up(agent_leg)
             return outcome_of(customer)
-        await self._calls.bridge(f"{channel_id}-b", [agent_leg, channel_id])
-        legs.extend((agent_leg, channel_id))
+        await self._calls.bridge(f"{channel_id}-b", [agent_leg, customer_leg])
+        legs.extend((agent_leg, customer_leg))
         return "connected"
 
     async def _customer_first(self, cb: CallbackRecord, channel_id: str) -> AttemptOutcome:
+        channel_id = customer_leg_of(channel_id)
         customer = await self._calls.ring(channel_id, self._endpoint(cb.draft.number),
                                           timeout_s=self._s.ring_s,
                                           variables=self._variables(cb, agent_leg=False))
@@ -245,7 +254,7 @@ class CallbackDialer:
         """The attempt of a node that died: never dialled again under any id while its
         channel lives; once gone it counts as made and the retry rule decides."""
         last = cb.attempts[-1]
-        for leg in (last.channel_id, f"{last.channel_id}-a"):
+        for leg in (customer_leg_of(last.channel_id), f"{last.channel_id}-a"):
             if await self._calls.alive(leg):
                 log.info("callback %s: attempt %d of %s still up; not dialling", cb.id[:8],
                          last.n, last.node)

@@ -182,11 +182,14 @@ def offer(skill: str, now: datetime, policy: SlotPolicy, *, booked: Mapping[date
 
 def check_booking(slot_start_at: datetime, now: datetime, policy: SlotPolicy, *,
                   booked: int, cap: int) -> None:
-    """Raise ``SlotInPast`` / ``SlotFull`` unless a place in this slot can be booked now."""
+    """Raise ``SlotInPast`` / ``SlotFull`` unless a place in this slot can be booked now.
+
+    The lead time applies to what is offered, not here: a caller who took a few seconds
+    to choose keeps an offered slot as long as it has not begun."""
     if slot_start_at != slot_start(slot_start_at, policy.slot_s):
         raise CallbackError(f"{slot_start_at.isoformat()} is not the start of a slot")
-    if slot_start_at < now + timedelta(seconds=policy.lead_s):
-        raise SlotInPast(f"the slot at {slot_start_at.isoformat()} has begun or is too close")
+    if slot_start_at <= now:
+        raise SlotInPast(f"the slot at {slot_start_at.isoformat()} has begun")
     if booked >= cap:
         raise SlotFull(f"the slot at {slot_start_at.isoformat()} is full ({cap} places)")
 

@@ -93,7 +93,10 @@ class SqlCallbackBook:
 
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] | None = None) -> None:
         self._engine = engine
-        self._now = now or (lambda: datetime.now(UTC))
+        clock = now or (lambda: datetime.now(UTC))
+        # SQLite stores datetimes without their zone: everything goes in as UTC, or a
+        # clock in another zone (a demo's local time) would compare wrongly.
+        self._now = lambda: _utc(clock())
         self._pg = engine.dialect.name == "postgresql"
 
     @property

@@ -54,7 +54,8 @@ def test_capacity_from_staffing_when_not_configured() -> None:
 
 
 def test_booking_past_full_or_off_grid_rejected() -> None:
-    """A slot that began (or is within the lead time), a full one, an off-grid time: refused."""
+    """A slot that began, a full one, an off-grid time: refused (the lead time only
+    shapes the offer)."""
     first = candidate_starts(NOW, POLICY, 1)[0]
     check_booking(first, NOW, POLICY, booked=1, cap=2)
     with pytest.raises(SlotFull):
