@@ -179,9 +179,11 @@ PROMPTS: dict[str, dict[str, str]] = {
     # Whispered to callers waiting in the queue (ivr.contact_centre.announcer).
     "queue_update": {
         "en": "Thank you for waiting. You are now number {position} in line; the expected "
-        "waiting time is {wait}. Rather get a link by text message? Press 1.",
+        "waiting time is {wait}. Rather be called back, or get a link by text message? "
+        "Press 1.",
         "nl": "Bedankt voor het wachten. U bent nu nummer {position} in de rij; de "
-        "verwachte wachttijd is {wait}. Liever een link per sms? Druk op 1.",
+        "verwachte wachttijd is {wait}. Liever teruggebeld worden, of een link per sms? "
+        "Druk op 1.",
     },
     # The caller pressed 1 in the queue ([ivr-queue-exit] back into the app).
     "queue_left": {

@@ -96,7 +96,7 @@ class SqlCallbackBook:
         clock = now or (lambda: datetime.now(UTC))
         # SQLite stores datetimes without their zone: everything goes in as UTC, or a
         # clock in another zone (a demo's local time) would compare wrongly.
-        self._now = lambda: _utc(clock())
+        self._now: Callable[[], datetime] = lambda: _utc(clock())
         self._pg = engine.dialect.name == "postgresql"
 
     @property
