@@ -59,6 +59,7 @@ async def test_caller_books_slot_two_and_agent_then_customer_are_called(
     customer = SippAgent(rig, 4)  # the customer's phone, reached over the "trunk"
     settings = replace(
         load_settings(env_file=None, environ={}), database_url=url, data_dir=tmp_path,
+        callbacks=True,
         callback_slot_s=10.0, callback_lead_s=25.0, callback_capacity=("general=3",),
         callback_poll_s=0.5, callback_lease_s=15.0, callback_ring_s=10.0,
         callback_endpoint=f"PJSIP/caller/sip:{{number}}@127.0.0.1:{customer.port}",

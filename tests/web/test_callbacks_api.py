@@ -21,7 +21,7 @@ from ivr.web.app import create_web_app
 
 
 def _desk(core: WebCore) -> SqlCallbackDesk:
-    core.settings = replace(core.settings, callback_capacity=("billing=2",),
+    core.settings = replace(core.settings, callbacks=True, callback_capacity=("billing=2",),
                             callback_lead_s=0.0)
     desk = build_callbacks(core.settings, core.engine, core.knowledge)
     assert desk is not None
