@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,8 @@ from ivr.web.push import ScreenPopHub
 if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is built
     import uvicorn
 
+    from ivr.callbacks.desk import SqlCallbackDesk
+    from ivr.callbacks.dialer import CallbackDialer
     from ivr.contact_centre.announcer import QueueAnnouncer
     from ivr.contact_centre.service import ContactCentre
     from ivr.notify.csat import CsatSurvey
@@ -122,6 +125,8 @@ class App:
     scripts: ScriptBook = EMPTY_BOOK
     # The SMS survey after agent calls (None when IVR_CSAT_SKILLS is empty).
     csat: CsatSurvey | None = None
+    # Callbacks in time slots (None when IVR_CALLBACKS=false).
+    callbacks: SqlCallbackDesk | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -129,7 +134,7 @@ class App:
         return FlowPorts(directory=self.directory, knowledge=self.knowledge,
                          catalogue=self.catalogue, matcher=self.matcher, router=self.router,
                          messenger=self.messenger, links=self.links, clock=self.clock,
-                         scripts=self.scripts)
+                         scripts=self.scripts, callbacks=self.callbacks)
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """Who hears every call's flow events: the contact log, the screen-pop, metrics."""
@@ -248,6 +253,33 @@ def build_csat(settings: Settings, engine: Engine, messenger: Messenger) -> Csat
     return CsatSurvey(SqlSurveys(engine), messenger, frozenset(settings.csat_skills))
 
 
+def build_callbacks(settings: Settings, engine: Engine, knowledge: SqlKnowledgeBase,
+                    clock: Clock | None = None) -> SqlCallbackDesk | None:
+    """Callback slots for the flow: capacity from settings or agents logged in, open hours."""
+    from ivr.callbacks.desk import SqlCallbackDesk
+    from ivr.config import callback_policy
+    from ivr.storage.agents import SqlAgentDirectory
+    from ivr.storage.callbacks import SqlCallbackBook
+
+    if not settings.callbacks:
+        return None
+    directory = SqlAgentDirectory(engine)
+
+    async def staffing(skill: str) -> int:
+        agents = await directory.list_agents(logged_in=True)
+        return sum(1 for a in agents if skill in a.profile.skills)
+
+    async def is_open(at: datetime) -> bool:
+        return (await knowledge.opening("voice", at)).is_open
+
+    # The node's clock (pinned or shifted in demos and tests) decides what is due.
+    book = SqlCallbackBook(engine, now=(clock or SystemClock()).now)
+    return SqlCallbackDesk(book, callback_policy(settings),
+                           offer_wait_s=settings.callback_offer_wait_s, staffing=staffing,
+                           is_open=is_open, token=build_links(settings).token,
+                           public_url=settings.public_url)
+
+
 def build_links(settings: Settings) -> SignedLinkBuilder:
     """Signed self-service/chat links (the web's landing route verifies with the same)."""
     from ivr.notify.links import SignedLinkBuilder
@@ -327,9 +359,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
                            is_intent=lambda name: catalogue.spec(name) is not None)
     messenger, links, outbox, store = build_messaging(settings, engine)
     alerts = SupervisorAlerts()
+    knowledge = SqlKnowledgeBase(engine, timezone=settings.timezone)
     return App(
         settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
-        knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
+        knowledge=knowledge, callbacks=build_callbacks(settings, engine, knowledge, clock),
         contacts=SpoolingContactLog(SqlContactLog(engine),
                                     settings.data_dir / "spool" / "contacts.jsonl"),
         agents=SqlAgentPool(engine), router=build_router(settings, engine),
@@ -383,6 +416,7 @@ class Node:
     agi_route: FlowAgi
     web: uvicorn.Server
     announcer: QueueAnnouncer | None = None
+    dialer: CallbackDialer | None = None
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``ready`` is set once ARI is connected."""
@@ -403,6 +437,8 @@ class Node:
                                    name="queue-metrics")
                 if self.announcer is not None:
                     tg.create_task(self.announcer.run(), name="queue-announcer")
+                if self.dialer is not None:
+                    tg.create_task(self.dialer.run(), name="callback-dialer")
                 async with asyncio.timeout(30):
                     await self.ari.connected.wait()
                 log.info("ready: ARI %s app %s, FastAGI :%d, web :%d", s.ari_url, s.ari_app,
@@ -485,7 +521,39 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                         log_level="warning", log_config=None, lifespan="off",
                                         timeout_graceful_shutdown=2))
     return Node(app=app, ari=client, centre=centre, stasis=stasis, agi=agi, agi_route=route,
-                web=web, announcer=announcer)
+                web=web, announcer=announcer, dialer=build_dialer(app, client, centre))
+
+
+def build_dialer(app: App, client: AriClient, centre: ContactCentre | None
+                 ) -> CallbackDialer | None:
+    """The callback dialer over ARI originate (None: callbacks or the dialer are off)."""
+    import os
+    import socket
+
+    from ivr.callbacks.dialer import CallbackDialer, CentreAgentReserver, DialerSettings
+    from ivr.domain.prompts import render
+    from ivr.telephony.ari.outbound import AriOutboundCalls
+
+    s = app.settings
+    desk = app.callbacks
+    if desk is None or not s.callback_dialer:
+        return None
+
+    def label_of(intent: str | None, language: str) -> str:
+        spec = app.catalogue.spec(intent) if intent else None
+        lang = as_language(language)
+        return spec.label_for(lang) if spec else render("your_question", lang).text
+
+    return CallbackDialer(
+        desk.book_store, desk.policy,
+        AriOutboundCalls(client, caller_id=s.callback_caller_id),
+        settings=DialerSettings(
+            node=f"{socket.gethostname()}:{os.getpid()}", endpoint=s.callback_endpoint,
+            ring_s=s.callback_ring_s, lease_s=s.callback_lease_s, poll_s=s.callback_poll_s,
+            priority=s.callback_priority),
+        clock=app.clock, messenger=app.messenger, screenpop=app.screenpop,
+        manage_link=desk.manage_link, label_of=label_of,
+        agents=CentreAgentReserver(centre.feed.snapshot) if centre is not None else None)
 
 
 def lease_renewer(ami: AmiClient) -> Callable[[str, int], Awaitable[object]]:

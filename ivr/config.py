@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from ivr.domain.callbacks import CallbackError, SlotPolicy, policy_from
 from ivr.domain.model import LANGUAGES
 
 PREFIX = "IVR_"
@@ -151,6 +152,47 @@ class Settings:
     surge_sms_to: tuple[str, ...] = field(default=(), metadata=_meta(
         "supervisors' numbers (E.164, comma-separated) texted on a surge"))
 
+    # --- callbacks in time slots (ivr.callbacks, ivr.domain.callbacks) -------------
+    callbacks: bool = field(default=False, metadata=_meta(
+        "offer callbacks in time slots (asked for, long wait, nobody available, closed, "
+        "left the queue) and run the dialer; off by default until the queue e2e tests "
+        "are reworked for the extra offer"))
+    callback_slot_s: float = field(default=1800.0, metadata=_meta(
+        "length of a callback slot in seconds (slots start on multiples of it)"))
+    callback_lead_s: float = field(default=900.0, metadata=_meta(
+        "the first slot offered starts at least this many seconds from now"))
+    callback_capacity: tuple[str, ...] = field(default=(), metadata=_meta(
+        "callbacks per slot per skill, e.g. billing=4,tech=6 (other skills: "
+        "IVR_CALLBACK_PER_AGENT x agents logged in for the skill)"))
+    callback_per_agent: int = field(default=2, metadata=_meta(
+        "callbacks per slot per logged-in agent, for skills without a configured capacity"))
+    callback_offer_wait_s: float = field(default=300.0, metadata=_meta(
+        "an expected wait at least this long offers a callback"))
+    callback_max_attempts: int = field(default=3, metadata=_meta(
+        "dial attempts per callback (no answer/busy), all within its slot"))
+    callback_retry_s: float = field(default=300.0, metadata=_meta(
+        "seconds between attempts of one callback"))
+    callback_strategy: tuple[str, ...] = field(default=(), metadata=_meta(
+        "per skill: agent_first or customer_first, e.g. billing=customer_first"))
+    callback_default_strategy: str = field(default="agent_first", metadata=_meta(
+        "agent_first (reserve a ready agent, ring them, then the customer) or "
+        "customer_first (the customer into the skill queue at priority)"))
+    callback_endpoint: str = field(default="PJSIP/{number}@trunk", metadata=_meta(
+        "Asterisk dial string for the customer; {number} is their E.164 number"))
+    callback_caller_id: str = field(default="Kanaal <+3197010200300>", metadata=_meta(
+        "caller ID the customer (and the agent) sees on a callback"))
+    callback_ring_s: float = field(default=30.0, metadata=_meta(
+        "seconds a callback leg (agent or customer) rings before no answer"))
+    callback_priority: int = field(default=10, metadata=_meta(
+        "queue priority of a customer-first callback (ahead of new callers)"))
+    callback_dialer: bool = field(default=True, metadata=_meta(
+        "this node dials due callbacks (ivr serve); the database lease keeps several "
+        "nodes from dialling one twice"))
+    callback_poll_s: float = field(default=5.0, metadata=_meta(
+        "how often the dialer looks for due callbacks"))
+    callback_lease_s: float = field(default=60.0, metadata=_meta(
+        "a dialer's claim on a callback; renewed while it calls, taken over after a crash"))
+
     # --- web --------------------------------------------------------------------
     web_host: str = field(default="127.0.0.1", metadata=_meta("web server bind address"))
     web_port: int = field(default=8080, metadata=_meta("web server port"))
@@ -280,6 +322,28 @@ def _validate(s: Settings) -> None:
     _validate_choices(s)
     _validate_thresholds(s)
     _validate_urls(s)
+    _validate_callbacks(s)
+
+
+def _validate_callbacks(s: Settings) -> None:
+    try:
+        callback_policy(s)
+    except CallbackError as exc:
+        raise ConfigError(f"IVR_CALLBACK_*: {exc}") from None
+    if "{number}" not in s.callback_endpoint:
+        raise ConfigError(f"IVR_CALLBACK_ENDPOINT={s.callback_endpoint!r}: must contain "
+                          "{number} (e.g. PJSIP/{number}@trunk)")
+    if s.callback_poll_s <= 0 or s.callback_lease_s < 3 * s.callback_poll_s:
+        raise ConfigError("IVR_CALLBACK_LEASE_S must be at least 3 x IVR_CALLBACK_POLL_S (> 0)")
+
+
+def callback_policy(s: Settings) -> SlotPolicy:
+    """The callback slot and retry rules from the settings (raises CallbackError)."""
+    return policy_from(slot_s=s.callback_slot_s, lead_s=s.callback_lead_s,
+                       capacity=s.callback_capacity, per_agent=s.callback_per_agent,
+                       max_attempts=s.callback_max_attempts, retry_s=s.callback_retry_s,
+                       strategy=s.callback_strategy,
+                       default_strategy=s.callback_default_strategy)
 
 
 def _validate_languages(s: Settings) -> None:

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "outages": "ivr.cli.outages_cmd:outages",
     "surge": "ivr.cli.outages_cmd:surge",
     "report": "ivr.cli.report_cmd:report",
+    "callbacks": "ivr.cli.callbacks_cmd:callbacks",
 }
 
 

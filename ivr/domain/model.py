@@ -276,6 +276,7 @@ class Outcome(enum.StrEnum):
     CLOSED_HOURS = "closed_hours"  # wanted an agent outside opening hours
     ERROR_TO_AGENT = "error_to_agent"  # a system failure sent the caller to a human
     NO_AGENT = "no_agent"  # nobody staffed for the topic and no alternative could serve
+    CALLBACK = "callback"  # a callback was booked in a time slot (ivr.domain.callbacks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from ivr.domain.model import (
 )
 
 if TYPE_CHECKING:  # the flow package imports this module; only types flow back
+    from ivr.domain.callbacks import CallbackDraft, CallbackRecord, Slot
     from ivr.domain.flow.events import FlowEvent
 
 
@@ -278,3 +279,53 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
+
+
+class CallbackDesk(Protocol):
+    """Callbacks in time slots as the flow sees them (``ivr.callbacks.desk``)."""
+
+    @property
+    def offer_wait_s(self) -> float:
+        """An expected wait at least this long makes the flow offer a callback."""
+
+    async def offer(self, skill: str, at: datetime) -> Sequence[Slot]:
+        """Up to three bookable slots of ``skill`` after ``at`` (none: no offer)."""
+
+    async def book(self, draft: CallbackDraft) -> CallbackRecord:
+        """Book; raises ``CallbackError`` (SlotFull, SlotInPast) when it cannot."""
+
+    def manage_link(self, callback_id: str) -> str:
+        """Signed URL where the customer cancels or moves the callback."""
+
+
+@dataclass(frozen=True, slots=True)
+class LegResult:
+    """How one outbound leg ended before being connected: answered, or the hang-up cause."""
+
+    answered: bool
+    cause: int = 0
+    cause_txt: str = ""
+
+
+class OutboundCalls(Protocol):
+    """Outbound calls for the callback dialer (``AriOutboundCalls``: ARI originate)."""
+
+    async def ring(self, channel_id: str, endpoint: str, *, timeout_s: float,
+                   variables: dict[str, str]) -> LegResult:
+        """Dial ``endpoint`` with our channel id; returns once answered or failed."""
+
+    async def bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        """Connect answered legs."""
+
+    async def to_queue(self, channel_id: str, variables: dict[str, str]) -> None:
+        """An answered leg into the hand-off dialplan (a skill queue)."""
+
+    async def until_hangup(self, channel_ids: Sequence[str], bridge_id: str | None,
+                           max_s: float) -> None:
+        """Wait until one leg hangs up, then hang up the others and tidy the bridge."""
+
+    async def hang_up(self, channel_id: str) -> None:
+        """Hang up a leg (no-op when gone)."""
+
+    async def alive(self, channel_id: str) -> bool:
+        """Whether a channel with this id exists (an attempt still ringing or talking)."""

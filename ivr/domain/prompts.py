@@ -179,9 +179,11 @@ PROMPTS: dict[str, dict[str, str]] = {
     # Whispered to callers waiting in the queue (ivr.contact_centre.announcer).
     "queue_update": {
         "en": "Thank you for waiting. You are now number {position} in line; the expected "
-        "waiting time is {wait}. Rather get a link by text message? Press 1.",
+        "waiting time is {wait}. Rather be called back, or get a link by text message? "
+        "Press 1.",
         "nl": "Bedankt voor het wachten. U bent nu nummer {position} in de rij; de "
-        "verwachte wachttijd is {wait}. Liever een link per sms? Druk op 1.",
+        "verwachte wachttijd is {wait}. Liever teruggebeld worden, of een link per sms? "
+        "Druk op 1.",
     },
     # The caller pressed 1 in the queue ([ivr-queue-exit] back into the app).
     "queue_left": {
@@ -214,6 +216,48 @@ PROMPTS: dict[str, dict[str, str]] = {
         "nl": "De verwachte wachttijd is {wait}. Wilt u liever een link per sms? "
         "Zeg ja of toets 1. Om te blijven wachten, zeg nee of toets 2.",
     },
+    # Callbacks in time slots (ivr.domain.flow.callback).
+    "callback_offer": {
+        "en": "We can also call you back at a time that suits you. Would you like that? "
+        "Say yes or press 1. Otherwise say no or press 2.",
+        "nl": "We kunnen u ook terugbellen op een tijd die u uitkomt. Wilt u dat? "
+        "Zeg ja of toets 1. Anders zeg nee of toets 2.",
+    },
+    "callback_offer_wait": {
+        "en": "The expected waiting time is {wait}. Shall we call you back instead, at a "
+        "time that suits you? Say yes or press 1. To keep waiting, say no or press 2.",
+        "nl": "De verwachte wachttijd is {wait}. Zullen we u in plaats daarvan terugbellen, "
+        "op een tijd die u uitkomt? Zeg ja of toets 1. Om te blijven wachten, zeg nee of "
+        "toets 2.",
+    },
+    "callback_slots": {
+        "en": "We can call you {choices}. Press the number of the time you want, or say it.",
+        "nl": "We kunnen u bellen {choices}. Toets het nummer van de tijd die u wilt, of zeg "
+        "het.",
+    },
+    "callback_choice": {
+        "en": "press {n} for {when}",
+        "nl": "toets {n} voor {when}",
+    },
+    "callback_not_chosen": {
+        "en": "Sorry, I did not catch which time you want.",
+        "nl": "Sorry, ik heb niet verstaan welke tijd u wilt.",
+    },
+    "callback_slot_gone": {
+        "en": "I'm sorry, that time has just been taken.",
+        "nl": "Sorry, die tijd is net vergeven.",
+    },
+    "callback_booked": {
+        "en": "Thank you. We will call you back {when}. {sms}Goodbye.",
+        "nl": "Dank u wel. We bellen u {when} terug. {sms}Tot ziens.",
+    },
+    "callback_sms_note": {
+        "en": "You will get a text message with a link to cancel or move it. ",
+        "nl": "U krijgt een sms met een link om het af te zeggen of te verzetten. ",
+    },
+    "slot_today": {"en": "today at {time}", "nl": "vandaag om {time} uur"},
+    "slot_tomorrow": {"en": "tomorrow at {time}", "nl": "morgen om {time} uur"},
+    "slot_day": {"en": "on {date} at {time}", "nl": "op {date} om {time} uur"},
     "try_later": {
         "en": "Please try again later, or visit our website. We are sorry for the inconvenience.",
         "nl": "Probeer het later nog eens, of kijk op onze website. Excuses voor het ongemak.",
@@ -255,6 +299,21 @@ PROMPTS: dict[str, dict[str, str]] = {
     "sms_chat": {
         "en": "Kanaal: continue your question about {label} in our live chat: {url}",
         "nl": "Kanaal: zet uw vraag over {label} voort in onze live chat: {url}",
+    },
+    "sms_callback": {
+        "en": "Kanaal: we will call you back {when} about {label}. Cancel or move it: {url}",
+        "nl": "Kanaal: we bellen u {when} terug over {label}. Afzeggen of verzetten: {url}",
+    },
+    "sms_callback_missed": {
+        "en": "Kanaal: we tried to call you back about {label} but could not reach you. "
+        "Please call us again, or book a new time: {url}",
+        "nl": "Kanaal: we hebben geprobeerd u terug te bellen over {label}, maar kregen u "
+        "niet te pakken. Bel ons opnieuw, of kies een nieuwe tijd: {url}",
+    },
+    # Spoken slot choices: word:slot number.
+    "slot_words": {
+        "en": "first:1|one:1|earliest:1|second:2|two:2|middle:2|third:3|three:3|last:3",
+        "nl": "eerste:1|een:1|één:1|tweede:2|twee:2|middelste:2|derde:3|drie:3|laatste:3",
     },
     "yes_words": {
         "en": "yes|yeah|yep|sure|correct|right|please|it did|that's right|ok|okay",

@@ -275,3 +275,50 @@ report_buckets = Table(
     Column("contacts", Integer, nullable=False),
     Column("sealed_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- callbacks (migration 0007) ------------------------------------------------------
+# A caller booked to be called back in a slot, with the whole contact context. The
+# dialer claims due rows with a lease (lease_owner/lease_until) and writes each
+# attempt (attempts JSON, attempt_count) before it dials.
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("contact_id", String(36), nullable=False),
+    Column("number", String(32), nullable=False),
+    Column("language", String(5), nullable=False),
+    Column("customer_id", Integer, nullable=True),
+    Column("customer_name", String(128), nullable=False, server_default=""),
+    Column("question", Text, nullable=False, server_default=""),
+    Column("intent", String(64), nullable=True),
+    Column("transcript", JSON, nullable=False),
+    Column("skill", String(32), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("reason", String(128), nullable=False, server_default=""),
+    Column("slot_start", DateTime(timezone=True), nullable=False),
+    Column("slot_end", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("attempts", JSON, nullable=False),
+    Column("outcome", String(32), nullable=True),
+    Column("cancel_count", Integer, nullable=False, server_default="0"),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_callbacks_due", "status", "next_attempt_at"),
+    Index("ix_callbacks_contact_id", "contact_id"),
+    Index("ix_callbacks_skill_slot", "skill", "slot_start"),
+)
+
+# Places booked per (skill, slot): a conditional UPDATE (booked < capacity) makes a
+# booking atomic on SQLite and PostgreSQL alike, so a slot is never overbooked.
+callback_slots = Table(
+    "callback_slots",
+    metadata,
+    Column("skill", String(32), primary_key=True),
+    Column("slot_start", DateTime(timezone=True), primary_key=True),
+    Column("booked", Integer, nullable=False, server_default="0"),
+    CheckConstraint("booked >= 0", name="booked_not_negative"),
+)

@@ -7,11 +7,21 @@ flow's transitions can be exercised exhaustively in milliseconds.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, get_args
 
+from ivr.domain.callbacks import (
+    CallbackDraft,
+    CallbackRecord,
+    CallbackStatus,
+    Slot,
+    SlotPolicy,
+    check_booking,
+)
+from ivr.domain.callbacks import capacity as cb_capacity
+from ivr.domain.callbacks import offer as cb_offer
 from ivr.domain.model import (
     AgentAvailability,
     ChatStatus,
@@ -176,6 +186,7 @@ DEFAULT_SPECS: tuple[IntentSpec, ...] = (
     spec("tech_support_app", Scenario.CHAT, "tech", link_key="chat"),
     spec("speak_to_agent", Scenario.AGENT, keypad="0"),
     spec("report_death", Scenario.AGENT, "bereavement", sensitive=True, keypad="9"),
+    spec("callback_request", Scenario.AGENT),
 )
 
 
@@ -210,6 +221,7 @@ class KeywordMatcher(_Breakable):
         "app": ("tech_support_app", 0.9),
         "died": ("report_death", 0.7),
         "passed away": ("report_death", 0.9),
+        "call me back": ("callback_request", 0.9),
     })
 
     async def match(self, text: str, language: Language) -> IntentMatch:
@@ -289,3 +301,42 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.at
+
+
+@dataclass
+class FakeCallbackDesk:
+    """CallbackDesk in memory with the real slot rules (``ivr.domain.callbacks``).
+
+    ``steal`` fills the chosen slot just before a booking (another caller was faster).
+    """
+
+    policy: SlotPolicy = field(default_factory=lambda: SlotPolicy(capacity={"general": 2,
+                                                                            "billing": 2}))
+    agents: int = 0
+    offer_wait_s: float = 120.0
+    booked: dict[tuple[str, datetime], int] = field(default_factory=dict)
+    records: list[CallbackRecord] = field(default_factory=list)
+    steal: bool = False
+    clock: Callable[[], datetime] = field(
+        default_factory=lambda: (lambda: datetime(2026, 11, 24, 10, 0, tzinfo=UTC)))
+
+    async def offer(self, skill: str, at: datetime) -> Sequence[Slot]:
+        counts = {s: n for (k, s), n in self.booked.items() if k == skill}
+        return cb_offer(skill, at, self.policy, booked=counts, agents_logged_in=self.agents)
+
+    async def book(self, draft: CallbackDraft) -> CallbackRecord:
+        key = (draft.skill, draft.slot_start)
+        cap = cb_capacity(draft.skill, self.policy, self.agents)
+        if self.steal:
+            self.booked[key] = cap
+        check_booking(draft.slot_start, self.clock(), self.policy,
+                      booked=self.booked.get(key, 0), cap=cap)
+        self.booked[key] = self.booked.get(key, 0) + 1
+        rec = CallbackRecord(id=f"cb{len(self.records) + 1}", draft=draft,
+                             status=CallbackStatus.BOOKED, attempts=(),
+                             next_attempt_at=draft.slot_start, created_at=self.clock())
+        self.records.append(rec)
+        return rec
+
+    def manage_link(self, callback_id: str) -> str:
+        return f"https://kanaal.example/cb/{callback_id}?t=signed"

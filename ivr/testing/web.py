@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, insert, select
@@ -84,6 +85,7 @@ class WebCore:
     screenpop: ScreenPopHub = field(default_factory=ScreenPopHub)
     telemetry: NodeTelemetry = field(default_factory=NodeTelemetry)
     outbox_store: None = None  # no Twilio webhooks
+    callbacks: Any = None  # a SqlCallbackDesk when a test wants the /cb/<token> pages
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """The node's observers, as ``App.observers``."""

@@ -93,6 +93,9 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     from ivr.web.outages_api import outages_router
 
     web.include_router(outages_router(auth, app))  # outages, /api/surge, /ws/alerts
+    from ivr.web.callbacks_api import callbacks_router
+
+    web.include_router(callbacks_router(auth, app))  # /api/callbacks, /cb/<token>
     from ivr.app import build_links  # the links the node sends, to verify them
 
     web.include_router(timeline_router(auth, SqlTimeline(app.engine), build_links(settings),

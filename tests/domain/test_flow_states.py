@@ -52,7 +52,7 @@ PINNED = {
     "handoff": {"act", "close", "done"},
     "close": {"done"},
     "done": set(),
-    "queue_exit": {"act", "handoff"},
+    "queue_exit": {"act", "handoff", "close"},
 }
 
 

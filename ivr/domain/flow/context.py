@@ -28,6 +28,7 @@ from ivr.domain.model import (
     Utterance,
 )
 from ivr.domain.ports import (
+    CallbackDesk,
     CallChannel,
     Clock,
     CustomerDirectory,
@@ -59,6 +60,8 @@ class FlowPorts:
     clock: Clock
     # Guided troubleshooting per technical intent (grammars/troubleshooting.yaml).
     scripts: ScriptBook = EMPTY_BOOK
+    # Callbacks in time slots; None: never offered.
+    callbacks: CallbackDesk | None = None
 
 
 @dataclass(slots=True)
@@ -78,6 +81,8 @@ class Dialogue:
     identify_tried: bool = False
     # Alternatives to an agent already offered (chat, self-service): each once.
     alternatives_tried: set[Scenario] = field(default_factory=set)
+    # A callback was offered (ivr.domain.flow.callback): never twice in one call.
+    callback_offered: bool = False
 
 
 class Call:

@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ivr.domain.flow.callback import offer_callback
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import ActionTaken, Concluded, Decided, HandedOff, Identified
 from ivr.domain.flow.states import STEP_OF, State
@@ -15,12 +16,18 @@ from ivr.domain.model import OpeningStatus, Outcome, RouteDecision, Scenario, St
 from ivr.domain.ports import CallerHungUp
 
 log = logging.getLogger(__name__)
+# The intent of a caller who asks to be called back: slots at once, no yes/no first.
+CALLBACK_INTENT = "callback_request"
 
 
 async def handoff(call: Call) -> State:
     spec = call.dialogue.spec
     decision = await _agent_decision(call)
     sensitive = bool(spec and spec.sensitive)
+    if spec is not None and spec.name == CALLBACK_INTENT:
+        booked = await offer_callback(call, decision, why="asked", ask=False)
+        if booked is not None:
+            return booked
     opening = await call.ports.knowledge.opening("voice", call.now())
     if not opening.is_open and not sensitive:
         return await _closed(call, decision, opening)
@@ -30,6 +37,11 @@ async def handoff(call: Call) -> State:
         offered = await _offer_on_long_wait(call, decision)
         if offered is not None:
             return offered
+    if not sensitive and decision.expected_wait_s is not None and _long_wait(call, decision):
+        booked = await offer_callback(call, decision, why="long_wait",
+                                      wait=wait_phrase(call, decision.expected_wait_s))
+        if booked is not None:
+            return booked
     await _announce(call, decision)
     decision = replace(decision, transcript=call.transcript())
     await call.emit(ActionTaken(f"handoff:{decision.skill}"))
@@ -62,6 +74,9 @@ async def _closed(call: Call, decision: RouteDecision, opening: OpeningStatus) -
         n = call.local(opening.next_open)
         nxt = call.text("next_open", date=call.say_date(n), time=f"{n:%H:%M}")
     await call.say("closed", next_open=nxt)
+    booked = await offer_callback(call, decision, why="closed")
+    if booked is not None:
+        return booked
     await call.emit(Concluded(Outcome.CLOSED_HOURS))
     await call.step(Step.HANDOFF, result="closed", skill=decision.skill, reason=opening.reason)
     return State.CLOSE
@@ -96,6 +111,9 @@ async def _unstaffed(call: Call, decision: RouteDecision) -> State:
     nxt = await _alternative(call, decision)
     if nxt is not None:
         return nxt
+    booked = await offer_callback(call, decision, why="unstaffed")
+    if booked is not None:
+        return booked
     await call.say("try_later")
     await call.emit(Concluded(Outcome.NO_AGENT))
     await call.step(Step.HANDOFF, result="unstaffed", skill=decision.skill,
@@ -114,6 +132,12 @@ async def _offer_on_long_wait(call: Call, decision: RouteDecision) -> State | No
     if reply != "yes":
         return None
     return await _alternative(call, decision)
+
+
+def _long_wait(call: Call, decision: RouteDecision) -> bool:
+    desk = call.ports.callbacks
+    wait = decision.expected_wait_s
+    return desk is not None and wait is not None and wait >= desk.offer_wait_s
 
 
 def _usable(call: Call, decision: RouteDecision) -> list[Scenario]:
@@ -151,7 +175,7 @@ async def _alternative(call: Call, decision: RouteDecision) -> State | None:
 
 
 async def queue_exit(call: Call) -> State:
-    """A queued caller pressed the exit key: a link (or chat) instead of waiting.
+    """A queued caller pressed the exit key: a callback, a link or chat instead of waiting.
 
     The contact goes on (question, intent and transcript are the ones from before
     the queue). With nothing to send for this question the caller goes back into
@@ -170,7 +194,10 @@ async def queue_exit(call: Call) -> State:
     decision = await call.ports.router.escalate(call.request(spec), "caller left the queue")
     decision = replace(decision, question=contact.question, session_id=contact.id,
                        alternatives=("self_service", "chat"))
-    nxt = await _alternative(call, decision)
+    # A callback first (the key left the queue for one), then a link or chat.
+    nxt = await offer_callback(call, decision, why="left_queue")
+    if nxt is None:
+        nxt = await _alternative(call, decision)
     if nxt is not None:
         return nxt
     await call.say("queue_back")

@@ -66,8 +66,9 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     _S.HANDOFF: frozenset({_S.ACT, _S.CLOSE, _S.DONE}),
     _S.CLOSE: frozenset({_S.DONE}),
     _S.DONE: frozenset(),
-    # Left the queue: a link or chat (ACT), or back into the queue (HANDOFF).
-    _S.QUEUE_EXIT: frozenset({_S.ACT, _S.HANDOFF}),
+    # Left the queue: a callback booked (CLOSE), a link or chat (ACT), or back into
+    # the queue (HANDOFF).
+    _S.QUEUE_EXIT: frozenset({_S.ACT, _S.HANDOFF, _S.CLOSE}),
 })
 
 START = State.IDENTIFY

@@ -295,6 +295,21 @@ class AriClient:
             {"context": context, "extension": extension, "priority": priority},
         )
 
+    async def originate(
+        self, channel_id: str, endpoint: str, *, app_args: str = "", caller_id: str = "",
+        timeout_s: int = 30, variables: Mapping[str, str] | None = None,
+    ) -> ChannelInfo:
+        """Dial ``endpoint`` into this Stasis app with our own channel id (subscribe to it
+        first: its StasisStart, on answer, then reaches the subscriber, not new calls).
+        A channel id still in use is refused by Asterisk (409), never dialled twice."""
+        data = await self._request(
+            "POST", f"/channels/{channel_id}",
+            {"endpoint": endpoint, "app": self.app, "appArgs": app_args or None,
+             "callerId": caller_id or None, "timeout": timeout_s},
+            json_body={"variables": dict(variables or {})},
+        )
+        return ChannelInfo.from_json(data)
+
     async def channels(self) -> list[ChannelInfo]:
         data = await self._request("GET", "/channels")
         return [ChannelInfo.from_json(c) for c in data or ()]
