@@ -187,6 +187,9 @@ class Settings:
     csat_skills: tuple[str, ...] = field(default=(), metadata=_meta(
         "skills whose callers get the 1-5 SMS survey after an agent call (comma-separated; "
         "* = every skill; empty = no survey)"))
+    csat_voice_skills: tuple[str, ...] = field(default=(), metadata=_meta(
+        "skills whose callers hear the 1-5 voice survey if they stay on the line after the "
+        "agent hangs up (comma-separated; * = every skill; empty = none)"))
 
     @property
     def effective_database_url(self) -> str:

@@ -216,6 +216,8 @@ class RouteDecision:
     side: str | None = None  # own | partner (load split)
     unstaffed: bool = False  # nobody can take this call now: offer alternatives instead
     alternatives: tuple[str, ...] = ()  # callback | chat | self_service, in order
+    # The dialplan brings the caller back for the after-call survey (IVR_CSAT).
+    survey: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +237,7 @@ class RouteDecision:
             "side": self.side,
             "unstaffed": self.unstaffed,
             "alternatives": list(self.alternatives),
+            "survey": self.survey,
         }
 
 
@@ -365,3 +368,4 @@ class ContactSnapshot:
     ended_at: datetime | None
     transcript: tuple[str, ...]
     steps: tuple[StepRecord, ...]
+

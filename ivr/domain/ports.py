@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ivr.domain.model import (
     AgentAvailability,
@@ -271,6 +271,27 @@ class ScreenPop(Protocol):
 
     async def publish(self, session_id: str, context: dict[str, Any]) -> None:
         """Make the agent-facing context for a session available (desktop pops it)."""
+
+
+class SurveyLog(Protocol):
+    """Where the after-call survey's answers go (on the contact, and its timeline)."""
+
+    async def score(self, contact_id: str, score: int, channel: str) -> None:
+        """Record the caller's 1-5 score on the contact."""
+
+    async def comment(self, contact_id: str, *, text: str, recording: str | None,
+                      channel: str) -> None:
+        """Record the follow-up answer (words heard, and where its recording is)."""
+
+
+@runtime_checkable
+class MessageRecorder(Protocol):
+    """A channel that can record the caller's message to a file (ARI); others can only
+    transcribe (``listen``)."""
+
+    async def record_message(self, name: str, *, max_s: float, silence_s: float
+                             ) -> str | None:
+        """Record until silence, ``#`` or ``max_s``; the stored name, None if nothing."""
 
 
 class Clock(Protocol):

@@ -226,6 +226,37 @@ PROMPTS: dict[str, dict[str, str]] = {
         "en": "Our colleagues are not available right now. {next_open}",
         "nl": "Onze collega's zijn op dit moment niet bereikbaar. {next_open}",
     },
+    # The after-call survey (only for surveyed skills; the caller opts in by staying on
+    # the line when the agent hangs up).
+    "csat_notice": {
+        "en": "After your call, stay on the line to rate our help. It takes a few seconds.",
+        "nl": "Blijf na het gesprek aan de lijn om onze hulp te beoordelen. Het duurt maar "
+              "een paar seconden.",
+    },
+    "csat_question": {
+        "en": "Thank you for staying on the line. On a scale of 1 to 5, how satisfied are "
+              "you with the help you got? Press or say a number from 1 to 5.",
+        "nl": "Bedankt dat u aan de lijn blijft. Hoe tevreden bent u over de hulp, op een "
+              "schaal van 1 tot 5? Toets of zeg een cijfer van 1 tot 5.",
+    },
+    "csat_retry": {
+        "en": "Sorry, please press a number from 1 to 5.",
+        "nl": "Sorry, toets een cijfer van 1 tot 5.",
+    },
+    "csat_follow_up": {
+        "en": "Thank you. In a few words, what could we do better? Speak after the tone, "
+              "then press hash or hang up.",
+        "nl": "Dank u. Wat kunnen we in een paar woorden beter doen? Spreek na de toon en "
+              "toets dan een hekje of hang op.",
+    },
+    "csat_thanks": {
+        "en": "Thank you for your feedback. Goodbye.",
+        "nl": "Bedankt voor uw mening. Tot ziens.",
+    },
+    "csat_score_words": {
+        "en": "one|two|three|four|five",
+        "nl": "een|twee|drie|vier|vijf",
+    },
     "goodbye": {
         "en": "Thank you for calling. Goodbye.",
         "nl": "Bedankt voor uw telefoontje. Tot ziens.",

@@ -289,3 +289,18 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.at
+
+
+class FakeSurveyLog:
+    """SurveyLog in memory: ``scores`` and ``comments`` per contact."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, int] = {}
+        self.comments: dict[str, tuple[str, str | None]] = {}
+
+    async def score(self, contact_id: str, score: int, channel: str) -> None:
+        self.scores[contact_id] = score
+
+    async def comment(self, contact_id: str, *, text: str, recording: str | None,
+                      channel: str) -> None:
+        self.comments[contact_id] = (text, recording)

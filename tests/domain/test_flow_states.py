@@ -53,6 +53,7 @@ PINNED = {
     "close": {"done"},
     "done": set(),
     "queue_exit": {"act", "handoff"},
+    "survey": {"done"},
 }
 
 

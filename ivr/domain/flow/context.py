@@ -38,6 +38,7 @@ from ivr.domain.ports import (
     Messenger,
     Prompt,
     Router,
+    SurveyLog,
 )
 from ivr.domain.prompts import MONTHS, WEEKDAYS, render, words
 from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
@@ -59,6 +60,8 @@ class FlowPorts:
     clock: Clock
     # Guided troubleshooting per technical intent (grammars/troubleshooting.yaml).
     scripts: ScriptBook = EMPTY_BOOK
+    # The after-call voice survey's answers (None: no survey is recorded).
+    surveys: SurveyLog | None = None
 
 
 @dataclass(slots=True)

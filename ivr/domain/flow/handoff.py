@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ivr.domain.csat import surveyed
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import ActionTaken, Concluded, Decided, HandedOff, Identified
 from ivr.domain.flow.states import STEP_OF, State
@@ -31,7 +32,10 @@ async def handoff(call: Call) -> State:
         if offered is not None:
             return offered
     await _announce(call, decision)
-    decision = replace(decision, transcript=call.transcript())
+    survey = surveyed(decision.skill, call.cfg.csat_voice_skills)
+    if survey:
+        await call.say("csat_notice")
+    decision = replace(decision, transcript=call.transcript(), survey=survey)
     await call.emit(ActionTaken(f"handoff:{decision.skill}"))
     await call.emit(Concluded(Outcome.AGENT))
     await call.emit(HandedOff(decision, screen_context(call, decision)))

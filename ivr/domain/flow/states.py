@@ -35,6 +35,9 @@ class State(enum.Enum):
     # A second entry: a queued caller pressed the queue's exit key and came back
     # into the app ([ivr-queue-exit]); the contact goes on where it was.
     QUEUE_EXIT = "queue_exit"
+    # A third entry: the agent hung up on a caller of a surveyed skill who stayed on
+    # the line (Queue option c, [ivr-csat]); the contact gets its CSAT.
+    SURVEY = "survey"
 
 
 _S = State
@@ -68,11 +71,14 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     _S.DONE: frozenset(),
     # Left the queue: a link or chat (ACT), or back into the queue (HANDOFF).
     _S.QUEUE_EXIT: frozenset({_S.ACT, _S.HANDOFF}),
+    # The survey is the call's last word: it only ends.
+    _S.SURVEY: frozenset({_S.DONE}),
 })
 
 START = State.IDENTIFY
-# Where a call can begin: a new call, or a queued caller who left the queue by key.
-ENTRIES = (START, State.QUEUE_EXIT)
+# Where a call can begin: a new call, a queued caller who left the queue by key, or a
+# caller back after the agent hung up (the survey).
+ENTRIES = (START, State.QUEUE_EXIT, State.SURVEY)
 
 # Which contact step a state belongs to: a caller who hangs up in a state
 # "dropped off" at that step.
@@ -93,6 +99,7 @@ STEP_OF: Mapping[State, Step] = MappingProxyType({
     _S.CLOSE: Step.CLOSE,
     _S.DONE: Step.CLOSE,
     _S.QUEUE_EXIT: Step.HANDOFF,
+    _S.SURVEY: Step.FEEDBACK,
 })
 
 
