@@ -54,6 +54,7 @@ from ivr.outages.alerts import SupervisorAlerts
 from ivr.outages.surge import SurgeObserver, SurgeService, SurgeSettings
 from ivr.storage.csat import SqlSurveyLog
 from ivr.storage.db import make_engine
+from ivr.storage.online import SqlOnlineContacts
 from ivr.storage.outages import SqlOutageBoard
 from ivr.storage.repositories import (
     SpoolingContactLog,
@@ -124,14 +125,20 @@ class App:
     scripts: ScriptBook = EMPTY_BOOK
     # The SMS survey after agent calls (None when IVR_CSAT_SKILLS is empty).
     csat: CsatSurvey | None = None
+    # Questions asked online (POST /api/contacts) that wait for the customer's call.
+    online: SqlOnlineContacts = field(init=False)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    def __post_init__(self) -> None:
+        self.online = SqlOnlineContacts(self.engine, ttl_s=self.settings.online_code_ttl_s)
 
     @property
     def ports(self) -> FlowPorts:
         return FlowPorts(directory=self.directory, knowledge=self.knowledge,
                          catalogue=self.catalogue, matcher=self.matcher, router=self.router,
                          messenger=self.messenger, links=self.links, clock=self.clock,
-                         scripts=self.scripts, surveys=SqlSurveyLog(self.engine))
+                         scripts=self.scripts, surveys=SqlSurveyLog(self.engine),
+                         online=self.online)
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """Who hears every call's flow events: the contact log, the screen-pop, metrics."""

@@ -369,3 +369,15 @@ class ContactSnapshot:
     transcript: tuple[str, ...]
     steps: tuple[StepRecord, ...]
 
+
+@dataclass(frozen=True, slots=True)
+class OnlineContact:
+    """A question asked on the web or in chat that the customer will follow up by phone
+    (``POST /api/contacts``): the caller is put through with it, without being asked."""
+
+    contact_id: str
+    code: str
+    customer_id: int | None
+    intent: str
+    text: str
+    expires_at: datetime

@@ -22,6 +22,7 @@ from ivr.domain.model import (
     IntentSpec,
     Language,
     MessageReceipt,
+    OnlineContact,
     OpeningStatus,
     Order,
     Outage,
@@ -271,6 +272,19 @@ class ScreenPop(Protocol):
 
     async def publish(self, session_id: str, context: dict[str, Any]) -> None:
         """Make the agent-facing context for a session available (desktop pops it)."""
+
+
+class OnlineContacts(Protocol):
+    """Web and chat questions waiting for the customer's call (codes expire)."""
+
+    async def waiting_for(self, number: str) -> OnlineContact | None:
+        """The newest unexpired, unclaimed question of the customer this number belongs to."""
+
+    async def by_code(self, code: str) -> OnlineContact | None:
+        """The unexpired, unclaimed question with this code; None if unknown or expired."""
+
+    async def claim(self, online: OnlineContact, call_id: str) -> None:
+        """The call ``call_id`` took it over (the code stops working)."""
 
 
 class SurveyLog(Protocol):

@@ -146,9 +146,13 @@ PROMPTS: dict[str, dict[str, str]] = {
     },
     "chat_link_sent": {
         "en": "A colleague can help you faster in our live chat. I have sent you a message by "
-        "{channel} with a link to the chat, where your question is already waiting.",
+        "{channel} with a link to the chat, where your question is already waiting. If you "
+        "would still rather wait for a colleague on the phone, say agent or press 1. "
+        "Otherwise you can hang up now.",
         "nl": "Een collega helpt u sneller via onze live chat. Ik heb u een {channel}-bericht "
-        "gestuurd met een link naar de chat, waar uw vraag al klaarstaat.",
+        "gestuurd met een link naar de chat, waar uw vraag al klaarstaat. Wilt u toch liever "
+        "wachten op een medewerker aan de telefoon, zeg dan medewerker of toets 1. Anders "
+        "kunt u nu ophangen.",
     },
     "transfer": {
         "en": "I'm connecting you with a colleague. Topic: {label}. "
@@ -256,6 +260,23 @@ PROMPTS: dict[str, dict[str, str]] = {
     "csat_score_words": {
         "en": "one|two|three|four|five",
         "nl": "een|twee|drie|vier|vijf",
+    },
+    # Online, then by phone (POST /api/contacts): the question asked on the web or in chat.
+    "online_context": {
+        "en": "You were asking about {label}; I'm putting you through.",
+        "nl": "U had een vraag over {label}; ik verbind u door.",
+    },
+    "online_code_ask": {
+        "en": "Please key in the six digit code from our website or chat.",
+        "nl": "Toets de zescijferige code van onze website of chat in.",
+    },
+    "online_code_wrong": {
+        "en": "Sorry, that code is not valid or has expired. Please try again.",
+        "nl": "Sorry, die code is niet geldig of verlopen. Probeer het nog eens.",
+    },
+    "online_code_give_up": {
+        "en": "Sorry, that code is not valid or has expired. No problem, I'll help you here.",
+        "nl": "Sorry, die code is niet geldig of verlopen. Geen probleem, ik help u hier.",
     },
     "goodbye": {
         "en": "Thank you for calling. Goodbye.",

@@ -21,6 +21,7 @@ from ivr.domain.model import (
     IntentMatch,
     IntentSpec,
     Language,
+    OnlineContact,
     Order,
     RouteRequest,
     Scenario,
@@ -36,6 +37,7 @@ from ivr.domain.ports import (
     KnowledgeBase,
     LinkBuilder,
     Messenger,
+    OnlineContacts,
     Prompt,
     Router,
     SurveyLog,
@@ -62,6 +64,8 @@ class FlowPorts:
     scripts: ScriptBook = EMPTY_BOOK
     # The after-call voice survey's answers (None: no survey is recorded).
     surveys: SurveyLog | None = None
+    # Questions asked online that the caller follows up by phone (None: not offered).
+    online: OnlineContacts | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +85,8 @@ class Dialogue:
     identify_tried: bool = False
     # Alternatives to an agent already offered (chat, self-service): each once.
     alternatives_tried: set[Scenario] = field(default_factory=set)
+    # An online question found for the caller's number (GREET -> ONLINE).
+    online: OnlineContact | None = None
 
 
 class Call:

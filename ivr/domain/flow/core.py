@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from ivr.domain.flow import act, handoff, identify, survey, understand
+from ivr.domain.flow import act, handoff, identify, online, survey, understand
 from ivr.domain.flow.config import FlowConfig
 from ivr.domain.flow.context import Call, FlowPorts
 from ivr.domain.flow.events import Ended
@@ -49,6 +49,7 @@ HANDLERS: Mapping[State, Handler] = MappingProxyType({
     State.CLOSE: handoff.close,
     State.QUEUE_EXIT: handoff.queue_exit,
     State.SURVEY: survey.survey,
+    State.ONLINE: online.online,
 })
 
 

@@ -1,6 +1,9 @@
-"""After the agent call, through the rig: a caller of a surveyed skill stays on the line
-when the (SIPp) agent hangs up, app_queue's ``c`` option brings them back into the app
-([ivr-csat]), they key 4, and ``ivr report`` shows the CSAT."""
+"""Through the rig, one call for both of issue 17's voice checks (one node start: the CI
+budget). Online, then by phone: a question created with ``POST /api/contacts``, then a
+call from that customer's number, reaches the (SIPp) agent with the online text on the
+screen-pop, the question never asked. After the agent call: the agent hangs up, the
+caller (who stayed on the line; billing is surveyed) is back in the app through
+app_queue's ``c`` option and [ivr-csat], keys 4, and ``ivr report`` shows the CSAT."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -31,8 +35,8 @@ from ivr.testing.sipcaller import SippAgent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-INVOICE = "I have a question about my invoice"
-HANNAH = "+31655556666"
+HANNAH = "+31655556666"  # customer 1008 in the demo CRM
+TEXT = "Why is my November invoice 40 euro higher than October?"
 
 
 def _report(url: str, day: str) -> dict[str, object]:
@@ -43,7 +47,7 @@ def _report(url: str, day: str) -> dict[str, object]:
     return doc
 
 
-async def test_agent_hangs_up_caller_keys_4_and_the_report_has_the_csat(
+async def test_web_question_then_call_reaches_agent_and_keying_4_after_is_the_csat(
         rig: Rig, tmp_path: Path) -> None:
     t0 = time.monotonic()
     url = f"sqlite:///{tmp_path / 'kanaal.db'}"
@@ -61,18 +65,32 @@ async def test_agent_hangs_up_caller_keys_4_and_the_report_has_the_csat(
             assert centre is not None
             await clear_queue_members(centre.ami)
             await centre.membership.login("1001")
-            # the question, then (after the agent hung up) the survey's score by key
-            print(f"\nnode up after {time.monotonic() - t0:.1f} s")
-            report = await line.place(VoiceCallSpec(INVOICE, HANNAH, dtmf="4",
-                                                    hangup_after_s=60))
+            async with httpx.AsyncClient(base_url=line.settings.public_url) as web:
+                r = await web.post("/api/contacts", json={
+                    "customer": "1008", "intent": "invoice_question", "text": TEXT},
+                    headers={"Authorization": f"Bearer {line.settings.api_token}"})
+            assert r.status_code == 201, r.text
+            pops = line.node.app.screenpop.subscribe()
+            up = time.monotonic() - t0
+            # no question spoken; after the agent hung up, the survey's score by key
+            report = await line.place(VoiceCallSpec("", HANNAH, dtmf="4", hangup_after_s=60))
+            pushed = [pops.get_nowait() for _ in range(pops.qsize())]
     finally:
         await phone.stop()
     c = report.contact
     assert c is not None, report.error
-    assert len(phone.invites()) == 1, "the agent's phone never rang"
+    invites = phone.invites()
+    assert len(invites) == 1, "the agent's phone never rang"
+    assert invites[0].get("x-ivr-intent") == "invoice_question", invites[0]
     assert c.outcome is Outcome.AGENT and c.skill == "billing", c.transcript
-    assert any("rate our help" in t for t in c.transcript), c.transcript  # told before
-    assert any("scale of 1 to 5" in t for t in c.transcript), c.transcript
+    said = "\n".join(c.transcript)
+    assert "You were asking about" in said, said
+    assert "how can i help" not in said.lower(), said  # the question was never asked
+    assert c.question == TEXT
+    pop = [m["context"] for m in pushed if m.get("session") == c.id]
+    assert pop and pop[-1]["question"] == TEXT, pushed  # the agent's screen-pop
+    # the survey: told before the queue, asked after the agent hung up
+    assert "rate our help" in said and "scale of 1 to 5" in said, said
     assert c.dropped_at is None
     with engine.connect() as conn:
         csat = conn.execute(select(contacts.c.csat).where(contacts.c.id == c.id)).scalar()
@@ -80,12 +98,11 @@ async def test_agent_hangs_up_caller_keys_4_and_the_report_has_the_csat(
             contact_events.c.contact_id == c.id))}
     engine.dispose()
     assert csat == 4
-    assert "csat_score" in kinds  # on the customer's timeline
-    # the follow-up answer was recorded (ARI) and the recording noted on the contact
-    assert "csat_comment" in kinds
+    assert "csat_score" in kinds and "csat_comment" in kinds  # the customer's timeline
+    # the follow-up answer was recorded over ARI
     assert rig.host_path(f"/var/spool/asterisk/recording/csat-{c.id}.wav").exists()
-    print(f"call done after {time.monotonic() - t0:.1f} s")
     doc = _report(url, c.started_at.astimezone(UTC).date().isoformat())
     figures = doc["csat"]
     assert isinstance(figures, dict) and figures["mean"] == 4, figures
-    print(f"\nafter-call survey: CSAT {csat}, report {figures}, call {report.duration_s:.1f} s")
+    print(f"\nnode up {up:.1f} s; call {report.duration_s:.1f} s; code {r.json()['code']}; "
+          f"CSAT {csat}; report {figures}")
