@@ -33,6 +33,7 @@ from ivr.domain.flow import (
     FlowPorts,
     FlowResult,
     ScreenPopObserver,
+    State,
 )
 from ivr.domain.model import LANGUAGES, ContactChannel, Language, Utterance, as_language
 from ivr.domain.outages import OutageRecord
@@ -52,7 +53,9 @@ from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
 from ivr.metrics import NodeTelemetry
 from ivr.outages.alerts import SupervisorAlerts
 from ivr.outages.surge import SurgeObserver, SurgeService, SurgeSettings
+from ivr.storage.csat import SqlSurveyLog
 from ivr.storage.db import make_engine
+from ivr.storage.online import SqlOnlineContacts
 from ivr.storage.outages import SqlOutageBoard
 from ivr.storage.repositories import (
     SpoolingContactLog,
@@ -127,14 +130,20 @@ class App:
     csat: CsatSurvey | None = None
     # Callbacks in time slots (None when IVR_CALLBACKS=false).
     callbacks: SqlCallbackDesk | None = None
+    # Questions asked online (POST /api/contacts) that wait for the customer's call.
+    online: SqlOnlineContacts = field(init=False)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    def __post_init__(self) -> None:
+        self.online = SqlOnlineContacts(self.engine, ttl_s=self.settings.online_code_ttl_s)
 
     @property
     def ports(self) -> FlowPorts:
         return FlowPorts(directory=self.directory, knowledge=self.knowledge,
                          catalogue=self.catalogue, matcher=self.matcher, router=self.router,
                          messenger=self.messenger, links=self.links, clock=self.clock,
-                         scripts=self.scripts, callbacks=self.callbacks)
+                         scripts=self.scripts, callbacks=self.callbacks,
+                         surveys=SqlSurveyLog(self.engine), online=self.online)
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """Who hears every call's flow events: the contact log, the screen-pop, metrics."""
@@ -184,6 +193,19 @@ class App:
             raise LookupError(f"no contact {session_id} to resume after the queue exit")
         return await CallFlow(channel, ports=self.ports, config=self.flow_config,
                               observers=self.observers(), resume=previous).run()
+
+    async def survey_call(self, channel: CallChannel, session_id: str) -> FlowResult | None:
+        """A caller back after the agent hung up ([ivr-csat]): the survey on their contact.
+
+        An unknown session is not worth a human: the caller is simply let go (None).
+        """
+        previous = await self.contacts.get(session_id) if session_id else None
+        if previous is None:
+            log.warning("no contact %s for the after-call survey; hanging up", session_id)
+            return None
+        return await CallFlow(channel, ports=self.ports, config=self.flow_config,
+                              observers=self.observers(), resume=previous,
+                              entry=State.SURVEY).run()
 
     async def __aenter__(self) -> App:
         task = asyncio.create_task(self.outbox.run(), name="outbox")
@@ -315,6 +337,7 @@ def flow_config(settings: Settings) -> FlowConfig:
         max_reprompts=settings.max_reprompts,
         confirm_below=settings.confirm_below,
         reject_below=settings.reject_below,
+        csat_voice_skills=frozenset(settings.csat_voice_skills),
     )
 
 
@@ -492,12 +515,15 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     async def resume_call(channel: CallChannel, session_id: str) -> None:
         await app.resume_call(channel, session_id)
 
+    async def survey_call(channel: CallChannel, session_id: str) -> None:
+        await app.survey_call(channel, session_id)
+
     stasis = StasisApp(
         client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
         settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region,
                                     lease_s=s.ari_lease_s),
-        on_call_end=call_ended, resume_runner=resume_call,
+        on_call_end=call_ended, resume_runner=resume_call, survey_runner=survey_call,
         renew_lease=None if centre is None else lease_renewer(centre.ami),
     )
     announcer = None

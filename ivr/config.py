@@ -229,6 +229,13 @@ class Settings:
     csat_skills: tuple[str, ...] = field(default=(), metadata=_meta(
         "skills whose callers get the 1-5 SMS survey after an agent call (comma-separated; "
         "* = every skill; empty = no survey)"))
+    phone_number: str = field(default="+31201234567", metadata=_meta(
+        "the number customers call (POST /api/contacts tells web and chat customers)"))
+    online_code_ttl_s: int = field(default=1800, metadata=_meta(
+        "how long a POST /api/contacts code (and the question it carries) waits for a call"))
+    csat_voice_skills: tuple[str, ...] = field(default=(), metadata=_meta(
+        "skills whose callers hear the 1-5 voice survey if they stay on the line after the "
+        "agent hangs up (comma-separated; * = every skill; empty = none)"))
 
     @property
     def effective_database_url(self) -> str:

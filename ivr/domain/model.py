@@ -216,6 +216,8 @@ class RouteDecision:
     side: str | None = None  # own | partner (load split)
     unstaffed: bool = False  # nobody can take this call now: offer alternatives instead
     alternatives: tuple[str, ...] = ()  # callback | chat | self_service, in order
+    # The dialplan brings the caller back for the after-call survey (IVR_CSAT).
+    survey: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +237,7 @@ class RouteDecision:
             "side": self.side,
             "unstaffed": self.unstaffed,
             "alternatives": list(self.alternatives),
+            "survey": self.survey,
         }
 
 
@@ -366,3 +369,16 @@ class ContactSnapshot:
     ended_at: datetime | None
     transcript: tuple[str, ...]
     steps: tuple[StepRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineContact:
+    """A question asked on the web or in chat that the customer will follow up by phone
+    (``POST /api/contacts``): the caller is put through with it, without being asked."""
+
+    contact_id: str
+    code: str
+    customer_id: int | None
+    intent: str
+    text: str
+    expires_at: datetime

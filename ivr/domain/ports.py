@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ivr.domain.model import (
     AgentAvailability,
@@ -22,6 +22,7 @@ from ivr.domain.model import (
     IntentSpec,
     Language,
     MessageReceipt,
+    OnlineContact,
     OpeningStatus,
     Order,
     Outage,
@@ -272,6 +273,40 @@ class ScreenPop(Protocol):
 
     async def publish(self, session_id: str, context: dict[str, Any]) -> None:
         """Make the agent-facing context for a session available (desktop pops it)."""
+
+
+class OnlineContacts(Protocol):
+    """Web and chat questions waiting for the customer's call (codes expire)."""
+
+    async def waiting_for(self, number: str) -> OnlineContact | None:
+        """The newest unexpired, unclaimed question of the customer this number belongs to."""
+
+    async def by_code(self, code: str) -> OnlineContact | None:
+        """The unexpired, unclaimed question with this code; None if unknown or expired."""
+
+    async def claim(self, online: OnlineContact, call_id: str) -> None:
+        """The call ``call_id`` took it over (the code stops working)."""
+
+
+class SurveyLog(Protocol):
+    """Where the after-call survey's answers go (on the contact, and its timeline)."""
+
+    async def score(self, contact_id: str, score: int, channel: str) -> None:
+        """Record the caller's 1-5 score on the contact."""
+
+    async def comment(self, contact_id: str, *, text: str, recording: str | None,
+                      channel: str) -> None:
+        """Record the follow-up answer (words heard, and where its recording is)."""
+
+
+@runtime_checkable
+class MessageRecorder(Protocol):
+    """A channel that can record the caller's message to a file (ARI); others can only
+    transcribe (``listen``)."""
+
+    async def record_message(self, name: str, *, max_s: float, silence_s: float
+                             ) -> str | None:
+        """Record until silence, ``#`` or ``max_s``; the stored name, None if nothing."""
 
 
 class Clock(Protocol):

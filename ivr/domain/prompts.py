@@ -146,9 +146,13 @@ PROMPTS: dict[str, dict[str, str]] = {
     },
     "chat_link_sent": {
         "en": "A colleague can help you faster in our live chat. I have sent you a message by "
-        "{channel} with a link to the chat, where your question is already waiting.",
+        "{channel} with a link to the chat, where your question is already waiting. If you "
+        "would still rather wait for a colleague on the phone, say agent or press 1. "
+        "Otherwise you can hang up now.",
         "nl": "Een collega helpt u sneller via onze live chat. Ik heb u een {channel}-bericht "
-        "gestuurd met een link naar de chat, waar uw vraag al klaarstaat.",
+        "gestuurd met een link naar de chat, waar uw vraag al klaarstaat. Wilt u toch liever "
+        "wachten op een medewerker aan de telefoon, zeg dan medewerker of toets 1. Anders "
+        "kunt u nu ophangen.",
     },
     "transfer": {
         "en": "I'm connecting you with a colleague. Topic: {label}. "
@@ -269,6 +273,54 @@ PROMPTS: dict[str, dict[str, str]] = {
     "closed": {
         "en": "Our colleagues are not available right now. {next_open}",
         "nl": "Onze collega's zijn op dit moment niet bereikbaar. {next_open}",
+    },
+    # The after-call survey (only for surveyed skills; the caller opts in by staying on
+    # the line when the agent hangs up).
+    "csat_notice": {
+        "en": "After your call, stay on the line to rate our help. It takes a few seconds.",
+        "nl": "Blijf na het gesprek aan de lijn om onze hulp te beoordelen. Het duurt maar "
+              "een paar seconden.",
+    },
+    "csat_question": {
+        "en": "Thank you for staying on the line. On a scale of 1 to 5, how satisfied are "
+              "you with the help you got? Press or say a number from 1 to 5.",
+        "nl": "Bedankt dat u aan de lijn blijft. Hoe tevreden bent u over de hulp, op een "
+              "schaal van 1 tot 5? Toets of zeg een cijfer van 1 tot 5.",
+    },
+    "csat_retry": {
+        "en": "Sorry, please press a number from 1 to 5.",
+        "nl": "Sorry, toets een cijfer van 1 tot 5.",
+    },
+    "csat_follow_up": {
+        "en": "Thank you. In a few words, what could we do better? Speak after the tone, "
+              "then press hash or hang up.",
+        "nl": "Dank u. Wat kunnen we in een paar woorden beter doen? Spreek na de toon en "
+              "toets dan een hekje of hang op.",
+    },
+    "csat_thanks": {
+        "en": "Thank you for your feedback. Goodbye.",
+        "nl": "Bedankt voor uw mening. Tot ziens.",
+    },
+    "csat_score_words": {
+        "en": "one|two|three|four|five",
+        "nl": "een|twee|drie|vier|vijf",
+    },
+    # Online, then by phone (POST /api/contacts): the question asked on the web or in chat.
+    "online_context": {
+        "en": "You were asking about {label}; I'm putting you through.",
+        "nl": "U had een vraag over {label}; ik verbind u door.",
+    },
+    "online_code_ask": {
+        "en": "Please key in the six digit code from our website or chat.",
+        "nl": "Toets de zescijferige code van onze website of chat in.",
+    },
+    "online_code_wrong": {
+        "en": "Sorry, that code is not valid or has expired. Please try again.",
+        "nl": "Sorry, die code is niet geldig of verlopen. Probeer het nog eens.",
+    },
+    "online_code_give_up": {
+        "en": "Sorry, that code is not valid or has expired. No problem, I'll help you here.",
+        "nl": "Sorry, die code is niet geldig of verlopen. Geen probleem, ik help u hier.",
     },
     "goodbye": {
         "en": "Thank you for calling. Goodbye.",

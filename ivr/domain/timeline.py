@@ -19,7 +19,10 @@ MESSAGE = "message"  # SMS/WhatsApp, out or in
 LINK_OPENED = "link_opened"
 CHAT_STARTED = "chat_started"
 SELF_SERVICE_DONE = "self_service_done"
-EVENT_KINDS = (MESSAGE, LINK_OPENED, CHAT_STARTED, SELF_SERVICE_DONE)
+CSAT_SCORE = "csat_score"  # the after-call survey's score (voice)
+CSAT_COMMENT = "csat_comment"  # its follow-up answer (words, or the recording's name)
+EVENT_KINDS = (MESSAGE, LINK_OPENED, CHAT_STARTED, SELF_SERVICE_DONE, CSAT_SCORE,
+               CSAT_COMMENT)
 
 
 @dataclass(frozen=True, slots=True)

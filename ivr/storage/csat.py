@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Connection
 
 from ivr.domain.csat import parse_score
 from ivr.domain.model import Language, as_language
+from ivr.domain.timeline import CSAT_COMMENT, CSAT_SCORE
 from ivr.storage.outbox_tables import contact_events
 from ivr.storage.reports import reopen_contact
 from ivr.storage.repositories import _SqlAdapter
@@ -99,3 +101,42 @@ class SqlSurveys(_SqlAdapter):
                     contacts.c.id == contact_id)).scalar()
             return None if lang is None else as_language(lang)
         return await self._run(q)
+
+
+class SqlSurveyLog(_SqlAdapter):
+    """The voice survey's answers (the ``SurveyLog`` port): the score and comment on the
+    contact (its report tallies reopened), and each answer as a contact event for the
+    customer's timeline (the comment's event body names its recording)."""
+
+    def _event(self, conn: Connection, contact_id: str, channel: str, kind: str,
+               body: str) -> None:
+        number = conn.execute(select(contacts.c.caller).where(
+            contacts.c.id == contact_id)).scalar() or ""
+        conn.execute(insert(contact_events).values(
+            contact_id=contact_id, at=datetime.now(UTC), channel=channel, direction="in",
+            address=number[:48], body=body, kind=kind))
+
+    def score_sync(self, contact_id: str, score: int, channel: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(contacts).where(contacts.c.id == contact_id).values(
+                csat=score))
+            reopen_contact(conn, contact_id)
+            self._event(conn, contact_id, channel, CSAT_SCORE, f"CSAT {score}/5")
+
+    async def score(self, contact_id: str, score: int, channel: str) -> None:
+        await self._run(lambda: self.score_sync(contact_id, score, channel))
+
+    def comment_sync(self, contact_id: str, text: str, recording: str | None,
+                     channel: str) -> None:
+        shown = text.strip()[:1000] or (f"[recording {recording}]" if recording else "")
+        with self._engine.begin() as conn:
+            conn.execute(update(contacts).where(contacts.c.id == contact_id).values(
+                csat_comment=shown))
+            body = text.strip()[:900]
+            if recording:
+                body = f"{body} [recording {recording}]".strip()
+            self._event(conn, contact_id, channel, CSAT_COMMENT, body)
+
+    async def comment(self, contact_id: str, *, text: str, recording: str | None,
+                      channel: str) -> None:
+        await self._run(lambda: self.comment_sync(contact_id, text, recording, channel))

@@ -28,8 +28,10 @@ def handoff_variables(decision: RouteDecision, session_id: str,
         # Smart routing: the dialplan rings IVR_PREFERRED (a repeat caller's previous
         # agent, or a ready agent in their region with nobody waiting ahead) first.
         "IVR_PREFERRED": decision.preferred_agent or "",
+        # A surveyed skill: app_queue continues after the agent hangs up ([ivr-csat]).
+        "IVR_CSAT": "1" if decision.survey else "",
     }
     # A fresh channel has none of the routing extras: setting them empty would only
     # cost requests on every hand-off.
-    extras = ("IVR_PREFERRED", "IVR_LANG")
+    extras = ("IVR_PREFERRED", "IVR_LANG", "IVR_CSAT")
     return {k: v for k, v in variables.items() if v or k not in extras}

@@ -32,6 +32,7 @@ from ivr.domain.model import (
     IntentSpec,
     Language,
     MessageReceipt,
+    OnlineContact,
     OpeningStatus,
     Order,
     Outage,
@@ -340,3 +341,36 @@ class FakeCallbackDesk:
 
     def manage_link(self, callback_id: str) -> str:
         return f"https://kanaal.example/cb/{callback_id}?t=signed"
+class FakeSurveyLog:
+    """SurveyLog in memory: ``scores`` and ``comments`` per contact."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, int] = {}
+        self.comments: dict[str, tuple[str, str | None]] = {}
+
+    async def score(self, contact_id: str, score: int, channel: str) -> None:
+        self.scores[contact_id] = score
+
+    async def comment(self, contact_id: str, *, text: str, recording: str | None,
+                      channel: str) -> None:
+        self.comments[contact_id] = (text, recording)
+
+
+class FakeOnlineContacts:
+    """OnlineContacts in memory: ``waiting`` by number, ``codes`` by code; claims kept."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, OnlineContact] = {}
+        self.codes: dict[str, OnlineContact] = {}
+        self.claimed: list[tuple[str, str]] = []
+
+    async def waiting_for(self, number: str) -> OnlineContact | None:
+        return self.waiting.get(number)
+
+    async def by_code(self, code: str) -> OnlineContact | None:
+        return self.codes.get(code)
+
+    async def claim(self, online: OnlineContact, call_id: str) -> None:
+        self.claimed.append((online.contact_id, call_id))
+        self.waiting = {k: v for k, v in self.waiting.items() if v is not online}
+        self.codes.pop(online.code, None)

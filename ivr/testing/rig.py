@@ -42,6 +42,7 @@ ASTERISK_DIRS = (
     "var/log/asterisk",
     "var/spool/asterisk",
     "var/spool/asterisk/kanaal",  # diagnostics extension 603 records here
+    "var/spool/asterisk/recording",  # ARI recordings (the survey's follow-up answer)
     "run/asterisk",
     "var/cache/asterisk",
 )

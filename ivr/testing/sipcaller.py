@@ -500,9 +500,12 @@ class SippAgent:
     """
 
     def __init__(self, rig: Rig, n: int, *, ring_s: float = 0.2,
-                 talk_timeout_s: float = 600.0) -> None:
+                 talk_timeout_s: float = 600.0, hang_up_after_s: float | None = None) -> None:
+        """``hang_up_after_s``: the agent hangs up this long after answering (instead of
+        waiting for the caller's side to end the call)."""
         self.rig, self.n = rig, n
         self.ring_s, self.talk_timeout_s = ring_s, talk_timeout_s
+        self.hang_up_after_s = hang_up_after_s
         self._work_in_root = f"{CALLS_DIR_IN_ROOT}/agent{n}-{uuid.uuid4().hex[:8]}"
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -516,7 +519,8 @@ class SippAgent:
         work.mkdir(parents=True)
         (work / "agent.xml").write_text(_fill(_scenario("agent_uas.xml"), {
             "RING_MS": str(int(self.ring_s * 1000)),
-            "TALK_TIMEOUT_MS": str(int(self.talk_timeout_s * 1000)),
+            "TALK_TIMEOUT_MS": str(int((self.hang_up_after_s or self.talk_timeout_s) * 1000)),
+            "ONTIMEOUT": 'ontimeout="agent_bye"' if self.hang_up_after_s else "",
         }))
         if not _udp_free(self.port):
             raise SipCallerError(f"agent{self.n} port {self.port} is already in use")

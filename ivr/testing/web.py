@@ -10,9 +10,11 @@ node's observers (contact log, screen-pop hub, metrics), as ``CallFlow`` would.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -46,9 +48,11 @@ from ivr.domain.model import (
     Scenario,
     Step,
 )
-from ivr.domain.ports import Clock, FlowObserver
+from ivr.domain.ports import Clock, FlowObserver, IntentCatalogue
 from ivr.metrics import NodeTelemetry
+from ivr.nlu.catalogue import load_catalogue
 from ivr.storage.db import make_engine
+from ivr.storage.online import SqlOnlineContacts
 from ivr.storage.repositories import (
     SpoolingContactLog,
     SqlContactLog,
@@ -86,11 +90,21 @@ class WebCore:
     telemetry: NodeTelemetry = field(default_factory=NodeTelemetry)
     outbox_store: None = None  # no Twilio webhooks
     callbacks: Any = None  # a SqlCallbackDesk when a test wants the /cb/<token> pages
+    # POST /api/contacts (online, then by phone): the SQL store and the intent catalogue
+    online: SqlOnlineContacts | None = None
+    catalogue: IntentCatalogue | None = None
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """The node's observers, as ``App.observers``."""
         return (ContactLogObserver(self.contacts), ScreenPopObserver(self.screenpop),
                 self.metrics, self.telemetry)
+
+
+@functools.lru_cache(maxsize=4)
+def _catalogue(grammars_dir: Path) -> IntentCatalogue:
+    """The intent catalogue, read once per directory: it takes about a second and the web
+    tests build a core per test (only POST /api/contacts reads it, to check intents)."""
+    return load_catalogue(grammars_dir)
 
 
 def web_core(settings: Settings) -> WebCore:
@@ -99,7 +113,9 @@ def web_core(settings: Settings) -> WebCore:
     return WebCore(settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
                    knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
                    contacts=SpoolingContactLog(SqlContactLog(engine),
-                                               settings.data_dir / "spool" / "contacts.jsonl"))
+                                               settings.data_dir / "spool" / "contacts.jsonl"),
+                   online=SqlOnlineContacts(engine, ttl_s=settings.online_code_ttl_s),
+                   catalogue=_catalogue(settings.grammars_dir))
 
 
 def add_demo_users(engine: Engine, passwords: Passwords, password: str = DEMO_PASSWORD

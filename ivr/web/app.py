@@ -28,6 +28,7 @@ from ivr.web.auth_routes import auth_router, install_auth_errors, role
 from ivr.web.consoles import consoles_router
 from ivr.web.docs import docs_router
 from ivr.web.i18n import install_language
+from ivr.web.online_routes import online_router
 from ivr.web.ops import Links, ops_router
 from ivr.web.push import ScreenPopHub, push_router
 from ivr.web.render import STATIC, Pages
@@ -102,6 +103,9 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
                                        settings.link_secret))
     if centre is not None:
         web.include_router(centre_router(auth, centre, app.engine, settings.timezone))
+    if getattr(app, "online", None) is not None and getattr(app, "catalogue", None) is not None:
+        web.include_router(online_router(auth, app.online, app.catalogue,
+                                         settings.phone_number))
     web.include_router(docs_router(web, auth))
     return web
 

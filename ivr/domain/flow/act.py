@@ -158,16 +158,17 @@ async def send_link(call: Call, spec: IntentSpec, *, chat: bool) -> State:
     await call.step(Step.ACTION, action="chat_link" if chat else "link", key=key,
                     channel=receipt.channel, message_id=receipt.message_id)
     if chat:
-        await call.say("chat_link_sent", channel=channel_word)
+        # The chat is the outcome even if the caller hangs up during the offer below.
         await call.emit(Concluded(Outcome.CHAT))
-        return State.CLOSE
-    u = await call.listen("link_sent", channel=channel_word)
+    # After a chat link too the caller may still wait for a colleague on the phone.
+    u = await call.listen("chat_link_sent" if chat else "link_sent", channel=channel_word)
     reply = call.classify_reply(u)
     await call.step(Step.FEEDBACK, reply=reply)
     if reply in ("agent", "yes"):
-        call.dialogue.escalate_reason = "caller wants an agent after link"
+        call.dialogue.escalate_reason = (f"caller wants an agent after "
+                                         f"{'chat link' if chat else 'link'}")
         return State.HANDOFF
-    await call.emit(Concluded(Outcome.LINK_SENT))
+    await call.emit(Concluded(Outcome.CHAT if chat else Outcome.LINK_SENT))
     return State.CLOSE
 
 

@@ -26,3 +26,7 @@ class FlowConfig:
     pin_tries: int = 3
     pin_digits: int = 4
     keypad_tries: int = 2
+    # Skills whose callers hear the after-call survey if they stay on the line ("*": all).
+    csat_voice_skills: frozenset[str] = frozenset()
+    # The survey's follow-up answer: recorded for at most this long.
+    csat_comment_max_s: float = 20.0

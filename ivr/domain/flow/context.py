@@ -21,6 +21,7 @@ from ivr.domain.model import (
     IntentMatch,
     IntentSpec,
     Language,
+    OnlineContact,
     Order,
     RouteRequest,
     Scenario,
@@ -37,8 +38,10 @@ from ivr.domain.ports import (
     KnowledgeBase,
     LinkBuilder,
     Messenger,
+    OnlineContacts,
     Prompt,
     Router,
+    SurveyLog,
 )
 from ivr.domain.prompts import MONTHS, WEEKDAYS, render, words
 from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
@@ -62,6 +65,10 @@ class FlowPorts:
     scripts: ScriptBook = EMPTY_BOOK
     # Callbacks in time slots; None: never offered.
     callbacks: CallbackDesk | None = None
+    # The after-call voice survey's answers (None: no survey is recorded).
+    surveys: SurveyLog | None = None
+    # Questions asked online that the caller follows up by phone (None: not offered).
+    online: OnlineContacts | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +90,8 @@ class Dialogue:
     alternatives_tried: set[Scenario] = field(default_factory=set)
     # A callback was offered (ivr.domain.flow.callback): never twice in one call.
     callback_offered: bool = False
+    # An online question found for the caller's number (GREET -> ONLINE).
+    online: OnlineContact | None = None
 
 
 class Call:

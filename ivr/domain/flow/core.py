@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from ivr.domain.flow import act, handoff, identify, understand
+from ivr.domain.flow import act, handoff, identify, online, survey, understand
 from ivr.domain.flow.config import FlowConfig
 from ivr.domain.flow.context import Call, FlowPorts
 from ivr.domain.flow.events import Ended
@@ -48,6 +48,8 @@ HANDLERS: Mapping[State, Handler] = MappingProxyType({
     State.HANDOFF: handoff.handoff,
     State.CLOSE: handoff.close,
     State.QUEUE_EXIT: handoff.queue_exit,
+    State.SURVEY: survey.survey,
+    State.ONLINE: online.online,
 })
 
 
@@ -73,9 +75,11 @@ class CallFlow:
         contact_channel: ContactChannel = ContactChannel.VOICE,
         handlers: Mapping[State, Handler] = HANDLERS,
         resume: ContactSnapshot | None = None,
+        entry: State = State.QUEUE_EXIT,
     ) -> None:
         """``resume``: the contact of a caller who left the queue by key; the flow goes
-        on with that record (question, intent, transcript, steps) from QUEUE_EXIT."""
+        on with that record (question, intent, transcript, steps) from ``entry``
+        (QUEUE_EXIT, or SURVEY for a caller back after the agent hung up)."""
         caller = channel.caller
         if resume is not None:
             contact = Contact.resumed(resume)
@@ -91,7 +95,7 @@ class CallFlow:
         self.journal = ContactJournal(contact, observers)
         self._call = Call(channel, ports, config, self.journal)
         self._handlers = handlers
-        self._state = START if resume is None else State.QUEUE_EXIT
+        self._state = START if resume is None else entry
 
     @property
     def state(self) -> State:

@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ivr.domain.csat import surveyed
 from ivr.domain.flow.callback import offer_callback
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import ActionTaken, Concluded, Decided, HandedOff, Identified
@@ -43,7 +44,10 @@ async def handoff(call: Call) -> State:
         if booked is not None:
             return booked
     await _announce(call, decision)
-    decision = replace(decision, transcript=call.transcript())
+    survey = surveyed(decision.skill, call.cfg.csat_voice_skills)
+    if survey:
+        await call.say("csat_notice")
+    decision = replace(decision, transcript=call.transcript(), survey=survey)
     await call.emit(ActionTaken(f"handoff:{decision.skill}"))
     await call.emit(Concluded(Outcome.AGENT))
     await call.emit(HandedOff(decision, screen_context(call, decision)))

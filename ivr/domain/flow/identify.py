@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import Authenticated, Identified
+from ivr.domain.flow.online import waiting_by_number
 from ivr.domain.flow.outage_updates import offer_updates
 from ivr.domain.flow.states import State
 from ivr.domain.model import Customer, Order, Presentation, Step
@@ -32,6 +33,9 @@ async def greet(call: Call) -> State:
     else:
         await call.say("greeting")
     await call.step(Step.GREETING, personal=c is not None)
+    # Asked online first (POST /api/contacts): put through with that question.
+    if await waiting_by_number(call):
+        return State.ONLINE
     # An unknown caller whose number locates them may still hear an outage there.
     known = c is not None or call.channel.caller.region is not None
     return State.PROACTIVE if known else State.ASK

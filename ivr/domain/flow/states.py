@@ -35,6 +35,12 @@ class State(enum.Enum):
     # A second entry: a queued caller pressed the queue's exit key and came back
     # into the app ([ivr-queue-exit]); the contact goes on where it was.
     QUEUE_EXIT = "queue_exit"
+    # A third entry: the agent hung up on a caller of a surveyed skill who stayed on
+    # the line (Queue option c, [ivr-csat]); the contact gets its CSAT.
+    SURVEY = "survey"
+    # The caller asked online first (POST /api/contacts): found by number, or keyed the
+    # code (* at the question); put through with that question, not asked again.
+    ONLINE = "online"
 
 
 _S = State
@@ -42,14 +48,14 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     _S.IDENTIFY: frozenset({_S.GREET}),
     # A caller recognised by number hears what the CRM knows; others are asked
     # their question first (ask first, identify when needed).
-    _S.GREET: frozenset({_S.PROACTIVE, _S.ASK}),
+    _S.GREET: frozenset({_S.PROACTIVE, _S.ASK, _S.ONLINE}),
     # Keyed in (or skipped) for an intent that needs an account: decide again.
     _S.KEY_IN: frozenset({_S.DECIDE}),
     # After an outage announcement the caller may take SMS news and leave (CLOSE),
     # ask their question at once (UNDERSTAND) or ask for a person (DECIDE).
     _S.PROACTIVE: frozenset({_S.ASK, _S.UNDERSTAND, _S.DECIDE, _S.CLOSE}),
     # No input asks again (ASK), or gives up on speech (KEYPAD); keys go to KEYPAD.
-    _S.ASK: frozenset({_S.ASK, _S.UNDERSTAND, _S.KEYPAD}),
+    _S.ASK: frozenset({_S.ASK, _S.UNDERSTAND, _S.KEYPAD, _S.ONLINE}),
     _S.UNDERSTAND: frozenset({_S.DECIDE, _S.CONFIRM, _S.ASK, _S.KEYPAD}),
     # "other" with words is a rephrase: understand that instead.
     _S.CONFIRM: frozenset({_S.DECIDE, _S.UNDERSTAND, _S.ASK, _S.KEYPAD}),
@@ -69,11 +75,16 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType({
     # Left the queue: a callback booked (CLOSE), a link or chat (ACT), or back into
     # the queue (HANDOFF).
     _S.QUEUE_EXIT: frozenset({_S.ACT, _S.HANDOFF, _S.CLOSE}),
+    # The survey is the call's last word: it only ends.
+    _S.SURVEY: frozenset({_S.DONE}),
+    # Put through with the online question (HANDOFF), or a wrong code: the question.
+    _S.ONLINE: frozenset({_S.HANDOFF, _S.ASK}),
 })
 
 START = State.IDENTIFY
-# Where a call can begin: a new call, or a queued caller who left the queue by key.
-ENTRIES = (START, State.QUEUE_EXIT)
+# Where a call can begin: a new call, a queued caller who left the queue by key, or a
+# caller back after the agent hung up (the survey).
+ENTRIES = (START, State.QUEUE_EXIT, State.SURVEY)
 
 # Which contact step a state belongs to: a caller who hangs up in a state
 # "dropped off" at that step.
@@ -94,6 +105,8 @@ STEP_OF: Mapping[State, Step] = MappingProxyType({
     _S.CLOSE: Step.CLOSE,
     _S.DONE: Step.CLOSE,
     _S.QUEUE_EXIT: Step.HANDOFF,
+    _S.SURVEY: Step.FEEDBACK,
+    _S.ONLINE: Step.INTENT,
 })
 
 

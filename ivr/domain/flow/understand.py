@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import QuestionHeard, Understood
+from ivr.domain.flow.online import CODE_KEY
 from ivr.domain.flow.states import State
 from ivr.domain.model import IntentSpec, Step
 
@@ -19,6 +20,10 @@ async def ask(call: Call) -> State:
         d.no_input += 1
         await call.step(Step.QUESTION, result="no_input", count=d.no_input)
         return State.ASK if call.reprompts_left() else State.KEYPAD
+    if u.dtmf == CODE_KEY and call.ports.online is not None:
+        # "*": the caller has a code from the website or chat (online, then by phone).
+        await call.step(Step.QUESTION, result="dtmf", digit=u.dtmf)
+        return State.ONLINE
     if u.dtmf and not u.text:
         # Caller went for the keypad straight away: honour it.
         d.keypad_digit = u.dtmf[0]

@@ -35,6 +35,8 @@ FlowRunner = Callable[[CallChannel], Awaitable[None]]
 ResumeRunner = Callable[[CallChannel, str], Awaitable[None]]
 # StasisStart argument of a caller who pressed the queue's exit key ([ivr-queue-exit])
 QUEUE_EXIT = "queue-exit"
+# StasisStart argument of a caller back after the agent hung up ([ivr-csat]): the survey
+CSAT = "csat"
 FailSafe = Callable[[str, str], RouteDecision]  # (reason, session id) -> a human queue
 
 
@@ -59,10 +61,12 @@ class StasisApp:
         on_call_end: Callable[[AriCallChannel], None] | None = None,
         resume_runner: ResumeRunner | None = None,
         renew_lease: LeaseRenewer | None = None,
+        survey_runner: ResumeRunner | None = None,
     ) -> None:
         self._client = client
         self._flow_runner = flow_runner
         self._resume_runner = resume_runner
+        self._survey_runner = survey_runner
         # Without a renewer (no AMI) calls have no lease: a dead node's callers then
         # wait for the call limit, as before the lease existed.
         self._renew_lease = renew_lease
@@ -103,10 +107,9 @@ class StasisApp:
         # A caller back from the queue by key goes on with their contact (same session);
         # without one (a call that never had a session) the resume fails and the
         # fail-safe below puts them back with a human, whom they were waiting for.
-        resumed = None
-        if start.args[:1] == (QUEUE_EXIT,) and self._resume_runner is not None:
-            resumed = start.args[1] if len(start.args) > 1 else ""
-        session_id = resumed or self._new_session_id()
+        resumed = self._reentry(start, QUEUE_EXIT, self._resume_runner)
+        survey = self._reentry(start, CSAT, self._survey_runner)
+        session_id = resumed or survey or self._new_session_id()
         # Every log line of this call carries its session id. Each call runs in its own
         # task (its own copy of the context), so the binding ends with the call.
         bind_session(session_id)
@@ -121,10 +124,7 @@ class StasisApp:
         self.calls[channel.session_id] = channel
         try:
             await channel.answer()
-            if resumed is not None and self._resume_runner is not None:
-                await self._resume_runner(channel, resumed)
-            else:
-                await self._flow_runner(channel)
+            await self._serve(channel, resumed, survey)
             if channel.state is CallState.ACTIVE:
                 await channel.hang_up()
             self.completed += 1
@@ -132,8 +132,13 @@ class StasisApp:
             self.completed += 1
         except Exception:
             self.failed += 1
-            log.exception("call %s failed; sending it to a human", channel.session_id)
-            await self._fail_safe(channel)
+            if survey is not None:
+                # After the agent call a broken survey just lets the caller go.
+                log.exception("survey of %s failed; hanging up", channel.session_id)
+                await self._end(channel)
+            else:
+                log.exception("call %s failed; sending it to a human", channel.session_id)
+                await self._fail_safe(channel)
         finally:
             try:
                 await channel.close()
@@ -142,6 +147,29 @@ class StasisApp:
             del self.calls[channel.session_id]
             if self._on_call_end is not None:
                 self._on_call_end(channel)
+
+    @staticmethod
+    def _reentry(start: StasisStart, route: str, runner: ResumeRunner | None) -> str | None:
+        """The session of a caller back into the app by ``route`` (its Stasis argument)."""
+        if start.args[:1] != (route,) or runner is None:
+            return None
+        return start.args[1] if len(start.args) > 1 else ""
+
+    async def _serve(self, channel: AriCallChannel, resumed: str | None,
+                     survey: str | None) -> None:
+        if survey is not None and self._survey_runner is not None:
+            await self._survey_runner(channel, survey)
+        elif resumed is not None and self._resume_runner is not None:
+            await self._resume_runner(channel, resumed)
+        else:
+            await self._flow_runner(channel)
+
+    async def _end(self, channel: AriCallChannel) -> None:
+        if channel.state is CallState.ACTIVE:
+            try:
+                await channel.hang_up()
+            except (CallerHungUp, AriError) as exc:
+                log.warning("hangup of %s failed: %s", channel.session_id, exc)
 
     async def _fail_safe(self, channel: AriCallChannel) -> None:
         if channel.state not in (CallState.ACTIVE, CallState.RINGING):

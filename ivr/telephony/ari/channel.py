@@ -405,6 +405,25 @@ class AriCallChannel:
             if self.state is CallState.ACTIVE:
                 await self._stop_prompt(pb_id)
 
+    async def record_message(self, name: str, *, max_s: float, silence_s: float
+                             ) -> str | None:
+        """Record the caller (beep, then until silence, ``#`` or ``max_s``) into
+        Asterisk's recording dir as ``<name>.wav``; the name, None if ARI refused."""
+        self._check_alive()
+        try:
+            await self._client.record(self._id, name, max_s=max_s, silence_s=silence_s)
+        except AriError as exc:
+            log.warning("recording %s not started: %s", name, exc)
+            return None
+        deadline = self._now() + max_s + 5
+        while self._now() < deadline:
+            # _next notes a hang-up (CallerHungUp); Asterisk keeps what was recorded.
+            await self._next(self._now() + 0.25)
+            if await self._client.recording_state(name) not in ("queued", "recording",
+                                                                "paused"):
+                break
+        return name
+
     # -------------------------------------------------------------- media
     async def _ensure_media(self) -> bool:
         """Set up snoop + externalMedia + bridge once; False if unavailable."""

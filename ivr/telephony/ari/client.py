@@ -331,6 +331,22 @@ class AriClient:
             {"eventSource": f"channel:{channel_id}"},
         )
 
+    async def record(self, channel_id: str, name: str, *, max_s: float, silence_s: float,
+                     terminate_on: str = "#") -> None:
+        """Record the channel to Asterisk's recording dir as ``<name>.wav`` (after a beep)."""
+        await self._request("POST", f"/channels/{channel_id}/record", {
+            "name": name, "format": "wav", "maxDurationSeconds": max(1, int(max_s)),
+            "maxSilenceSeconds": max(1, int(silence_s)), "ifExists": "overwrite",
+            "beep": "true", "terminateOn": terminate_on})
+
+    async def recording_state(self, name: str) -> str | None:
+        """A live recording's state (queued, recording, done ...); None once it is stored."""
+        try:
+            data = await self._request("GET", f"/recordings/live/{name}")
+        except AriNotFound:
+            return None
+        return str(data.get("state", "")) if isinstance(data, dict) else None
+
     # -------------------------------------------------------------- events
     def subscribe(self, *resource_ids: str, kind: ResourceKind = "channel") -> Subscription:
         """A new per-call event queue, routed for ``resource_ids``."""
