@@ -328,7 +328,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     messenger, links, outbox, store = build_messaging(settings, engine)
     alerts = SupervisorAlerts()
     return App(
-        settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
+        settings=settings, engine=engine, directory=SqlCustomerDirectory(
+            engine, pin_max_failures=settings.pin_max_failures, pin_lock_s=settings.pin_lock_s),
         knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
         contacts=SpoolingContactLog(SqlContactLog(engine),
                                     settings.data_dir / "spool" / "contacts.jsonl"),

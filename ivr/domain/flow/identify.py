@@ -92,10 +92,18 @@ async def _proactive_order(call: Call, c: Customer) -> list[str]:
 async def authenticate(call: Call) -> State:
     c = call.journal.customer
     assert c is not None, "the Router asks for a PIN only from an identified customer"
+    directory = call.ports.directory
     tries = call.cfg.pin_tries
     for attempt in range(1, tries + 1):
+        if await directory.pin_locked(c.id):
+            # Too many wrong PINs for this customer, in this call or earlier ones: no
+            # more guessing over the phone; a person checks who is calling.
+            await call.step(Step.IDENTIFICATION, method="pin", result="locked",
+                            attempt=attempt)
+            call.dialogue.escalate_reason = "pin locked (too many wrong PINs)"
+            return State.HANDOFF
         pin = await call.collect("ask_pin", max_digits=call.cfg.pin_digits, secret=True)
-        if pin and pin.isdigit() and await call.ports.directory.verify_pin(c.id, pin):
+        if pin and pin.isdigit() and await directory.verify_pin(c.id, pin):
             await call.emit(Authenticated("pin"))
             await call.step(Step.IDENTIFICATION, method="pin", result="ok")
             return State.ACT
