@@ -309,6 +309,21 @@ async def test_a_right_pin_clears_earlier_wrong_ones(rig: Rig) -> None:
         assert result.outcome is Outcome.SELF_SERVED
 
 
+async def test_untrusted_caller_id_identifies_nobody(rig: Rig) -> None:
+    """A customer's number from an untrusted source: no name, no orders; the caller
+    keys in customer number and PIN like an unknown caller."""
+    spoofed = Caller(raw="+31612345678", number="+31612345678",
+                     presentation=Presentation.VALID, cli_trusted=False)
+    result, ch = await rig.call(["where is my order", "dtmf:1001#", "dtmf:0000",
+                                 "dtmf:1111", "dtmf:2222"], spoofed)
+    text = ivr_text(ch)
+    assert "Anna" not in text and "A 1 2 3 4 5" not in text
+    assert result.contact.steps[0].detail == {"method": "cli", "result": "untrusted"}
+    assert result.outcome is Outcome.AGENT
+    _, ch2 = await rig.call(["hangup"], caller("+31612345678"))
+    assert "Anna" in ivr_text(ch2)  # the same number from the trunk: known
+
+
 async def test_unknown_customer_number_retries_then_continues_anonymous(rig: Rig) -> None:
     """Two wrong customer numbers after an invoice question: an agent, unidentified."""
     result, ch = await rig.call(["question about my invoice", "dtmf:999", "dtmf:998"],

@@ -13,6 +13,11 @@ from ivr.domain.prompts import STATUS_WORDS
 
 async def identify(call: Call) -> State:
     caller = call.channel.caller
+    if caller.presentation is Presentation.VALID and caller.number and not caller.cli_trusted:
+        # A number from an untrusted source may be anyone's: the caller stays unknown
+        # (asked for their customer number and PIN when an intent needs an account).
+        await call.step(Step.IDENTIFICATION, method="cli", result="untrusted")
+        return State.GREET
     if caller.presentation is Presentation.VALID and caller.number:
         customer = await call.ports.directory.find_by_number(caller.number)
         if customer is not None:
