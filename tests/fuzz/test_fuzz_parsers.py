@@ -232,3 +232,14 @@ def test_eval_binary_never_crashes(blob: bytes) -> None:
             p.write_bytes(blob)
             with contextlib.suppress(DatasetError):
                 load_dataset(p, ("train",) if name.endswith("json") else ())
+
+
+@FUZZ
+@given(st.text(max_size=40), st.from_regex(r"\+[1-9][0-9]{9,13}", fullmatch=True),
+       st.text(max_size=40))
+def test_log_masking_hides_any_e164_number(before: str, number: str, after: str) -> None:
+    """A number anywhere in a log line loses all but its prefix and last 3 digits."""
+    from ivr.logs import mask_text
+
+    masked = mask_text(f"{before} {number} {after}")
+    assert number not in masked
