@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,11 +22,45 @@ from ivr.domain.flow import CallFlow, ContactLogObserver, FlowConfig, FlowPorts,
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.core import HANDLERS, Handler
 from ivr.domain.flow.states import State
-from ivr.domain.model import Caller, Outcome, Presentation
+from ivr.domain.model import Caller, Customer, Order, Outcome, Presentation
 from ivr.domain.routing import SimpleRouter
 from ivr.telephony.text_channel import TextCallChannel
-from ivr.testing.fakes import FakeCatalogue, FakeLinks, FixedClock
-from tests.domain.test_flow import Rig
+from ivr.testing.fakes import (
+    FakeAgentPool,
+    FakeCatalogue,
+    FakeDirectory,
+    FakeKnowledge,
+    FakeLinks,
+    FakeMessenger,
+    FixedClock,
+    InMemoryContactLog,
+    KeywordMatcher,
+)
+
+ANNA = Customer(id=1, customer_no="1001", name="Anna de Vries", language="nl", region="Utrecht",
+                postcode="3511AB", tier="gold", numbers=("+31612345678",), has_pin=True)
+BOB = Customer(id=2, customer_no="1002", name="Bob Smith", language="en", region="Leeds",
+               postcode="LS1", tier="standard", numbers=("+447700900123",))
+
+
+@dataclass
+class Rig:
+    """The fakes of one call's world (as in tests/domain/test_flow.py)."""
+
+    directory: FakeDirectory = field(default_factory=lambda: FakeDirectory(
+        customers=[ANNA, BOB],
+        order_book={1: [Order("A12345", "in_transit", date(2026, 11, 26), "PostNL")],
+                    2: [Order("B777", "processing", date(2026, 11, 28))]},
+        pins={1: "4321"}))
+    knowledge: FakeKnowledge = field(default_factory=lambda: FakeKnowledge(answers={
+        ("opening_hours", "en"): "We are open weekdays from 8 to 18. {today_status}",
+        ("opening_hours", "nl"): "Wij zijn op werkdagen open van 8 tot 18 uur. {today_status}",
+    }))
+    matcher: KeywordMatcher = field(default_factory=KeywordMatcher)
+    agents: FakeAgentPool = field(default_factory=FakeAgentPool)
+    contacts: InMemoryContactLog = field(default_factory=InMemoryContactLog)
+    messenger: FakeMessenger = field(default_factory=FakeMessenger)
+
 
 # Phrases the keyword matcher understands, so draws reach the deeper states
 # (confirm, authenticate, act, feedback, hand-off), not only "not understood".
