@@ -384,7 +384,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     alerts = SupervisorAlerts()
     knowledge = SqlKnowledgeBase(engine, timezone=settings.timezone)
     return App(
-        settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
+        settings=settings, engine=engine, directory=SqlCustomerDirectory(
+            engine, pin_max_failures=settings.pin_max_failures, pin_lock_s=settings.pin_lock_s),
         knowledge=knowledge, callbacks=build_callbacks(settings, engine, knowledge, clock),
         contacts=SpoolingContactLog(SqlContactLog(engine),
                                     settings.data_dir / "spool" / "contacts.jsonl"),

@@ -74,6 +74,10 @@ class Settings:
     reject_below: float = field(
         default=0.35, metadata=_meta("treat as not understood below this confidence")
     )
+    pin_max_failures: int = field(default=6, metadata=_meta(
+        "wrong PINs per customer (across calls) that lock their PIN; then a human"))
+    pin_lock_s: float = field(default=86_400.0, metadata=_meta(
+        "how long a wrong PIN counts towards the lock (seconds)"))
     require_pin_for: tuple[str, ...] = field(
         default=(), metadata=_meta("intents that need PIN authentication (comma-separated)")
     )
@@ -403,6 +407,8 @@ def _validate_thresholds(s: Settings) -> None:
         raise ConfigError(
             "IVR_REJECT_BELOW and IVR_CONFIRM_BELOW must satisfy 0 <= reject <= confirm <= 1"
         )
+    if s.pin_max_failures < 1:
+        raise ConfigError(f"IVR_PIN_MAX_FAILURES={s.pin_max_failures}: at least 1")
     if s.max_reprompts > 5:
         raise ConfigError(f"IVR_MAX_REPROMPTS={s.max_reprompts}: at most 5 (callers give up)")
     _validate_surge(s)

@@ -97,6 +97,16 @@ _NATIONAL = re.compile(r"(?<![\w+.-])0\d(?:[ -]?\d){7,13}(?!\d)")
 _PIN = re.compile(r"""(?i)(\bpin(?:_?code)?["']?\s*[:=]?\s*["']?)\d{3,12}(?!\d)""")
 
 
+# Caller and customer names where they come as key/value (AGI environment lines,
+# AMI fields, JSON): agi_calleridname: Anna de Vries, CallerIDName: Anna,
+# "customer_name": "Anna", ConnectedLineName=Anna. The value up to the line's end or a
+# separator becomes ***. Free text naming someone is not recognisable; such text (what a
+# caller said) is not logged.
+_NAME = re.compile(
+    r"""(?i)(\b(?:agi_)?(?:caller_?id_?name|connected_?line_?name|caller_?name|"""
+    r"""customer_?name|calleridname)["']?\s*[:=]\s*["']?)[^"',;\n\r}]+""")
+
+
 def _mask_number(match: re.Match[str]) -> str:
     text = match.group(0)
     digits = [c for c in text if c.isdigit()]
@@ -106,7 +116,10 @@ def _mask_number(match: re.Match[str]) -> str:
 
 
 def mask_text(text: str) -> str:
-    """``text`` with phone numbers (all but a prefix and the last 3 digits) and PINs masked."""
+    """``text`` with phone numbers (all but a prefix and the last 3 digits), PINs and
+    caller/customer names given as key/value masked."""
+    if "name" in text.lower():
+        text = _NAME.sub(r"\1***", text)
     if not any(c.isdigit() for c in text):
         return text
     text = _PIN.sub(r"\1****", text)

@@ -20,11 +20,13 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # Re-install only when the dependency contract changed.
-stamp=".venv/.kanaal-deps-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.kanaal-deps-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages (first run takes a few minutes)"
   .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  # requirements.lock pins every package to the version the tests ran with
+  # (regenerate: .venv/bin/python scripts/lock.py > requirements.lock)
+  .venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import ivr, sqlalchemy, vosk" 2>/dev/null || .venv/bin/python -c "import ivr, sqlalchemy"
   rm -f .venv/.kanaal-deps-*
   touch "$stamp"

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
+echo "== audit"; .venv/bin/python scripts/audit.py
 echo "== pytest"
 set +e
 .venv/bin/pytest "$@"

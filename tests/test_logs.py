@@ -70,6 +70,10 @@ def _logger(name: str, *filters: logging.Filter) -> tuple[logging.Logger, ListHa
     ('{"pin": "1234", "x": 1}', '{"pin": "****", "x": 1}'),
     ("{'pin': 98765}", "{'pin': ****}"),
     ("wrong PIN 4321", "wrong PIN ****"),
+    ("line 'agi_calleridname: Anna de Vries'", "line 'agi_calleridname: ***'"),
+    ("CallerIDName: Bob Smith\r\nUniqueid: 1.2", "CallerIDName: ***\r\nUniqueid: 1.2"),
+    ('{"customer_name": "Anna de Vries", "id": 1}', '{"customer_name": "***", "id": 1}'),
+    ("ConnectedLineName=Ann Agent,x", "ConnectedLineName=***,x"),
 ])
 def test_mask_text_masks_numbers_and_pins(text: str, expected: str) -> None:
     """Phone numbers keep a prefix and their last 3 digits; PIN digits are starred."""

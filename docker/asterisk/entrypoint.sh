@@ -4,7 +4,7 @@
 set -eu
 
 : "${SIP_BIND:=0.0.0.0}" "${SIP_PORT:=5060}"
-: "${CALLER_MATCH:=0.0.0.0/0}"          # restrict to your SBC/carrier in production
+: "${CALLER_MATCH:?set CALLER_MATCH to your SBC/carrier address(es); their caller IDs are trusted}"
 : "${AGENT_HOST:=127.0.0.1}"
 : "${AGENT1_PORT:=5081}" "${AGENT2_PORT:=5082}" "${AGENT3_PORT:=5083}" "${AGENT4_PORT:=5084}"
 : "${HTTP_BIND:=0.0.0.0}" "${HTTP_PORT:=8088}"

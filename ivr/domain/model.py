@@ -67,6 +67,10 @@ class Caller:
     # Where the number is (area code, via the phonenumbers geocoder): an unknown
     # caller from an outage region still hears the announcement.
     region: str | None = None
+    # Whether the number came from a trunk trusted to deliver true caller IDs (the
+    # dialplan says so, see dialplan/pjsip.conf). Anyone can put any number in a SIP
+    # From header: an untrusted number never identifies a customer (no account data).
+    cli_trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)

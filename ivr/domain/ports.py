@@ -154,7 +154,13 @@ class CustomerDirectory(Protocol):
         """The customer's orders, newest first."""
 
     async def verify_pin(self, customer_id: int, pin: str) -> bool:
-        """Whether ``pin`` is the customer's PIN (constant time; no PIN: False)."""
+        """Whether ``pin`` is the customer's PIN (constant time; no PIN: False).
+
+        A wrong PIN counts against the customer across calls; while locked
+        (:meth:`pin_locked`) every PIN is refused unchecked."""
+
+    async def pin_locked(self, customer_id: int) -> bool:
+        """Whether too many wrong PINs were keyed for this customer recently (any call)."""
 
 
 class KnowledgeBase(Protocol):

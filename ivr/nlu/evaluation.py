@@ -63,6 +63,9 @@ def _load_clinc(path: Path, splits: Sequence[str]) -> list[Example]:
     for split in splits:
         if split not in data:
             raise DatasetError(f"{path}: no split {split!r} (have {', '.join(sorted(data))})")
+        if not isinstance(data[split], list):
+            # e.g. {"test": null}: found by the fuzzer (TypeError escaped)
+            raise DatasetError(f"{path}: split {split!r} is not a list of [text, label] pairs")
         for i, item in enumerate(data[split]):
             if not (isinstance(item, list) and len(item) == 2):
                 raise DatasetError(f"{path}: {split}[{i}] is not a [text, label] pair")

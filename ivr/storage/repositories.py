@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -51,6 +51,7 @@ from ivr.storage.tables import (
     knowledge_answers,
     opening_hours,
     orders,
+    pin_failures,
 )
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,26 @@ def _port_error(exc: Exception) -> PortError:
 
 # --- PIN hashing ------------------------------------------------------------------------
 
-def hash_pin(pin: str, *, iterations: int = 60_000) -> str:
+# OWASP's Password Storage Cheat Sheet (2023+): PBKDF2-HMAC-SHA256 with 600,000
+# iterations. A 4-digit PIN has only 10,000 values, so no hash parameters stop an
+# offline guess once the table leaks; they slow it, and the per-customer lockout
+# (pin_failures) is what stops guessing over the phone.
+PIN_ITERATIONS = 600_000
+
+
+def hash_pin(pin: str, *, iterations: int = PIN_ITERATIONS) -> str:
     """PBKDF2-SHA256 with a random salt; stored as ``pbkdf2$iter$salt$hash``."""
-    salt = os.urandom(12)
+    salt = os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
     return f"pbkdf2${iterations}${salt.hex()}${digest.hex()}"
+
+
+def pin_needs_rehash(stored: str) -> bool:
+    """Whether ``stored`` was made with fewer iterations than :data:`PIN_ITERATIONS`."""
+    try:
+        return int(stored.split("$")[1]) < PIN_ITERATIONS
+    except (IndexError, ValueError):
+        return True
 
 
 def check_pin(pin: str, stored: str) -> bool:
@@ -111,7 +127,18 @@ _CUSTOMER_COLS = (
 
 
 class SqlCustomerDirectory(_SqlAdapter):
-    """CustomerDirectory over the customers/customer_numbers/orders tables."""
+    """CustomerDirectory over the customers/customer_numbers/orders tables.
+
+    Wrong PINs are counted per customer in ``pin_failures`` (shared by every node and
+    kept over restarts): ``pin_max_failures`` within ``pin_lock_s`` seconds lock the
+    customer's PIN until the oldest of them ages out; a correct PIN clears the count.
+    """
+
+    def __init__(self, engine: Engine, *, pin_max_failures: int = 6,
+                 pin_lock_s: float = 86_400.0,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        super().__init__(engine)
+        self._pin_max, self._pin_window, self._now = pin_max_failures, pin_lock_s, now
 
     def _customer(self, conn: Any, row: Any) -> Customer:
         numbers = tuple(conn.execute(
@@ -178,17 +205,49 @@ class SqlCustomerDirectory(_SqlAdapter):
             return [Order(r.order_no, r.status, r.eta, r.carrier) for r in rows]
         return await self._run(q)
 
+    def _recent_failures(self, conn: Any, customer_id: int) -> int:
+        since = self._now() - timedelta(seconds=self._pin_window)
+        count: int = conn.execute(
+            select(func.count()).select_from(pin_failures).where(
+                pin_failures.c.customer_id == customer_id, pin_failures.c.at > since)
+        ).scalar_one()
+        return count
+
+    async def pin_locked(self, customer_id: int) -> bool:
+        def q() -> bool:
+            with self._engine.connect() as conn:
+                return self._recent_failures(conn, customer_id) >= self._pin_max
+        return await self._run(q)
+
     async def verify_pin(self, customer_id: int, pin: str) -> bool:
-        def q() -> str | None:
+        def q() -> tuple[str | None, bool]:
             with self._engine.connect() as conn:
                 value: str | None = conn.execute(
                     select(customers.c.pin_hash).where(customers.c.id == customer_id)
                 ).scalar()
-                return value
-        stored = await self._run(q)
-        if not stored:
+                return value, self._recent_failures(conn, customer_id) >= self._pin_max
+        stored, locked = await self._run(q)
+        if not stored or locked:
+            # Locked: not even checked, so guessing on (over many calls) learns nothing.
             return False
-        return await asyncio.to_thread(check_pin, pin, stored)
+        ok = await asyncio.to_thread(check_pin, pin, stored)
+        await self._run(lambda: self._record_pin(customer_id, ok, pin, stored))
+        return ok
+
+    def _record_pin(self, customer_id: int, ok: bool, pin: str, stored: str) -> None:
+        now = self._now()
+        with self._engine.begin() as conn:
+            if ok:
+                conn.execute(delete(pin_failures).where(pin_failures.c.customer_id == customer_id))
+                if pin_needs_rehash(stored):
+                    # Hashes made with older (cheaper) parameters move on at the next login.
+                    conn.execute(customers.update().where(customers.c.id == customer_id)
+                                 .values(pin_hash=hash_pin(pin)))
+                return
+            conn.execute(delete(pin_failures).where(
+                pin_failures.c.customer_id == customer_id,
+                pin_failures.c.at <= now - timedelta(seconds=self._pin_window)))
+            conn.execute(insert(pin_failures).values(customer_id=customer_id, at=now))
 
 
 # --- knowledge ----------------------------------------------------------------------------

@@ -22,8 +22,14 @@ from ivr.storage.tables import (
     opening_hours,
     orders,
     outages,
+    pin_failures,
     skills,
 )
+
+# Demo PINs (published in this file) are hashed cheaply: seeding runs in many tests and
+# full-cost hashes take 0.6 s each here. A correct PIN rehashes with the current
+# parameters (SqlCustomerDirectory.verify_pin), as any old hash would be.
+DEMO_PIN_ITERATIONS = 1_000
 
 # (customer_no, name, language, region, postcode, tier, numbers, pin, preferred channel)
 DEMO_CUSTOMERS = [
@@ -148,9 +154,9 @@ def _seed_agents(conn: Connection, now: datetime, *, staffed: bool) -> None:
 
 
 def _wipe(conn: object) -> None:
-    for table in (contacts, orders, customer_numbers, customers, outages, knowledge_answers,
-                  opening_hours, holidays, load_splits, agent_skills, agents, skills,
-                  agent_groups, chat_channels):
+    for table in (contacts, orders, customer_numbers, pin_failures, customers, outages,
+                  knowledge_answers, opening_hours, holidays, load_splits, agent_skills,
+                  agents, skills, agent_groups, chat_channels):
         conn.execute(delete(table))  # type: ignore[attr-defined]
 
 
@@ -165,7 +171,8 @@ def seed_demo(engine: Engine, *, today: date | None = None, staffed: bool = Fals
                 DEMO_CUSTOMERS, start=1):
             conn.execute(insert(customers).values(
                 id=i, customer_no=no, name=name, language=lang, region=region, postcode=pc,
-                tier=tier, pin_hash=hash_pin(pin) if pin else None, preferred_channel=pref))
+                tier=tier, pin_hash=hash_pin(pin, iterations=DEMO_PIN_ITERATIONS) if pin else None,
+                preferred_channel=pref))
             ids[no] = i
             for n in numbers:
                 conn.execute(insert(customer_numbers).values(number=n, customer_id=i))

@@ -51,6 +51,18 @@ customers = Table(
     Column("preferred_channel", String(16), nullable=False, server_default="sms"),
 )
 
+# Wrong PINs per customer, across calls and nodes: a caller who hangs up after three
+# tries and calls again does not get three fresh ones. Rows older than the lock window
+# no longer count (and are pruned on the next failure); a correct PIN clears them.
+pin_failures = Table(
+    "pin_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_pin_failures_customer_at", "customer_id", "at"),
+)
+
 # One row per number: the CLI lookup is a primary-key probe on the E.164 string.
 customer_numbers = Table(
     "customer_numbers",

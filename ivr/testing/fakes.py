@@ -116,6 +116,9 @@ class FakeDirectory(_Breakable):
     customers: list[Customer] = field(default_factory=list)
     order_book: dict[int, list[Order]] = field(default_factory=dict)
     pins: dict[int, str] = field(default_factory=dict)
+    # Wrong PINs per customer across calls (the SQL adapter keeps them in a table).
+    pin_max_failures: int = 6
+    pin_failures: dict[int, int] = field(default_factory=dict)
 
     async def find_by_number(self, e164: str) -> Customer | None:
         self._check()
@@ -131,7 +134,17 @@ class FakeDirectory(_Breakable):
 
     async def verify_pin(self, customer_id: int, pin: str) -> bool:
         self._check()
-        return self.pins.get(customer_id) == pin
+        if await self.pin_locked(customer_id) or customer_id not in self.pins:
+            return False
+        if self.pins[customer_id] == pin:
+            self.pin_failures.pop(customer_id, None)
+            return True
+        self.pin_failures[customer_id] = self.pin_failures.get(customer_id, 0) + 1
+        return False
+
+    async def pin_locked(self, customer_id: int) -> bool:
+        self._check()
+        return self.pin_failures.get(customer_id, 0) >= self.pin_max_failures
 
 
 @dataclass

@@ -110,7 +110,8 @@ def _catalogue(grammars_dir: Path) -> IntentCatalogue:
 def web_core(settings: Settings) -> WebCore:
     """Real SQL adapters on ``settings``' (migrated) database."""
     engine = make_engine(settings.effective_database_url)
-    return WebCore(settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
+    return WebCore(settings=settings, engine=engine, directory=SqlCustomerDirectory(
+            engine, pin_max_failures=settings.pin_max_failures, pin_lock_s=settings.pin_lock_s),
                    knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
                    contacts=SpoolingContactLog(SqlContactLog(engine),
                                                settings.data_dir / "spool" / "contacts.jsonl"),

@@ -23,6 +23,8 @@ from ivr.storage.users import new_secret, sha256_hex
 # Values shipped as defaults: anyone who read the README knows them.
 DEFAULT_API_TOKENS = frozenset({"", "change-me"})
 DEFAULT_LINK_SECRETS = frozenset({"", "change-me-link-secret"})
+DEFAULT_ARI_PASSWORDS = frozenset({"", "ivr-secret"})  # dialplan/ari.conf, the rig
+DEFAULT_AMI_SECRETS = frozenset({"", "kanaal"})  # dialplan/manager.conf, the rig
 MIN_SECRET_LENGTH = 16
 ROLE_RANK = {"agent": 1, "supervisor": 2, "admin": 3}
 
@@ -44,30 +46,65 @@ def is_loopback_host(host: str) -> bool:
         return False  # a hostname other than localhost may resolve anywhere
 
 
-def check_serving_secrets(settings: Settings) -> None:
-    """Refuse to serve on a non-loopback ``web_host`` with a guessable secret.
+def _url_host(url: str) -> str:
+    from urllib.parse import urlsplit
 
-    On loopback the defaults stay usable (a developer's machine, the demo, tests); once
-    other machines can reach the web server, ``IVR_API_TOKEN`` and ``IVR_LINK_SECRET``
-    must be real secrets. Raises :class:`InsecureServingError` naming every problem.
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def exposed_addresses(settings: Settings) -> list[str]:
+    """The settings that make this node, or its Asterisk credentials, leave the machine."""
+    out = []
+    if not is_loopback_host(settings.web_host):
+        out.append(f"IVR_WEB_HOST={settings.web_host!r}")
+    if not is_loopback_host(settings.agi_host):
+        out.append(f"IVR_AGI_HOST={settings.agi_host!r}")
+    if not is_loopback_host(_url_host(settings.ari_url)):
+        out.append(f"IVR_ARI_URL host {_url_host(settings.ari_url)!r}")
+    if not is_loopback_host(settings.ami_host):
+        out.append(f"IVR_AMI_HOST={settings.ami_host!r}")
+    return out
+
+
+def _secret_problem(name: str, value: str, defaults: frozenset[str]) -> str | None:
+    if value in defaults:
+        return f"{name} is empty or the shipped default"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"{name} is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
+
+
+def check_serving_secrets(settings: Settings) -> None:
+    """Refuse to serve beyond loopback with a guessable secret.
+
+    On loopback the defaults stay usable (a developer's machine, the demo, the rig).
+    Once the web server or the FastAGI server listens on another address, or ARI/AMI
+    are reached over the network, every secret must be real: ``IVR_API_TOKEN``,
+    ``IVR_LINK_SECRET``, ``IVR_ARI_PASSWORD`` and ``IVR_AMI_SECRET`` (the shipped
+    ARI/AMI defaults are in the README, so an Asterisk that still has them lets anyone
+    who reaches it take over calls). Raises :class:`InsecureServingError` naming every
+    problem.
     """
-    if is_loopback_host(settings.web_host):
+    exposed = exposed_addresses(settings)
+    if not exposed:
         return
-    problems: list[str] = []
-    if settings.api_token in DEFAULT_API_TOKENS:
-        problems.append("IVR_API_TOKEN is empty or the default 'change-me'")
-    elif len(settings.api_token) < MIN_SECRET_LENGTH:
-        problems.append(f"IVR_API_TOKEN is shorter than {MIN_SECRET_LENGTH} characters")
-    if settings.link_secret in DEFAULT_LINK_SECRETS:
-        problems.append("IVR_LINK_SECRET is empty or the default")
-    elif len(settings.link_secret) < MIN_SECRET_LENGTH:
-        problems.append(f"IVR_LINK_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
+    checks = [
+        ("IVR_API_TOKEN", settings.api_token, DEFAULT_API_TOKENS),
+        ("IVR_LINK_SECRET", settings.link_secret, DEFAULT_LINK_SECRETS),
+        ("IVR_ARI_PASSWORD", settings.ari_password, DEFAULT_ARI_PASSWORDS),
+        ("IVR_AMI_SECRET", settings.ami_secret, DEFAULT_AMI_SECRETS),
+    ]
+    problems = [p for p in (_secret_problem(*c) for c in checks) if p]
     if problems:
         raise InsecureServingError(
-            f"refusing to serve on IVR_WEB_HOST={settings.web_host!r} (reachable from other "
-            "machines): " + "; ".join(problems) + ". Set long random values, e.g. "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or listen on "
-            "127.0.0.1 only.")
+            f"refusing to serve: reachable from other machines ({', '.join(exposed)}) "
+            "while " + "; ".join(problems) + ". Set long random values, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` (the ARI/AMI "
+            "ones in Asterisk's ari.conf/manager.conf too), or keep everything on "
+            "127.0.0.1.")
 
 
 def legacy_token_usable(settings: Settings) -> bool:

@@ -284,6 +284,46 @@ async def test_wrong_pin_three_times_goes_to_agent(rig: Rig) -> None:
     assert result.outcome is Outcome.AGENT
 
 
+async def test_wrong_pins_over_several_calls_lock_the_customer(rig: Rig) -> None:
+    """Three wrong PINs per call, two calls: the third call is not asked for a PIN at
+    all (even the right one); a person takes it, with the reason on the hand-off."""
+    wrong = ["where is my order", "dtmf:1001", "dtmf:0000", "dtmf:1111", "dtmf:2222"]
+    for _ in range(2):
+        result, _ch = await rig.call(wrong, caller("+31201234567"))
+        assert result.outcome is Outcome.AGENT
+    result, ch = await rig.call(["where is my order", "dtmf:1001", "dtmf:4321"],
+                                caller("+31201234567"))
+    assert "A 1 2 3 4 5" not in ivr_text(ch) and "pincode" not in ivr_text(ch).lower()
+    assert result.outcome is Outcome.AGENT
+    assert ch.handed_off is not None and "pin locked" in ch.handed_off.reason
+    auth = [s.detail for s in result.contact.steps if s.detail.get("method") == "pin"]
+    assert auth == [{"method": "pin", "result": "locked", "attempt": 1}]
+
+
+async def test_a_right_pin_clears_earlier_wrong_ones(rig: Rig) -> None:
+    """Wrong PINs before a right one do not add up towards the lock."""
+    rig.directory.pin_max_failures = 3
+    for _ in range(3):
+        result, _ch = await rig.call(["where is my order", "dtmf:1001", "dtmf:0000",
+                                      "dtmf:4321", "ja"], caller("+31201234567"))
+        assert result.outcome is Outcome.SELF_SERVED
+
+
+async def test_untrusted_caller_id_identifies_nobody(rig: Rig) -> None:
+    """A customer's number from an untrusted source: no name, no orders; the caller
+    keys in customer number and PIN like an unknown caller."""
+    spoofed = Caller(raw="+31612345678", number="+31612345678",
+                     presentation=Presentation.VALID, cli_trusted=False)
+    result, ch = await rig.call(["where is my order", "dtmf:1001#", "dtmf:0000",
+                                 "dtmf:1111", "dtmf:2222"], spoofed)
+    text = ivr_text(ch)
+    assert "Anna" not in text and "A 1 2 3 4 5" not in text
+    assert result.contact.steps[0].detail == {"method": "cli", "result": "untrusted"}
+    assert result.outcome is Outcome.AGENT
+    _, ch2 = await rig.call(["hangup"], caller("+31612345678"))
+    assert "Anna" in ivr_text(ch2)  # the same number from the trunk: known
+
+
 async def test_unknown_customer_number_retries_then_continues_anonymous(rig: Rig) -> None:
     """Two wrong customer numbers after an invoice question: an agent, unidentified."""
     result, ch = await rig.call(["question about my invoice", "dtmf:999", "dtmf:998"],

@@ -63,6 +63,47 @@ async def test_pin_verification(engine: Engine) -> None:
     assert not await d.verify_pin(2, "0000")  # customer without PIN
 
 
+async def test_wrong_pins_lock_the_customer_across_restarts(engine: Engine) -> None:
+    """Wrong PINs count per customer in the database: a new directory (a restarted or
+    another node) sees the lock; it lifts when the window has passed; a right PIN clears."""
+    now = [datetime(2026, 11, 30, 12, 0, tzinfo=UTC)]
+    d = SqlCustomerDirectory(engine, pin_max_failures=3, pin_lock_s=3600, now=lambda: now[0])
+    for pin in ("0000", "1111", "2222"):
+        assert not await d.pin_locked(1)
+        assert not await d.verify_pin(1, pin)
+    restarted = SqlCustomerDirectory(engine, pin_max_failures=3, pin_lock_s=3600,
+                                     now=lambda: now[0])
+    assert await restarted.pin_locked(1)
+    assert not await restarted.verify_pin(1, "4321")  # locked: even the right PIN fails
+    assert not await restarted.pin_locked(2)  # other customers are not affected
+    now[0] = now[0].replace(hour=13, minute=1)  # the window has passed
+    assert not await restarted.pin_locked(1)
+    assert not await restarted.verify_pin(1, "9999")
+    assert await restarted.verify_pin(1, "4321")
+    now[0] = now[0].replace(minute=2)
+    assert not await restarted.verify_pin(1, "0000")
+    assert not await restarted.verify_pin(1, "0001")
+    assert not await restarted.pin_locked(1)  # the right PIN cleared the older failure
+
+
+async def test_a_right_pin_rehashes_an_old_cheap_hash(engine: Engine) -> None:
+    """Hashes below the current PBKDF2 parameters (the demo seed's) are upgraded on use."""
+    from sqlalchemy import select
+
+    from ivr.storage.repositories import PIN_ITERATIONS, pin_needs_rehash
+    from ivr.storage.tables import customers
+
+    def stored() -> str:
+        with engine.connect() as conn:
+            return str(conn.execute(select(customers.c.pin_hash)
+                                    .where(customers.c.id == 1)).scalar())
+    assert pin_needs_rehash(stored())
+    assert await SqlCustomerDirectory(engine).verify_pin(1, "4321")
+    assert stored().startswith(f"pbkdf2${PIN_ITERATIONS}$") and not pin_needs_rehash(stored())
+    assert await SqlCustomerDirectory(engine).verify_pin(1, "4321")
+    assert PIN_ITERATIONS >= 600_000  # OWASP 2023 for PBKDF2-HMAC-SHA256
+
+
 def test_pin_hash_is_salted() -> None:
     """Two hashes of one PIN differ, both verify."""
     a, b = hash_pin("1234"), hash_pin("1234")

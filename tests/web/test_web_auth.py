@@ -243,12 +243,31 @@ def test_serving_on_all_addresses_needs_real_secrets() -> None:
     with pytest.raises(InsecureServingError) as err:
         check_serving_secrets(_exposed())
     assert "IVR_API_TOKEN" in str(err.value) and "IVR_LINK_SECRET" in str(err.value)
+    real = {"api_token": "t" * 32, "link_secret": "l" * 32, "ari_password": "a" * 32,
+            "ami_secret": "m" * 32}
     with pytest.raises(InsecureServingError, match="IVR_API_TOKEN is empty"):
-        check_serving_secrets(_exposed(api_token="", link_secret="l" * 32))
+        check_serving_secrets(_exposed(**{**real, "api_token": ""}))
     with pytest.raises(InsecureServingError, match="shorter than 16"):
-        check_serving_secrets(_exposed(api_token="short", link_secret="l" * 32))
-    check_serving_secrets(_exposed(api_token="t" * 32, link_secret="l" * 32))
+        check_serving_secrets(_exposed(**{**real, "api_token": "short"}))
+    check_serving_secrets(_exposed(**real))
     check_serving_secrets(replace(_exposed(), web_host="::1"))
+
+
+def test_asterisk_passwords_must_be_real_off_loopback() -> None:
+    """The shipped ARI/AMI passwords are refused once the node or Asterisk is remote
+    (web or AGI on all addresses, ARI/AMI on another host), each named."""
+    real = {"api_token": "t" * 32, "link_secret": "l" * 32}
+    base = load_settings(env_file=None, environ={})
+    for exposed in ({"web_host": "0.0.0.0"}, {"agi_host": "::"},
+                    {"ari_url": "http://10.0.0.5:8088"}, {"ami_host": "pbx.example"}):
+        with pytest.raises(InsecureServingError) as err:
+            check_serving_secrets(replace(base, **real, **exposed))
+        assert "IVR_ARI_PASSWORD" in str(err.value) and "IVR_AMI_SECRET" in str(err.value)
+    with pytest.raises(InsecureServingError, match="IVR_AMI_SECRET is empty"):
+        check_serving_secrets(replace(base, **real, ari_url="http://10.0.0.5:8088",
+                                      ari_password="a" * 20, ami_secret=""))
+    check_serving_secrets(replace(base, **real, ari_url="http://10.0.0.5:8088",
+                                  ari_password="a" * 20, ami_secret="m" * 20))
 
 
 async def test_login_page_has_csp_and_no_external_assets(client: httpx.AsyncClient) -> None:

@@ -14,6 +14,11 @@ from ivr.domain.prompts import STATUS_WORDS
 
 async def identify(call: Call) -> State:
     caller = call.channel.caller
+    if caller.presentation is Presentation.VALID and caller.number and not caller.cli_trusted:
+        # A number from an untrusted source may be anyone's: the caller stays unknown
+        # (asked for their customer number and PIN when an intent needs an account).
+        await call.step(Step.IDENTIFICATION, method="cli", result="untrusted")
+        return State.GREET
     if caller.presentation is Presentation.VALID and caller.number:
         customer = await call.ports.directory.find_by_number(caller.number)
         if customer is not None:
@@ -96,10 +101,18 @@ async def _proactive_order(call: Call, c: Customer) -> list[str]:
 async def authenticate(call: Call) -> State:
     c = call.journal.customer
     assert c is not None, "the Router asks for a PIN only from an identified customer"
+    directory = call.ports.directory
     tries = call.cfg.pin_tries
     for attempt in range(1, tries + 1):
+        if await directory.pin_locked(c.id):
+            # Too many wrong PINs for this customer, in this call or earlier ones: no
+            # more guessing over the phone; a person checks who is calling.
+            await call.step(Step.IDENTIFICATION, method="pin", result="locked",
+                            attempt=attempt)
+            call.dialogue.escalate_reason = "pin locked (too many wrong PINs)"
+            return State.HANDOFF
         pin = await call.collect("ask_pin", max_digits=call.cfg.pin_digits, secret=True)
-        if pin and pin.isdigit() and await call.ports.directory.verify_pin(c.id, pin):
+        if pin and pin.isdigit() and await directory.verify_pin(c.id, pin):
             await call.emit(Authenticated("pin"))
             await call.step(Step.IDENTIFICATION, method="pin", result="ok")
             return State.ACT

@@ -83,7 +83,9 @@ def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep or not name.startswith("agi_"):
-            raise AgiProtocolError(f"not an AGI environment line: {line[:80]!r}")
+            # Name only: values carry caller numbers and names, and this ends up in logs.
+            raise AgiProtocolError(f"not an AGI environment line: {name[:40]!r}"
+                                   f"{' (with a value)' if sep else ''}")
         raw[name.strip()] = value.strip()
     if "agi_request" not in raw and "agi_network_script" not in raw:
         raise AgiProtocolError("AGI environment without agi_request")
@@ -141,7 +143,8 @@ def parse_response(line: str) -> AgiResponse:
     """Parse the first line of a response (``520-`` blocks are handled by the session)."""
     m = _RESPONSE.match(line.strip())
     if m is None:
-        raise AgiProtocolError(f"not an AGI response: {line[:80]!r}")
+        # The start only: a response may carry a channel variable's value (a name).
+        raise AgiProtocolError(f"not an AGI response: {line[:12]!r}... ({len(line)} chars)")
     code, rest = int(m.group(1)), m.group(2)
     result = _RESULT.search(rest)
     after = rest[result.end():] if result else rest

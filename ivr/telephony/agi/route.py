@@ -22,7 +22,7 @@ from ivr.logs import bind_session
 from ivr.telephony.agi.channel import AgiCallChannel, SoundResolver, Transcribe
 from ivr.telephony.agi.protocol import AgiHangup
 from ivr.telephony.agi.server import AgiSession
-from ivr.telephony.callerid import parse_caller
+from ivr.telephony.callerid import cli_trust_of, parse_caller
 from ivr.telephony.handoff import handoff_variables
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ class FlowAgi:
     async def __call__(self, session: AgiSession) -> None:
         env = session.env
         session_id = self._new_session_id()
-        caller = parse_caller(env.callerid, self._default_region, dialed=env.dnid or env.extension)
+        # AGI(url,cli_trusted=0) from the dialplan: the number came from an untrusted source
+        caller = parse_caller(env.callerid, self._default_region, dialed=env.dnid or env.extension,
+                              trusted=cli_trust_of(env.arguments))
         channel = AgiCallChannel(
             session, caller=caller, prompts=self._prompts, transcribe=self._transcribe,
             record_dir_asterisk=self._rec_asterisk, record_dir_local=self._rec_local,

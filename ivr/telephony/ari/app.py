@@ -26,6 +26,7 @@ from ivr.telephony.ari.channel import (
 )
 from ivr.telephony.ari.client import AriClient, AriError, Subscription
 from ivr.telephony.ari.events import StasisStart
+from ivr.telephony.callerid import cli_trust_of
 from ivr.telephony.handoff import handoff_variables
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class StasisApp:
             prompts=self._prompts,
             settings=self._settings,
             renew_lease=self._renew_lease,
+            cli_trusted=cli_trust_of(start.args),
         )
         self.calls[channel.session_id] = channel
         try:

@@ -196,7 +196,9 @@ class AriCallChannel:
         prompts: PromptResolver,
         settings: AriChannelSettings | None = None,
         renew_lease: LeaseRenewer | None = None,
+        cli_trusted: bool = True,
     ) -> None:
+        """``cli_trusted``: the dialplan vouches for the caller ID (see ``cli_trust_of``)."""
         self._client = client
         self._renew_lease = renew_lease
         self._events = events
@@ -207,7 +209,8 @@ class AriCallChannel:
         self._prompts = prompts
         self._s = settings or AriChannelSettings()
         self._caller = parse_caller(
-            channel.caller_number, self._s.default_region, dialed=channel.exten or None
+            channel.caller_number, self._s.default_region, dialed=channel.exten or None,
+            trusted=cli_trusted,
         )
         self.state = CallState.RINGING
         self._lease: asyncio.Task[None] | None = None
