@@ -51,6 +51,7 @@ from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
 from ivr.metrics import NodeTelemetry
 from ivr.outages.alerts import SupervisorAlerts
 from ivr.outages.surge import SurgeObserver, SurgeService, SurgeSettings
+from ivr.storage.broadcast import PgBroadcast
 from ivr.storage.db import make_engine
 from ivr.storage.outages import SqlOutageBoard
 from ivr.storage.repositories import (
@@ -122,6 +123,9 @@ class App:
     scripts: ScriptBook = EMPTY_BOOK
     # The SMS survey after agent calls (None when IVR_CSAT_SKILLS is empty).
     csat: CsatSurvey | None = None
+    # Screen-pops to and from the other nodes on the database (PostgreSQL only:
+    # LISTEN/NOTIFY); None on SQLite, where there is one node.
+    broadcast: PgBroadcast | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -182,6 +186,9 @@ class App:
 
     async def __aenter__(self) -> App:
         task = asyncio.create_task(self.outbox.run(), name="outbox")
+        if self.broadcast is not None:
+            self._stack.push_async_callback(
+                _cancel, asyncio.create_task(self.broadcast.run(), name="broadcast"))
 
         async def _stop() -> None:
             task.cancel()
@@ -203,6 +210,12 @@ class App:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
         self.engine.dispose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
@@ -327,6 +340,11 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
                            is_intent=lambda name: catalogue.spec(name) is not None)
     messenger, links, outbox, store = build_messaging(settings, engine)
     alerts = SupervisorAlerts()
+    screenpop = ScreenPopHub()
+    broadcast = None
+    if engine.dialect.name == "postgresql":
+        broadcast = PgBroadcast(settings.effective_database_url, screenpop.deliver)
+        screenpop.relay_to(broadcast.post)
     return App(
         settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
         knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
@@ -336,9 +354,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         catalogue=catalogue, matcher=matcher, links=links, messenger=messenger,
         clock=clock or SystemClock(), flow_config=flow_config(settings), scripts=scripts,
         csat=build_csat(settings, engine, messenger),
-        outbox=outbox, outbox_store=store, screenpop=ScreenPopHub(), metrics=FlowMetrics(),
+        outbox=outbox, outbox_store=store, screenpop=screenpop, metrics=FlowMetrics(),
         alerts=alerts, surge=build_surge(settings, engine, alerts, messenger, store,
                                          clock or SystemClock()),
+        broadcast=broadcast,
     )
 
 
