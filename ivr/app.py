@@ -349,7 +349,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
         knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
         contacts=SpoolingContactLog(SqlContactLog(engine),
-                                    settings.data_dir / "spool" / "contacts.jsonl"),
+                                    settings.spool_file),
         agents=SqlAgentPool(engine), router=build_router(settings, engine),
         catalogue=catalogue, matcher=matcher, links=links, messenger=messenger,
         clock=clock or SystemClock(), flow_config=flow_config(settings), scripts=scripts,

@@ -10,6 +10,8 @@ the Settings (or pieces of it) as constructor arguments and never reads
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,6 +59,9 @@ class Settings:
     asterisk_prompt_dir: str = field(
         default="", metadata=_meta("prompt_dir as Asterisk sees it; empty = same path")
     )
+    spool_dir: Path | None = field(default=None, metadata=_meta(
+        "where contacts wait while the database is down; share it between nodes so "
+        "another node replays a dead node's (empty = data_dir/spool)"))
     record_dir: Path = field(
         default=Path("var/recordings"), metadata=_meta("where AGI recordings are read from")
     )
@@ -187,6 +192,12 @@ class Settings:
     csat_skills: tuple[str, ...] = field(default=(), metadata=_meta(
         "skills whose callers get the 1-5 SMS survey after an agent call (comma-separated; "
         "* = every skill; empty = no survey)"))
+
+    @property
+    def spool_file(self) -> Path:
+        """This process's contact spool: its own file in the (shared) spool folder."""
+        folder = self.spool_dir or self.data_dir / "spool"
+        return folder / f"contacts-{socket.gethostname()}-{os.getpid()}.jsonl"
 
     @property
     def effective_database_url(self) -> str:

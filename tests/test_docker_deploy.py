@@ -193,6 +193,12 @@ def test_prompts_volume_is_made_writable_for_the_app_uid(config: dict[str, Any])
     init = services["volume-init"]
     assert init["user"] == "0:0" and init["entrypoint"][:2] == ["chown", "10001:10001"]
     assert "/var/lib/kanaal/prompts" in init["entrypoint"]
+    assert "/var/lib/kanaal/spool" in init["entrypoint"]
+    spools = set()
+    for node in ("node-a", "node-b"):
+        spool_dir = services[node]["environment"]["IVR_SPOOL_DIR"]
+        spools |= {v["source"] for v in services[node]["volumes"] if v["target"] == spool_dir}
+    assert len(spools) == 1, "the nodes must share one contact spool volume"
     for name in ("asterisk", "node-a", "node-b", "migrate"):
         deps = services[name]["depends_on"]
         assert "volume-init" in deps or "migrate" in deps, name

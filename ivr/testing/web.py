@@ -97,7 +97,7 @@ def web_core(settings: Settings) -> WebCore:
     return WebCore(settings=settings, engine=engine, directory=SqlCustomerDirectory(engine),
                    knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
                    contacts=SpoolingContactLog(SqlContactLog(engine),
-                                               settings.data_dir / "spool" / "contacts.jsonl"))
+                                               settings.spool_file))
 
 
 def add_demo_users(engine: Engine, passwords: Passwords, password: str = DEMO_PASSWORD
