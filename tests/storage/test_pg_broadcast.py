@@ -126,6 +126,11 @@ def pg_settings(postgres_url: str, tmp_path: Path) -> Settings:
 @pytest.mark.slow
 async def test_desktop_on_node_a_gets_the_pop_of_a_call_handled_by_node_b(
         pg_settings: Settings) -> None:
+    """Node B is a composed app running the call; node A is a second App on the same
+    database with its own hub, broadcaster and web server (it borrows B's loaded models
+    rather than loading them twice: the pop can only reach A through PostgreSQL)."""
+    import contextlib
+
     import websockets
 
     from ivr.cli.call_cmd import run_text_call
@@ -136,23 +141,24 @@ async def test_desktop_on_node_a_gets_the_pop_of_a_call_handled_by_node_b(
 
     port = free_port()
     clock = PinnedClock(demo_moment())  # agents on duty: the call is handed off
-    async with running_app(pg_settings, clock=clock) as node_a, \
-            running_app(pg_settings, clock=clock) as node_b, \
-            web_server(create_web_app(node_a), "127.0.0.1", port):
-        for node in (node_a, node_b):
-            assert node.broadcast is not None
-            async with asyncio.timeout(10):
-                await node.broadcast.listening.wait()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+    async with running_app(pg_settings, clock=clock) as node_b, \
+            _node(pg_settings.database_url) as (hub_a, _):
+        node_a = replace(node_b, screenpop=hub_a, broadcast=None,
+                         _stack=contextlib.AsyncExitStack())
+        assert node_b.broadcast is not None
+        async with asyncio.timeout(10):
+            await node_b.broadcast.listening.wait()
+        async with web_server(create_web_app(node_a), "127.0.0.1", port), \
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             ticket = (await http.post("/api/ws-ticket", headers={
                 "Authorization": "Bearer t0ken-for-tests"})).json()["ticket"]
-        async with websockets.connect(
-                f"ws://127.0.0.1:{port}/ws/screenpop?ticket={ticket}") as desk:
-            report = await run_text_call(node_b, pg_settings, from_number="+31655556666",
-                                         script=["I have a question about my invoice"],
-                                         echo=False)
-            async with asyncio.timeout(10):
-                pop = json.loads(await desk.recv())
+            async with websockets.connect(
+                    f"ws://127.0.0.1:{port}/ws/screenpop?ticket={ticket}") as desk:
+                report = await run_text_call(node_b, pg_settings, from_number="+31655556666",
+                                             script=["I have a question about my invoice"],
+                                             echo=False)
+                async with asyncio.timeout(10):
+                    pop = json.loads(await desk.recv())
     assert pop["session"] == report.result.contact.id
     assert pop["context"]["customer"]["name"] == "Hannah Lee"
     assert pop["context"]["skill"] == "billing"
