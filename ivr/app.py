@@ -53,6 +53,7 @@ from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
 from ivr.metrics import NodeTelemetry
 from ivr.outages.alerts import SupervisorAlerts
 from ivr.outages.surge import SurgeObserver, SurgeService, SurgeSettings
+from ivr.storage.broadcast import PgBroadcast
 from ivr.storage.csat import SqlSurveyLog
 from ivr.storage.db import make_engine
 from ivr.storage.online import SqlOnlineContacts
@@ -132,6 +133,9 @@ class App:
     callbacks: SqlCallbackDesk | None = None
     # Questions asked online (POST /api/contacts) that wait for the customer's call.
     online: SqlOnlineContacts = field(init=False)
+    # Screen-pops to and from the other nodes on the database (PostgreSQL only:
+    # LISTEN/NOTIFY); None on SQLite, where there is one node.
+    broadcast: PgBroadcast | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def __post_init__(self) -> None:
@@ -209,6 +213,9 @@ class App:
 
     async def __aenter__(self) -> App:
         task = asyncio.create_task(self.outbox.run(), name="outbox")
+        if self.broadcast is not None:
+            self._stack.push_async_callback(
+                _cancel, asyncio.create_task(self.broadcast.run(), name="broadcast"))
 
         async def _stop() -> None:
             task.cancel()
@@ -230,6 +237,12 @@ class App:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
         self.engine.dispose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
@@ -383,19 +396,25 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     messenger, links, outbox, store = build_messaging(settings, engine)
     alerts = SupervisorAlerts()
     knowledge = SqlKnowledgeBase(engine, timezone=settings.timezone)
+    screenpop = ScreenPopHub()
+    broadcast = None
+    if engine.dialect.name == "postgresql":
+        broadcast = PgBroadcast(settings.effective_database_url, screenpop.deliver)
+        screenpop.relay_to(broadcast.post)
     return App(
         settings=settings, engine=engine, directory=SqlCustomerDirectory(
             engine, pin_max_failures=settings.pin_max_failures, pin_lock_s=settings.pin_lock_s),
         knowledge=knowledge, callbacks=build_callbacks(settings, engine, knowledge, clock),
         contacts=SpoolingContactLog(SqlContactLog(engine),
-                                    settings.data_dir / "spool" / "contacts.jsonl"),
+                                    settings.spool_file),
         agents=SqlAgentPool(engine), router=build_router(settings, engine),
         catalogue=catalogue, matcher=matcher, links=links, messenger=messenger,
         clock=clock or SystemClock(), flow_config=flow_config(settings), scripts=scripts,
         csat=build_csat(settings, engine, messenger),
-        outbox=outbox, outbox_store=store, screenpop=ScreenPopHub(), metrics=FlowMetrics(),
+        outbox=outbox, outbox_store=store, screenpop=screenpop, metrics=FlowMetrics(),
         alerts=alerts, surge=build_surge(settings, engine, alerts, messenger, store,
                                          clock or SystemClock()),
+        broadcast=broadcast,
     )
 
 

@@ -10,6 +10,8 @@ the Settings (or pieces of it) as constructor arguments and never reads
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -58,6 +60,9 @@ class Settings:
     asterisk_prompt_dir: str = field(
         default="", metadata=_meta("prompt_dir as Asterisk sees it; empty = same path")
     )
+    spool_dir: Path | None = field(default=None, metadata=_meta(
+        "where contacts wait while the database is down; share it between nodes so "
+        "another node replays a dead node's (empty = data_dir/spool)"))
     record_dir: Path = field(
         default=Path("var/recordings"), metadata=_meta("where AGI recordings are read from")
     )
@@ -240,6 +245,12 @@ class Settings:
     csat_voice_skills: tuple[str, ...] = field(default=(), metadata=_meta(
         "skills whose callers hear the 1-5 voice survey if they stay on the line after the "
         "agent hangs up (comma-separated; * = every skill; empty = none)"))
+
+    @property
+    def spool_file(self) -> Path:
+        """This process's contact spool: its own file in the (shared) spool folder."""
+        folder = self.spool_dir or self.data_dir / "spool"
+        return folder / f"contacts-{socket.gethostname()}-{os.getpid()}.jsonl"
 
     @property
     def effective_database_url(self) -> str:

@@ -8,6 +8,7 @@ lag against 3-5 ms this way, at equal throughput.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import hmac
 import json
@@ -16,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select
@@ -434,9 +435,45 @@ class SqlContactLog(_SqlAdapter):
         return await self._run(q)
 
 
+def _still_named(fh: IO[str], path: Path) -> bool:
+    """Whether ``path`` still names the open file ``fh`` (not deleted or replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fh.fileno())
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _keep_rejected(path: Path, lines: list[str]) -> None:
+    with path.with_name(path.name + ".rejected").open("a", encoding="utf-8") as fh:
+        fh.writelines(line + "\n" for line in lines)
+
+
+def _open_locked(path: Path) -> tuple[IO[str], list[str]] | None:
+    """``path`` opened and locked with its lines, or None if it is gone (replayed)."""
+    try:
+        fh = path.open("r", encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    if not _still_named(fh, path):
+        fh.close()
+        return None
+    return fh, [line for line in fh.read().splitlines() if line.strip()]
+
+
 class SpoolingContactLog:
     """ContactLog that never loses a record: when the database fails, contacts are
-    appended to a JSONL spool file and replayed on the next successful save."""
+    appended to a JSONL spool file and replayed on the next successful save.
+
+    ``spool`` is this process's file; the replay takes every ``*.jsonl`` in its folder.
+    Put that folder on storage the nodes share and a node that died with contacts in
+    its spool loses none of them: the next node to save a contact replays them. Each
+    file is locked (``flock``) while it is appended to or replayed, and both re-check
+    that the path still names the locked file, so a line appended while another node
+    replays and deletes that file is never written into the deleted one.
+    """
 
     def __init__(self, inner: SqlContactLog, spool: Path) -> None:
         self._inner = inner
@@ -456,21 +493,47 @@ class SpoolingContactLog:
 
     def _append(self, contact: ContactSnapshot) -> None:
         self._spool.parent.mkdir(parents=True, exist_ok=True)
-        with self._spool.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(snapshot_to_row(contact), default=str) + "\n")
+        line = json.dumps(snapshot_to_row(contact), default=str) + "\n"
+        while True:
+            with self._spool.open("a", encoding="utf-8") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                if not _still_named(fh, self._spool):
+                    continue  # replayed and deleted meanwhile: start a new file
+                fh.write(line)
+                return
 
     async def _replay(self) -> None:
-        if not self._spool.exists():
-            return
-        lines = (await asyncio.to_thread(self._spool.read_text, encoding="utf-8")).splitlines()
-        latest: dict[str, ContactSnapshot] = {}
-        for line in lines:
-            snap = row_to_snapshot(json.loads(line))
-            latest[snap.id] = snap  # later snapshots of a contact supersede earlier ones
-        for snap in latest.values():
-            await self._inner.save(snap)
-        await asyncio.to_thread(self._spool.unlink)
-        log.info("replayed %d spooled contacts", len(latest))
+        folder = self._spool.parent
+        paths = await asyncio.to_thread(lambda: sorted(folder.glob("*.jsonl")))
+        for path in paths:
+            await self._replay_file(path)
+
+    async def _replay_file(self, path: Path) -> None:
+        # Blocking in a thread: the lock waits while another node appends a line or
+        # replays the same file.
+        opened = await asyncio.to_thread(_open_locked, path)
+        if opened is None:
+            return  # another node replayed it
+        fh, lines = opened
+        try:
+            latest: dict[str, ContactSnapshot] = {}
+            bad: list[str] = []
+            for line in lines:
+                try:
+                    snap = row_to_snapshot(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    bad.append(line)  # e.g. a line cut short by a crash mid-write
+                    continue
+                latest[snap.id] = snap  # later snapshots of a contact supersede earlier
+            for snap in latest.values():
+                await self._inner.save(snap)
+            if bad:  # kept for a person to look at, out of the replay's way
+                log.error("%d unreadable spooled lines kept in %s.rejected", len(bad), path)
+                await asyncio.to_thread(_keep_rejected, path, bad)
+            await asyncio.to_thread(path.unlink)
+        finally:
+            fh.close()  # releases the lock
+        log.info("replayed %d spooled contacts from %s", len(latest), path.name)
 
     async def get(self, contact_id: str) -> ContactSnapshot | None:
         return await self._inner.get(contact_id)

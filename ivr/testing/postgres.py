@@ -41,6 +41,7 @@ class PostgresServer:
     port: int
     bindir: Path
     user_prefix: list[str]
+    keep: bool = False  # a cached cluster (benchmarks): stop it, keep its files
 
     @property
     def url(self) -> str:
@@ -54,24 +55,31 @@ class PostgresServer:
 
     def stop(self) -> None:
         subprocess.run([*self.user_prefix, str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                        "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(self.datadir.parent, ignore_errors=True)
+                        "-m", "fast" if self.keep else "immediate", "stop"],
+                       capture_output=True)
+        if not self.keep:
+            shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
 
-def start_postgres() -> PostgresServer:
+def start_postgres(root: Path | None = None) -> PostgresServer:
+    """A throwaway cluster in a temporary folder, or (``root``) one kept there between
+    runs: created on the first start, started again as it was afterwards."""
     bindir = _bindir()
-    root = Path(tempfile.mkdtemp(prefix="kanaal-pg-"))
+    keep = root is not None
+    root = Path(tempfile.mkdtemp(prefix="kanaal-pg-")) if root is None else root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
     datadir = root / "data"
     prefix: list[str] = []
     if os.geteuid() == 0:
         prefix = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres", "postgres")
     port = _free_port()
-    init = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(datadir), "-A", "trust",
-                           "-U", "postgres", "--no-sync", "-E", "UTF8"], capture_output=True,
-                          text=True)
-    if init.returncode != 0:
-        raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
+    if not (datadir / "PG_VERSION").exists():
+        init = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(datadir), "-A",
+                               "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                              capture_output=True, text=True)
+        if init.returncode != 0:
+            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
     opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off")
     start = subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(datadir), "-o", opts,
@@ -80,7 +88,7 @@ def start_postgres() -> PostgresServer:
     if start.returncode != 0:
         log = (root / "log").read_text() if (root / "log").exists() else ""
         raise PostgresUnavailable(f"pg_ctl start failed: {start.stderr.strip()} {log[-500:]}")
-    server = PostgresServer(datadir, port, bindir, prefix)
+    server = PostgresServer(datadir, port, bindir, prefix, keep=keep)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as s:

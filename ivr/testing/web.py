@@ -114,7 +114,7 @@ def web_core(settings: Settings) -> WebCore:
             engine, pin_max_failures=settings.pin_max_failures, pin_lock_s=settings.pin_lock_s),
                    knowledge=SqlKnowledgeBase(engine, timezone=settings.timezone),
                    contacts=SpoolingContactLog(SqlContactLog(engine),
-                                               settings.data_dir / "spool" / "contacts.jsonl"),
+                                               settings.spool_file),
                    online=SqlOnlineContacts(engine, ttl_s=settings.online_code_ttl_s),
                    catalogue=_catalogue(settings.grammars_dir))
 

@@ -29,9 +29,24 @@ class ScreenPopHub:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._recent: deque[dict[str, Any]] = deque(maxlen=replay)
         self._queue_size = queue_size
+        self._relay: Callable[[dict[str, Any]], None] | None = None
+
+    def relay_to(self, post: Callable[[dict[str, Any]], None]) -> None:
+        """Also hand every pop published here to ``post`` (the other nodes: a desktop
+        connected to node A must see node B's hand-offs); theirs come in via ``deliver``.
+        """
+        self._relay = post
 
     async def publish(self, session_id: str, context: dict[str, Any]) -> None:
         message = {"type": "screenpop", "session": session_id, "context": context}
+        # This node's desktops first and directly: no round trip, and they still get
+        # the pop when the database (the way to the other nodes) is down.
+        self.deliver(message)
+        if self._relay is not None:
+            self._relay(message)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Fan one pop out to this node's desktops (and keep it for reconnects)."""
         self._recent.append(message)
         for queue in list(self._subscribers):
             put_latest(queue, message)

@@ -209,6 +209,32 @@ async def test_spooling_contact_log_loses_nothing(tmp_path: Path, sqlite_url: st
     assert await log.get("c-9") is not None and await log.get("c-10") is not None
 
 
+async def test_a_dead_nodes_spooled_contacts_are_replayed_by_another_node(
+        tmp_path: Path) -> None:
+    """Nodes share the spool folder: what node A spooled before it died, node B replays
+    on its next save once the database is back; nothing is replayed twice."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    shared = tmp_path / "shared-spool"
+    node_a = SpoolingContactLog(SqlContactLog(make_engine(url)), shared / "contacts-a.jsonl")
+    node_b = SpoolingContactLog(SqlContactLog(make_engine(url)), shared / "contacts-b.jsonl")
+    await node_a.save(_contact("c-a1", None).snapshot())  # no schema yet: spooled
+    await node_a.save(_contact("c-a2", None).snapshot())
+    await node_b.save(_contact("c-b1", None).snapshot())
+    assert sorted(p.name for p in shared.iterdir()) == ["contacts-a.jsonl", "contacts-b.jsonl"]
+    del node_a  # node A is gone for good
+    upgrade(url)
+    await node_b.save(_contact("c-b2", None).snapshot())
+    assert list(shared.iterdir()) == []
+    for contact_id in ("c-a1", "c-a2", "c-b1", "c-b2"):
+        assert await node_b.get(contact_id) is not None, contact_id
+    await node_b.save(_contact("c-b3", None).snapshot())  # nothing left to replay
+    assert list(shared.iterdir()) == []
+    # a node killed mid-write leaves half a line: the rest is replayed, that line kept
+    (shared / "contacts-c.jsonl").write_text('{"id": "c-cut", "sta\n')
+    await node_b.save(_contact("c-b4", None).snapshot())
+    assert [p.name for p in shared.iterdir()] == ["contacts-c.jsonl.rejected"]
+
+
 def test_migrations_upgrade_and_downgrade(db_url: str) -> None:
     """Alembic head creates every table; downgrade to base removes them."""
     eng = make_engine(db_url)
