@@ -248,11 +248,14 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
     """The intent catalogue and matcher for the configured languages."""
     from ivr.nlu.catalogue import load_catalogue
-    from ivr.nlu.matcher import default_matcher
+    from ivr.nlu.matcher import MatcherLimits, default_matcher
 
     languages = tuple(lang for lang in LANGUAGES if lang in settings.languages)
     catalogue = load_catalogue(settings.grammars_dir, languages=languages)
-    matcher = default_matcher(catalogue, cache_dir=settings.data_dir / "cache" / "nlu")
+    limits = MatcherLimits(workers=settings.nlu_workers, max_pending=settings.nlu_max_pending,
+                           timeout_s=settings.nlu_timeout_s)
+    matcher = default_matcher(catalogue, cache_dir=settings.data_dir / "cache" / "nlu",
+                              limits=limits)
     return catalogue, matcher
 
 

@@ -83,6 +83,12 @@ class Settings:
         "wrong PINs per customer (across calls) that lock their PIN; then a human"))
     pin_lock_s: float = field(default=86_400.0, metadata=_meta(
         "how long a wrong PIN counts towards the lock (seconds)"))
+    nlu_workers: int = field(default=2, metadata=_meta(
+        "threads that run intent matching (off the event loop)"))
+    nlu_max_pending: int = field(default=16, metadata=_meta(
+        "intent queries queued or running at most; beyond it a caller gets the keypad menu"))
+    nlu_timeout_s: float = field(default=2.0, metadata=_meta(
+        "an intent query not answered within this gives the keypad menu"))
     require_pin_for: tuple[str, ...] = field(
         default=(), metadata=_meta("intents that need PIN authentication (comma-separated)")
     )
@@ -422,6 +428,11 @@ def _validate_thresholds(s: Settings) -> None:
         raise ConfigError(f"IVR_PIN_MAX_FAILURES={s.pin_max_failures}: at least 1")
     if s.max_reprompts > 5:
         raise ConfigError(f"IVR_MAX_REPROMPTS={s.max_reprompts}: at most 5 (callers give up)")
+    if not (1 <= s.nlu_workers <= 16 and s.nlu_max_pending >= 1 and s.nlu_timeout_s > 0):
+        raise ConfigError(
+            f"IVR_NLU_WORKERS={s.nlu_workers}, IVR_NLU_MAX_PENDING={s.nlu_max_pending}, "
+            f"IVR_NLU_TIMEOUT_S={s.nlu_timeout_s}: workers 1-16, max pending >= 1, "
+            "timeout > 0")
     _validate_surge(s)
 
 

@@ -157,10 +157,16 @@ class IntentScore:
 
 @dataclass(frozen=True, slots=True)
 class IntentMatch:
-    """Ranked intents for one utterance; ``out_of_scope`` when none fits."""
+    """Ranked intents for one utterance; ``out_of_scope`` when none fits.
+
+    ``unavailable``: the matcher could not answer in time (its bounded queue
+    was full or it timed out); the flow offers the keypad menu instead of
+    asking the caller to repeat a question that was never matched.
+    """
 
     ranked: tuple[IntentScore, ...]
     out_of_scope: bool
+    unavailable: bool = False
 
     @property
     def best(self) -> IntentScore | None:

