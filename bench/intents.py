@@ -93,7 +93,35 @@ def own(embedder: Embedder | None, nl_embedder: Embedder | None) -> list[tuple[s
         rows.append((f"own {lang} ({emb.name if emb else 'lexical'})",
                      f"| own catalogue {lang} | paraphrases: {'; '.join(figs)} | "
                      f"{p50:.2f} / {p95:.2f} | {start_s:.1f} (both languages) |"))
+        oos = open_set(matcher, lang)
+        if oos:
+            print(f"own catalogue {lang}, heldout_e: {oos}")
+            rows.append((f"own {lang} heldout_e", f"| own catalogue {lang}, heldout_e | {oos} | | |"))
     return rows
+
+
+def open_set(matcher: HybridIntentMatcher, lang: str, confirm_below: float = 0.6) -> str:
+    """Figures on heldout_e (in-scope and out-of-scope rows, written without sight
+    of the catalogue): in-scope rows answered right and not rejected; out-of-scope
+    rows rejected, and those routed without even a confirmation (confidence at or
+    above the flow's IVR_CONFIRM_BELOW)."""
+    path = ROOT / "tests" / "nlu" / "data" / f"heldout_e_{lang}.csv"
+    if not path.is_file():
+        return ""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    matches = matcher.predict_many([r["text"] for r in rows], lang)
+    ins = [(m, r) for m, r in zip(matches, rows, strict=True) if r["intent"] != "oos"]
+    out = [m for m, r in zip(matches, rows, strict=True) if r["intent"] == "oos"]
+    top1 = sum(m.best is not None and m.best.intent == r["intent"] for m, r in ins)
+    right = sum(not m.out_of_scope and m.best is not None and m.best.intent == r["intent"]
+                for m, r in ins)
+    rejected = sum(m.out_of_scope for m in out)
+    unconfirmed = sum(not m.out_of_scope and m.best is not None
+                      and m.best.confidence >= confirm_below for m in out)
+    return (f"in-scope {right / len(ins):.1%} right and accepted (top-1 {top1 / len(ins):.1%}, "
+            f"n={len(ins)}); out-of-scope rejected {rejected / len(out):.1%}, routed "
+            f"unconfirmed {unconfirmed / len(out):.1%} (n={len(out)})")
 
 
 def main() -> None:
