@@ -87,7 +87,7 @@ class Settings:
         "threads that run intent matching (off the event loop)"))
     nlu_max_pending: int = field(default=16, metadata=_meta(
         "intent queries queued or running at most; beyond it a caller gets the keypad menu"))
-    nlu_timeout_s: float = field(default=2.0, metadata=_meta(
+    nlu_timeout_s: float = field(default=5.0, metadata=_meta(
         "an intent query not answered within this gives the keypad menu"))
     require_pin_for: tuple[str, ...] = field(
         default=(), metadata=_meta("intents that need PIN authentication (comma-separated)")

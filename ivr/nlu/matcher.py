@@ -36,7 +36,7 @@ class MatcherLimits:
 
     workers: int = 2
     max_pending: int = 16
-    timeout_s: float = 2.0
+    timeout_s: float = 5.0
 
 
 class HybridIntentMatcher:
