@@ -96,7 +96,8 @@ def own(embedder: Embedder | None, nl_embedder: Embedder | None) -> list[tuple[s
         oos = open_set(matcher, lang)
         if oos:
             print(f"own catalogue {lang}, heldout_e: {oos}")
-            rows.append((f"own {lang} heldout_e", f"| own catalogue {lang}, heldout_e | {oos} | | |"))
+            rows.append((f"own {lang} heldout_e",
+                         f"| own catalogue {lang}, heldout_e | {oos} | | |"))
     return rows
 
 

@@ -254,8 +254,7 @@ def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatc
     catalogue = load_catalogue(settings.grammars_dir, languages=languages)
     limits = MatcherLimits(workers=settings.nlu_workers, max_pending=settings.nlu_max_pending,
                            timeout_s=settings.nlu_timeout_s)
-    matcher = default_matcher(catalogue, cache_dir=settings.data_dir / "cache" / "nlu",
-                              limits=limits)
+    matcher = default_matcher(catalogue, cache_dir=settings.embedding_cache, limits=limits)
     return catalogue, matcher
 
 

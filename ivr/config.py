@@ -98,6 +98,9 @@ class Settings:
 
     # --- ASR --------------------------------------------------------------------
     asr_engine: str = field(default="auto", metadata=_meta("auto, vosk or whisper"))
+    nlu_cache_dir: Path | None = field(default=None, metadata=_meta(
+        "cache of the intent examples' embeddings, keyed by model and text, so it can be "
+        "shared (empty = $XDG_CACHE_HOME/kanaal/nlu, else ~/.cache/kanaal/nlu)"))
     vosk_model_en: Path | None = field(default=None, metadata=_meta("Vosk model dir (English)"))
     vosk_model_nl: Path | None = field(default=None, metadata=_meta("Vosk model dir (Dutch)"))
     whisper_window: str = field(default="auto", metadata=_meta(
@@ -251,6 +254,16 @@ class Settings:
     csat_voice_skills: tuple[str, ...] = field(default=(), metadata=_meta(
         "skills whose callers hear the 1-5 voice survey if they stay on the line after the "
         "agent hangs up (comma-separated; * = every skill; empty = none)"))
+
+    @property
+    def embedding_cache(self) -> Path:
+        """Where the matcher caches its training embeddings. Not under data_dir: the
+        entries are keyed by model and texts, so every node, test and checkout on the
+        machine can share them, and a fresh data_dir does not re-embed the catalogue."""
+        if self.nlu_cache_dir is not None:
+            return self.nlu_cache_dir
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "kanaal" / "nlu"
 
     @property
     def spool_file(self) -> Path:
