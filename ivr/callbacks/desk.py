@@ -5,11 +5,12 @@ signed link where the customer cancels or moves the callback."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ivr.domain.callbacks import (
     OFFERED,
     CallbackDraft,
+    CallbackError,
     CallbackRecord,
     Slot,
     SlotPolicy,
@@ -66,6 +67,14 @@ class SqlCallbackDesk:
     async def book(self, draft: CallbackDraft) -> CallbackRecord:
         return await self.book_store.book(draft, policy=self.policy,
                                           cap=await self.capacity(draft.skill))
+
+    async def book_now(self, draft: CallbackDraft) -> CallbackRecord:
+        """A callback due at once (a web "call me now"); SlotFull when nobody has room,
+        CallbackError when the centre is closed (nobody to put the customer through to)."""
+        if not await self._is_open(datetime.now(UTC)):
+            raise CallbackError("the centre is closed now; the customer can call when it opens")
+        return await self.book_store.book_now(draft, policy=self.policy,
+                                              cap=await self.capacity(draft.skill))
 
     def manage_link(self, callback_id: str) -> str:
         return f"{self._public}/cb/{self._token('callback', callback_id)}"

@@ -37,6 +37,7 @@ from ivr.domain.callbacks import (
     SlotPolicy,
     UnknownCallback,
     check_booking,
+    slot_start,
 )
 from ivr.domain.ports import PortError
 from ivr.storage.tables import callback_slots, callbacks
@@ -202,6 +203,33 @@ class SqlCallbackBook:
     async def book(self, draft: CallbackDraft, *, policy: SlotPolicy, cap: int
                    ) -> CallbackRecord:
         return await self._run(lambda: self.book_sync(draft, policy=policy, cap=cap))
+
+    def book_now_sync(self, draft: CallbackDraft, *, policy: SlotPolicy, cap: int
+                      ) -> CallbackRecord:
+        """"Call me now": a place in the slot under way (SlotFull when it has none left),
+        due at once, retried for one slot length from now. The draft's slot is ignored."""
+        now = self._now()
+        start = slot_start(now, policy.slot_s)
+        cid = str(uuid.uuid4())
+
+        def tx() -> None:
+            with self._engine.begin() as conn:
+                self._take_place(conn, draft.skill, start, cap)
+                conn.execute(insert(callbacks).values(
+                    id=cid, contact_id=draft.contact_id, number=draft.number,
+                    language=draft.language, customer_id=draft.customer_id,
+                    customer_name=draft.customer_name, question=draft.question,
+                    intent=draft.intent, transcript=list(draft.transcript), skill=draft.skill,
+                    priority=draft.priority, reason=draft.reason, slot_start=start,
+                    slot_end=now + timedelta(seconds=policy.slot_s),
+                    status=CallbackStatus.BOOKED.value, next_attempt_at=now, attempts=[],
+                    created_at=now, updated_at=now))
+        self._guard(tx)
+        return self.get_sync(cid)
+
+    async def book_now(self, draft: CallbackDraft, *, policy: SlotPolicy, cap: int
+                       ) -> CallbackRecord:
+        return await self._run(lambda: self.book_now_sync(draft, policy=policy, cap=cap))
 
     def cancel_sync(self, callback_id: str) -> CallbackRecord:
         """Cancel a booked (or retrying) callback and free its place; a second cancel, or

@@ -36,6 +36,8 @@ class UnknownCustomer(LookupError):
 class Created:
     online: OnlineContact
     language: str
+    number: str = ""  # the customer's first number ("" when the CRM has none)
+    name: str = ""
 
 
 def _utc(dt: datetime) -> datetime:
@@ -71,7 +73,7 @@ class SqlOnlineContacts(_SqlAdapter):
                 contact_id=cid, at=now, channel=channel, direction="in", address=number[:48],
                 body=code, kind=CODE))
         return Created(OnlineContact(cid, code, cust.id, intent, text, now + self._ttl),
-                       cust.language)
+                       cust.language, number, cust.name)
 
     async def create(self, customer: str, intent: str, text: str, channel: str) -> Created:
         return await self._run(lambda: self.create_sync(customer, intent, text, channel))
@@ -82,7 +84,7 @@ class SqlOnlineContacts(_SqlAdapter):
         cond = c.customer_no == key
         if key.isdigit() and len(key) < 10:
             cond = or_(cond, c.id == int(key))
-        return conn.execute(select(c.id, c.language).where(cond)).first()
+        return conn.execute(select(c.id, c.language, c.name).where(cond)).first()
 
     def _free_code(self, conn: Connection, now: datetime) -> str:
         """A random code no open question has (a million codes, few open at a time)."""

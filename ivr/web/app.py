@@ -105,7 +105,8 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
         web.include_router(centre_router(auth, centre, app.engine, settings.timezone))
     if getattr(app, "online", None) is not None and getattr(app, "catalogue", None) is not None:
         web.include_router(online_router(auth, app.online, app.catalogue,
-                                         settings.phone_number))
+                                         settings.phone_number,
+                                         getattr(app, "callbacks", None)))
     web.include_router(docs_router(web, auth))
     return web
 

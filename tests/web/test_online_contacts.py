@@ -8,10 +8,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from web_helpers import LEGACY_TOKEN
+from web_helpers import BASE, LEGACY_TOKEN
 
+from ivr.callbacks.desk import SqlCallbackDesk
+from ivr.domain.callbacks import SlotPolicy
+from ivr.storage.callbacks import SqlCallbackBook
 from ivr.storage.online import SqlOnlineContacts
-from ivr.testing.web import WebCore
+from ivr.testing.web import WebCore, cheap_passwords
+from ivr.web.app import create_web_app
 
 AUTH = {"Authorization": f"Bearer {LEGACY_TOKEN}"}
 HANNAH = "+31655556666"  # customer 1008 in the demo CRM
@@ -62,3 +66,60 @@ async def test_codes_expire(core: WebCore) -> None:
     assert store.waiting_for_sync(HANNAH) is None
     fresh = store.create_sync("1008", "invoice_question", TEXT, "web")
     assert store.by_code_sync(fresh.online.code) is not None
+
+
+def _now_desk(core: WebCore, *, open_now: bool, capacity: int = 1) -> SqlCallbackDesk:
+    """A real callback desk on the test database; opening hours fixed by the test."""
+    async def is_open(_: datetime) -> bool:
+        return open_now
+
+    async def staffing(_: str) -> int:
+        return 0
+
+    desk = SqlCallbackDesk(
+        SqlCallbackBook(core.engine),
+        SlotPolicy(capacity={"billing": capacity}), offer_wait_s=120.0,
+        staffing=staffing, is_open=is_open, token=lambda k, i: f"{k}.{i}",
+        public_url="http://ivr")
+    core.callbacks = desk
+    return desk
+
+
+async def test_call_me_now_books_a_callback_due_at_once_with_the_online_context(
+        core: WebCore) -> None:
+    """"Call me now" stores the question and books a callback the dialer takes at once
+    (next attempt now, the customer's number, the online text as the question); when the
+    slot under way is full the customer is told to call, and the question is kept."""
+    desk = _now_desk(core, open_now=True, capacity=1)
+    body = {"customer": "1008", "intent": "invoice_question", "text": TEXT,
+            "call_me_now": True}
+    web = create_web_app(core, passwords=cheap_passwords())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
+        first = await c.post("/api/contacts", json=body, headers=AUTH)
+        second = await c.post("/api/contacts", json=body, headers=AUTH)
+        bad = await c.post("/api/contacts", json={**body, "call_me_now": "yes"}, headers=AUTH)
+    assert first.status_code == 201, first.text
+    now = first.json()["call_me_now"]
+    assert now["status"] == "booked", now
+    rec = await desk.book_store.get(now["id"])
+    assert rec.draft.number == HANNAH and rec.draft.question == TEXT
+    assert rec.draft.skill == "billing" and rec.draft.contact_id == first.json()["contact_id"]
+    assert rec.next_attempt_at is not None
+    assert abs((rec.next_attempt_at - datetime.now(UTC)).total_seconds()) < 60
+    assert second.status_code == 201 and second.json()["call_me_now"]["status"] == "full"
+    assert len(second.json()["code"]) == 6  # the question is kept: call with the code
+    assert bad.status_code == 422 and "call_me_now" in bad.json()["message"]
+
+
+async def test_call_me_now_when_closed_or_off_says_why(core: WebCore) -> None:
+    body = {"customer": "1008", "intent": "invoice_question", "text": TEXT,
+            "call_me_now": True}
+    web = create_web_app(core, passwords=cheap_passwords())  # callbacks off
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
+        off = (await c.post("/api/contacts", json=body, headers=AUTH)).json()["call_me_now"]
+    _now_desk(core, open_now=False)
+    web = create_web_app(core, passwords=cheap_passwords())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
+        shut = (await c.post("/api/contacts", json=body, headers=AUTH)).json()["call_me_now"]
+    assert off["status"] == "unavailable" and "off" in off["reason"]
+    assert shut["status"] == "unavailable" and "closed" in shut["reason"]
