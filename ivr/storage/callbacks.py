@@ -184,6 +184,11 @@ class SqlCallbackBook:
         now = self._now()
         start = _utc(draft.slot_start)
         check_booking(start, now, policy, booked=0, cap=cap)
+        return self._insert(draft, start, _utc(draft.slot_end), start, now, cap)
+
+    def _insert(self, draft: CallbackDraft, start: datetime, end: datetime, due: datetime,
+                now: datetime, cap: int) -> CallbackRecord:
+        """Take a place in (skill, start) and store the callback, in one transaction."""
         cid = str(uuid.uuid4())
 
         def tx() -> None:
@@ -195,8 +200,8 @@ class SqlCallbackBook:
                     customer_name=draft.customer_name, question=draft.question,
                     intent=draft.intent, transcript=list(draft.transcript), skill=draft.skill,
                     priority=draft.priority, reason=draft.reason, slot_start=start,
-                    slot_end=_utc(draft.slot_end), status=CallbackStatus.BOOKED.value,
-                    next_attempt_at=start, attempts=[], created_at=now, updated_at=now))
+                    slot_end=end, status=CallbackStatus.BOOKED.value, next_attempt_at=due,
+                    attempts=[], created_at=now, updated_at=now))
         self._guard(tx)
         return self.get_sync(cid)
 
@@ -209,23 +214,8 @@ class SqlCallbackBook:
         """"Call me now": a place in the slot under way (SlotFull when it has none left),
         due at once, retried for one slot length from now. The draft's slot is ignored."""
         now = self._now()
-        start = slot_start(now, policy.slot_s)
-        cid = str(uuid.uuid4())
-
-        def tx() -> None:
-            with self._engine.begin() as conn:
-                self._take_place(conn, draft.skill, start, cap)
-                conn.execute(insert(callbacks).values(
-                    id=cid, contact_id=draft.contact_id, number=draft.number,
-                    language=draft.language, customer_id=draft.customer_id,
-                    customer_name=draft.customer_name, question=draft.question,
-                    intent=draft.intent, transcript=list(draft.transcript), skill=draft.skill,
-                    priority=draft.priority, reason=draft.reason, slot_start=start,
-                    slot_end=now + timedelta(seconds=policy.slot_s),
-                    status=CallbackStatus.BOOKED.value, next_attempt_at=now, attempts=[],
-                    created_at=now, updated_at=now))
-        self._guard(tx)
-        return self.get_sync(cid)
+        return self._insert(draft, slot_start(now, policy.slot_s),
+                            now + timedelta(seconds=policy.slot_s), now, now, cap)
 
     async def book_now(self, draft: CallbackDraft, *, policy: SlotPolicy, cap: int
                        ) -> CallbackRecord:
