@@ -146,8 +146,11 @@ def _voice_demo(settings: Settings, *,
     """Place the voice samples; returns their results and the misrouted ones."""
     from ivr.cli.voice_call import VoiceCallSpec, latency_summary, run_voice_calls, voice_table
 
+    # Each caller stays on the line until the IVR hangs up (answer given, link sent) or,
+    # handed to a queue nobody in the demo answers, for 45 s: a caller who hung up after
+    # the IVR's first reply would end every call as "abandoned".
     specs = [VoiceCallSpec(say=say, from_number=number, dtmf=dtmf, title=title,
-                           expect_scenario=scen, expect_intent=intent)
+                           expect_scenario=scen, expect_intent=intent, hangup_after_s=45)
              for title, say, number, dtmf, scen, intent in VOICE_SAMPLES]
     console = Console(width=max(160, Console().width))
     if not as_json:
