@@ -14,16 +14,14 @@ a worker thread for the node. Rules (capacity, past/full, retries) live in
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.domain.callbacks import (
     Attempt,
@@ -39,10 +37,9 @@ from ivr.domain.callbacks import (
     check_booking,
     slot_start,
 )
-from ivr.domain.ports import PortError
+from ivr.storage.db import SyncStore
 from ivr.storage.tables import callback_slots, callbacks
 
-T = TypeVar("T")
 _CLAIMABLE = (CallbackStatus.BOOKED.value, CallbackStatus.RETRY.value,
               CallbackStatus.DIALING.value)
 _CANCELLABLE = (CallbackStatus.BOOKED.value, CallbackStatus.RETRY.value)
@@ -89,30 +86,16 @@ class LeaseLost(CallbackError):
     """The dialer's lease on a callback ran out or was taken over: it must not dial."""
 
 
-class SqlCallbackBook:
+class SqlCallbackBook(SyncStore):
     """Callbacks and slot bookings (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] | None = None) -> None:
-        self._engine = engine
+        super().__init__(engine)
         clock = now or (lambda: datetime.now(UTC))
         # SQLite stores datetimes without their zone: everything goes in as UTC, or a
         # clock in another zone (a demo's local time) would compare wrongly.
         self._now: Callable[[], datetime] = lambda: _utc(clock())
         self._pg = engine.dialect.name == "postgresql"
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
-
-    def _guard(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except SQLAlchemyError as exc:
-            raise PortError(f"database error: {type(exc).__name__}: {exc}".splitlines()[0]
-                            ) from exc
 
     # ------------------------------------------------------------------ reads
 

@@ -7,14 +7,13 @@ thread for the node. Life-cycle rules live in ``ivr.domain.outages``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from ivr.domain.outages import (
     OutageDraft,
@@ -27,10 +26,8 @@ from ivr.domain.outages import (
     clean_messages,
     clean_regions,
 )
-from ivr.domain.ports import PortError
+from ivr.storage.db import SyncStore
 from ivr.storage.tables import contacts, customers, outage_subscribers, outages
-
-T = TypeVar("T")
 
 
 def _aware(dt: datetime | None) -> datetime | None:
@@ -72,26 +69,12 @@ def _record(r: Any, subscribers: int = 0) -> OutageRecord:
         updated_at=_aware(r.updated_at), detail=dict(r.detail or {}), subscribers=subscribers)
 
 
-class SqlOutageBoard:
+class SqlOutageBoard(SyncStore):
     """Outages and their SMS subscribers (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] | None = None) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._now = now or (lambda: datetime.now(UTC))
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
-
-    def _guard(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except SQLAlchemyError as exc:
-            raise PortError(f"database error: {type(exc).__name__}: {exc}".splitlines()[0]
-                            ) from exc
 
     # ------------------------------------------------------------------ reads
 
