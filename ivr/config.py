@@ -173,8 +173,8 @@ class Settings:
     # --- callbacks in time slots (ivr.callbacks, ivr.domain.callbacks) -------------
     callbacks: bool = field(default=False, metadata=_meta(
         "offer callbacks in time slots (asked for, long wait, nobody available, closed, "
-        "left the queue) and run the dialer; off by default until the queue e2e tests "
-        "are reworked for the extra offer"))
+        "left the queue) and run the dialer; off by default: the dialer calls out "
+        "through your trunk (IVR_CALLBACK_ENDPOINT), which must be configured first"))
     callback_slot_s: float = field(default=1800.0, metadata=_meta(
         "length of a callback slot in seconds (slots start on multiples of it)"))
     callback_lead_s: float = field(default=900.0, metadata=_meta(
