@@ -129,20 +129,24 @@ class SqlCallbackBook(SyncStore):
         return await self._run(lambda: self.get_sync(callback_id))
 
     def list_sync(self, *, status: Sequence[CallbackStatus] = (), limit: int = 200,
-                  ) -> list[CallbackRecord]:
-        """Earliest slot first; only the given statuses if any."""
+                  skills: Sequence[str] | None = None) -> list[CallbackRecord]:
+        """Earliest slot first; only the given statuses if any, and only these skills
+        when ``skills`` is given (an empty list: none)."""
         def q() -> list[CallbackRecord]:
             stmt = select(callbacks).order_by(callbacks.c.slot_start, callbacks.c.created_at
                                               ).limit(limit)
             if status:
                 stmt = stmt.where(callbacks.c.status.in_([s.value for s in status]))
+            if skills is not None:
+                stmt = stmt.where(callbacks.c.skill.in_(list(skills)))
             with self._engine.connect() as conn:
                 return [_record(r) for r in conn.execute(stmt)]
         return self._guard(q)
 
     async def listing(self, *, status: Sequence[CallbackStatus] = (), limit: int = 200,
-                   ) -> list[CallbackRecord]:
-        return await self._run(lambda: self.list_sync(status=status, limit=limit))
+                      skills: Sequence[str] | None = None) -> list[CallbackRecord]:
+        return await self._run(lambda: self.list_sync(status=status, limit=limit,
+                                                      skills=skills))
 
     # ---------------------------------------------------------------- booking
 

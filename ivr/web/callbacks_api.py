@@ -1,7 +1,8 @@
 """Callbacks on the web.
 
     GET  /api/callbacks                    callbacks, earliest slot first (``?status=booked,retry``,
-                                            ``?limit=``); agent role
+                                            ``?limit=``, ``?mine=1``: open ones in the signed-in
+                                            agent's skills, for the desktop); agent role
     POST /api/callbacks/{id}/cancel        cancel a booked callback; supervisor role
     GET  /cb/{token}                       the customer's page from the confirmation SMS
                                             (signed link): the slot, cancel, or move
@@ -28,6 +29,7 @@ from ivr.callbacks.views import callback_view
 from ivr.domain.callbacks import CallbackError, CallbackRecord, CallbackStatus, UnknownCallback
 from ivr.domain.ports import PortError
 from ivr.notify.links import LinkTokenError, LinkTokenExpired, SignedLinkBuilder
+from ivr.storage.agents import SqlAgentDirectory
 from ivr.storage.callbacks import SqlCallbackBook
 from ivr.web.auth import Auth, Principal
 from ivr.web.auth_routes import role
@@ -113,6 +115,28 @@ class CustomerPages:
         return await self.show(token, done)
 
 
+OPEN = (CallbackStatus.BOOKED, CallbackStatus.DIALING, CallbackStatus.RETRY)
+
+
+async def _listing(book: SqlCallbackBook, directory: SqlAgentDirectory, who: Principal,
+                   status: str, mine: bool, limit: int) -> JSONResponse:
+    try:
+        wanted = [CallbackStatus(s) for s in status.split(",") if s]
+    except ValueError:
+        return _error(422, "bad_status", f"status: one of "
+                      f"{', '.join(s.value for s in CallbackStatus)}")
+    skills: list[str] | None = None
+    if mine:
+        # The agent's skills: the callbacks they may be rung for (agent-first) or take
+        # from the priority queue (customer-first). No agent profile: no skills.
+        record = await directory.get(who.agent_code) if who.agent_code else None
+        skills = [] if record is None else sorted(record.profile.skills)
+        wanted = wanted or list(OPEN)
+    found = await book.listing(status=wanted, limit=limit, skills=skills)
+    return JSONResponse({"callbacks": [callback_view(cb) for cb in found],
+                         "count": len(found), "skills": skills})
+
+
 def callbacks_router(auth: Auth, app: Any) -> APIRouter:
     """Mounts the API (agents, supervisors) and the customer's signed-link pages."""
     from zoneinfo import ZoneInfo
@@ -124,20 +148,14 @@ def callbacks_router(auth: Auth, app: Any) -> APIRouter:
     desk: SqlCallbackDesk | None = getattr(app, "callbacks", None)
     book = desk.book_store if desk is not None else SqlCallbackBook(app.engine)
 
+    directory = SqlAgentDirectory(app.engine)
+
     @router.get("/api/callbacks")
-    async def list_callbacks(_: Principal = agent, status: str = "",
+    async def list_callbacks(who: Principal = agent, status: str = "", mine: bool = False,
                              limit: int = Query(200, ge=1, le=10_000)) -> JSONResponse:
-        """Callbacks with their attempts (the dialer's record of every call)."""
-        async def work() -> JSONResponse:
-            try:
-                wanted = [CallbackStatus(s) for s in status.split(",") if s]
-            except ValueError:
-                return _error(422, "bad_status", f"status: one of "
-                              f"{', '.join(s.value for s in CallbackStatus)}")
-            found = await book.listing(status=wanted, limit=limit)
-            return JSONResponse({"callbacks": [callback_view(cb) for cb in found],
-                                 "count": len(found)})
-        return await _guarded(work)
+        """Callbacks with their attempts (the dialer's record of every call); ``mine=1``:
+        the open ones (booked, dialling, retry) in the signed-in agent's skills."""
+        return await _guarded(lambda: _listing(book, directory, who, status, mine, limit))
 
     @router.post("/api/callbacks/{callback_id}/cancel")
     async def cancel(callback_id: str, _: Principal = supervisor) -> JSONResponse:

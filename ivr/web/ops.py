@@ -1,5 +1,10 @@
 """Operations endpoints: ``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus text).
 
+``/healthz`` is liveness only: it answers while the process and its event loop do, and
+checks nothing else, because an orchestrator restarts a node whose liveness fails, and
+restarting every node when the shared database blips would drop the calls they carry.
+Dependencies belong to ``/readyz`` (take the node out of rotation, do not kill it).
+
 ``/healthz`` and ``/readyz`` are open (load balancers and orchestrators probe them
 without credentials), so they say only ok/down, counts and fixed reasons, never error
 text; details go to the log. ``/metrics`` needs the supervisor role or an API token.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -103,20 +109,26 @@ def ops_router(auth: Auth, desk: SqlDeskStore, telemetry: NodeTelemetry,
     supervisor = Depends(role(auth, "supervisor"))
     links = links or Links()
 
+    started = time.monotonic()
+
     @router.get("/healthz")
     async def healthz() -> JSONResponse:
-        """Database reachable and migrated, outbox backlog; 503 when the database is down."""
-        health = await check_health(desk, probe_timeout_s)
-        return JSONResponse(health.as_dict(), status_code=200 if health.database_up else 503)
+        """Liveness: 200 whenever the event loop answers (see the module docstring)."""
+        return JSONResponse({"status": "alive",
+                             "uptime_s": round(time.monotonic() - started, 1)})
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
         """Ready for calls: database, ARI and (with live routing) AMI up; else 503 + reasons."""
-        checks, reasons = readiness(await check_health(desk, probe_timeout_s), links)
+        health = await check_health(desk, probe_timeout_s)
+        checks, reasons = readiness(health, links)
+        detail = health.as_dict()
+        body = {"checks": checks, "schema": detail["schema"],
+                "outbox_backlog": detail["outbox_backlog"]}
         if reasons:
-            return JSONResponse({"status": "not_ready", "checks": checks, "reasons": reasons},
+            return JSONResponse({"status": "not_ready", **body, "reasons": reasons},
                                 status_code=503)
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", **body})
 
     @router.get("/metrics", response_class=PlainTextResponse)
     async def prometheus(_: Principal = supervisor) -> Response:

@@ -67,6 +67,25 @@ async def test_agents_list_supervisors_cancel(
     assert r.status_code == 404
 
 
+async def test_desktop_lists_the_agents_own_skills_only(
+        setup: tuple[httpx.AsyncClient, SqlCallbackDesk]) -> None:
+    """``mine=1``: open callbacks in the signed-in agent's skills (agent1 = 1001 has
+    billing, not logistics); done or cancelled ones are not listed."""
+    client, desk = setup
+    start = candidate_starts(datetime.now(UTC), desk.policy, 2)[1]
+    billing = _book(desk, start)
+    cancelled = _book(desk, start)
+    desk.book_store.cancel_sync(cancelled.id)
+    desk.book_store.book_sync(replace(billing.draft, skill="logistics"), policy=desk.policy,
+                              cap=2)
+    await sign_in(client, "agent1")
+    mine = (await client.get("/api/callbacks?mine=1")).json()
+    assert [c["id"] for c in mine["callbacks"]] == [billing.id]
+    assert "billing" in mine["skills"] and "logistics" not in mine["skills"]
+    await sign_in(client, "super")  # no agent code: no skills, nothing of anyone's
+    assert (await client.get("/api/callbacks?mine=1")).json()["callbacks"] == []
+
+
 async def test_customer_moves_then_cancels_by_the_signed_link(
         setup: tuple[httpx.AsyncClient, SqlCallbackDesk]) -> None:
     """The SMS link shows the slot and other free ones; move, then cancel; tampered: 400."""

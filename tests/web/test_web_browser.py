@@ -10,13 +10,17 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
+from ivr.app import build_callbacks
 from ivr.cli.demo_cmd import demo_moment
 from ivr.contact_centre.service import ContactCentre
+from ivr.domain.callbacks import CallbackDraft, candidate_starts
 from ivr.domain.centre import CentreKind
 from ivr.domain.model import IntentSpec, RouteRequest, Scenario
 from ivr.storage.desk import SqlDeskStore
@@ -88,16 +92,32 @@ def real_errors(errors: list[str]) -> list[str]:
     return [e for e in errors if "404" not in e]
 
 
+def book_callback(core: WebCore, skill: str, question: str) -> None:
+    """A callback booked in the next open slot of ``skill`` (the dialer is not running)."""
+    settings = replace(core.settings, callbacks=True, callback_lead_s=0.0)
+    desk = build_callbacks(settings, core.engine, core.knowledge)
+    assert desk is not None
+    start = candidate_starts(datetime.now(UTC), desk.policy, 2)[1]
+    desk.book_store.book_sync(CallbackDraft(
+        contact_id=f"c-{skill}", number="+31302345678", language="en", skill=skill,
+        slot_start=start, slot_end=start + timedelta(seconds=desk.policy.slot_s),
+        question=question, intent="invoice_question"), policy=desk.policy, cap=5)
+
+
 async def test_agent_gets_screen_pop_and_saves_wrapup(browser: Browser, base_url: str,
                                                       core: WebCore) -> None:
     """An agent signs in, the hand-off pops on screen with everything the IVR learnt, and
     the wrap-up lands on the contact. A POST without the CSRF token is refused."""
+    book_callback(core, "billing", "why is my bill so high")  # one of agent1's skills
+    book_callback(core, "logistics", "where is my parcel")  # not one of hers
     page, errors = await new_page(browser)
     await sign_in(page, base_url, "agent1")
     await expect(page).to_have_url(f"{base_url}/agent")
     await expect(page.get_by_test_id("who")).to_contain_text("agent1")
     await expect(page.locator("#live")).to_have_text("live")
     await expect(page.locator("#waiting")).to_be_visible()
+    await expect(page.locator("#callbacks")).to_contain_text("why is my bill so high")
+    await expect(page.locator("#callbacks")).not_to_contain_text("where is my parcel")
     session = await play_call(core, ANNA)
     await expect(page.locator("#question")).to_have_text("my internet keeps dropping")
     await expect(page.locator("#customer-name")).to_have_text("Anna de Vries")

@@ -1,4 +1,4 @@
-"""/healthz and /readyz report the real database, ARI and AMI state; /metrics speaks
+"""/healthz is liveness; /readyz reports the real database, ARI and AMI state; /metrics speaks
 Prometheus text (parsed here with prometheus_client's own parser)."""
 
 from __future__ import annotations
@@ -38,40 +38,57 @@ def _queue_message(core: WebCore) -> None:
             created_at=now, updated_at=now))
 
 
-async def test_healthz_reports_database_and_outbox_backlog(core: WebCore,
-                                                           client: httpx.AsyncClient) -> None:
-    """Open to probes: the schema revision the database answered with, and the backlog."""
+async def test_healthz_is_liveness_only(core: WebCore, client: httpx.AsyncClient,
+                                        tmp_path: Path) -> None:
+    """Liveness answers while the process does, even with the database gone (a restart
+    would not bring the database back and would drop the node's calls)."""
     r = await client.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "alive"
+    broken_dir = tmp_path / "not-a-file.db"
+    broken_dir.mkdir()
+    broken = replace(core, engine=make_engine(f"sqlite:///{broken_dir}"))
+    web = create_web_app(broken, passwords=cheap_passwords())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
+        assert (await c.get("/healthz")).status_code == 200
+        assert (await c.get("/readyz")).status_code == 503
+    broken.engine.dispose()
+
+
+async def test_readyz_reports_schema_and_outbox_backlog(core: WebCore,
+                                                         client: httpx.AsyncClient) -> None:
+    """Open to probes: the schema revision the database answered with, and the backlog."""
+    r = await client.get("/readyz")
     assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["status"] == "ready" and body["checks"]["database"] == "ok"
     assert body["schema"] and body["outbox_backlog"] == 0
     _queue_message(core)
-    assert (await client.get("/healthz")).json()["outbox_backlog"] == 1
+    assert (await client.get("/readyz")).json()["outbox_backlog"] == 1
 
 
-async def test_healthz_is_503_when_the_database_is_unreachable(core: WebCore,
-                                                               tmp_path: Path) -> None:
-    """A database that cannot be opened makes the node unhealthy (no error text leaks)."""
+async def test_readyz_is_503_when_the_database_is_unreachable(core: WebCore,
+                                                              tmp_path: Path) -> None:
+    """A database that cannot be opened makes the node not ready (no error text leaks)."""
     # A directory where the database file should be: SQLite cannot open it.
     broken_dir = tmp_path / "not-a-file.db"
     broken_dir.mkdir()
     broken = replace(core, engine=make_engine(f"sqlite:///{broken_dir}"))
     web = create_web_app(broken, passwords=cheap_passwords())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
-        r = await c.get("/healthz")
+        r = await c.get("/readyz")
     assert r.status_code == 503
-    assert r.json() == {"status": "unavailable", "database": "down", "schema": None,
-                        "outbox_backlog": None}
+    assert r.json() == {"status": "not_ready", "checks": {"database": "down"},
+                        "schema": None, "outbox_backlog": None,
+                        "reasons": ["database not reachable or not migrated"]}
     broken.engine.dispose()
 
 
-async def test_healthz_is_503_when_the_schema_is_gone(core: WebCore, tmp_path: Path) -> None:
-    """An empty database (the file replaced, never migrated) is not healthy either."""
+async def test_readyz_is_503_when_the_schema_is_gone(core: WebCore, tmp_path: Path) -> None:
+    """An empty database (the file replaced, never migrated) is not ready either."""
     empty = replace(core, engine=make_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
     web = create_web_app(empty, passwords=cheap_passwords())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
-        assert (await c.get("/healthz")).status_code == 503
+        assert (await c.get("/readyz")).status_code == 503
     empty.engine.dispose()
 
 
@@ -157,9 +174,8 @@ async def test_readyz_checks_database_ari_and_ami(core: WebCore,
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url=BASE) as c:
         r = await c.get("/readyz")
         assert r.status_code == 503
-        assert r.json() == {"status": "not_ready",
-                            "checks": {"database": "ok", "ari": "down", "ami": "ok"},
-                            "reasons": ["ARI websocket not connected"]}
+        assert r.json()["checks"] == {"database": "ok", "ari": "down", "ami": "ok"}
+        assert r.json()["reasons"] == ["ARI websocket not connected"]
         ari.set()
         r = await c.get("/readyz")
         assert r.status_code == 200 and r.json()["status"] == "ready"

@@ -134,6 +134,21 @@
   }
   if (code) showAgentState("");
 
+  // The open callbacks in this agent's skills: the calls the dialer may ring them for.
+  // A slow-changing list (booked minutes ahead), so a minute's refresh is enough.
+  async function loadCallbacks() {
+    if (!document.getElementById("callbacks")) return;
+    try {
+      const found = await getJson("/api/callbacks?mine=1&limit=20", false);
+      fillRows("callbacks", found.callbacks.map((c) => [when(c.slot_start), c.skill,
+        (c.customer_name ? c.customer_name + ": " : "") + (c.question || "–"), c.status]), 4,
+        t("js.no_callbacks"));
+    } catch (error) {
+      fillRows("callbacks", [], 4, t("js.callbacks_unavailable"));
+    }
+  }
+  if (code) { loadCallbacks(); setInterval(loadCallbacks, 60000); }
+
   socket("/ws/screenpop", (message) => {
     if (message.type !== "screenpop") return;
     const known = pops.get(message.session) || {};
