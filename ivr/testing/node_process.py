@@ -5,6 +5,7 @@
 Serves the rig named by the ``KANAAL_RIG_*`` environment variables (as the e2e
 tests' fixture does) with the settings of ``ivr serve --rig``, and prints
 ``READY`` on stdout once ARI is connected and the live state is in sync.
+``IVR_ARI_APP`` gives the node its own Stasis app, so two nodes can share the rig.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ async def _serve(database_url: str) -> None:
     port = free_port()
     # The default data folder: its trained-matcher cache makes start-up seconds, not
     # a minute of training on a busy machine.
-    settings = replace(rig_settings(load_settings(env_file=None, environ=dict(os.environ)), rig),
-                       database_url=database_url, web_port=port,
-                       agi_port=0, public_url=f"http://127.0.0.1:{port}")
+    settings = rig_settings(load_settings(env_file=None, environ=dict(os.environ)), rig)
+    # IVR_ARI_APP names this node's own Stasis app (two nodes on one Asterisk); the
+    # rig's app otherwise.
+    settings = replace(settings, database_url=database_url, web_port=port, agi_port=0,
+                       public_url=f"http://127.0.0.1:{port}",
+                       ari_app=os.environ.get("IVR_ARI_APP") or settings.ari_app)
     ready = asyncio.Event()
     node = asyncio.create_task(serve_node(settings, ready=ready))
     await ready.wait()

@@ -269,7 +269,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "js.out.surge_in": ("Surge in", "Piek in"),
     "js.out.surge_over": ("Surge over in", "Piek voorbij in"),
     "js.out.calls": ("calls, expected", "gesprekken, verwacht"),
-    "js.out.pending": ("announcement waits for you", "melding wacht op u"),
+    "js.out.pending": ("announcement waits for you", "melding wacht op jou"),
 }
 
 

@@ -124,8 +124,9 @@ async def test_agent_desktop_pops_a_real_call_and_pause_stops_new_ones(
             first = await call
 
             # Pause: the next caller for her skills must not ring her phone.
+            await page.select_option("#pause-reason", "meeting")
             await page.get_by_role("button", name="Pause").click()
-            await expect(page.locator("#agent-state-result")).to_contain_text("paused")
+            await expect(page.locator("#agent-state-result")).to_contain_text("paused (meeting)")
             await until(lambda: (a := snap().agent("1001")) is not None
                         and a.status.state is AgentState.PAUSED)
             with centre.ami.subscribe(QueueMemberStatus) as rings:

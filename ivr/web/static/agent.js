@@ -113,11 +113,17 @@
   // Queue state buttons: POST /api/agents/{code}/{login|logout|pause|resume}.
   const bar = document.querySelector("[data-agent-code]");
   const code = bar ? bar.dataset.agentCode : "";
+  // Pause reasons are codes in the API and the reports; the page shows their label.
+  const reasons = document.getElementById("pause-reason");
+  function reasonLabel(reason) {
+    const option = reasons ? [...reasons.options].find((o) => o.value === reason) : null;
+    return option ? option.textContent : reason;
+  }
   async function showAgentState(prefix) {
     try {
       const agent = await getJson("/api/agents/" + encodeURIComponent(code), false);
       const state = !agent.logged_in ? t("js.logged_out") : agent.paused
-        ? t("js.paused") + (agent.pause_reason ? " (" + agent.pause_reason + ")" : "") : t("js.ready");
+        ? t("js.paused") + (agent.pause_reason ? " (" + reasonLabel(agent.pause_reason) + ")" : "") : t("js.ready");
       say("agent-state-result", (prefix ? prefix + " · " : "") + t("js.state") + ": " + state);
     } catch (error) {
       say("agent-state-result", (prefix ? prefix + " · " : "") + t("js.queue_state_unavailable"));
@@ -126,7 +132,8 @@
   for (const button of document.querySelectorAll("#agent-state button")) {
     button.addEventListener("click", async () => {
       const action = button.dataset.action;
-      const result = await post("/api/agents/" + encodeURIComponent(code) + "/" + action, {});
+      const body = action === "pause" && reasons ? { reason: reasons.value } : {};
+      const result = await post("/api/agents/" + encodeURIComponent(code) + "/" + action, body);
       if (result.ok) { showAgentState(button.textContent + ": " + t("js.done")); return; }
       say("agent-state-result", button.textContent + " " + t("js.failed") + ": "
         + (result.body && result.body.message ? result.body.message : "HTTP " + result.status));
