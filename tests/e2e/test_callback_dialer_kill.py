@@ -41,8 +41,8 @@ from ivr.testing.sipcaller import SippAgent
 pytestmark = [pytest.mark.e2e]
 
 CUSTOMER = "+31301234599"
-RING_S = 15.0  # each attempt rings this long (the customer never answers): node B is
-# normally up while node A's call still rings, which is the case that matters
+RING_S = 15.0  # each attempt rings this long (the customer never answers): longer than
+# the lease, so the survivor finds the dead node's call still up, the case that matters
 LEASE_S = 6.0
 
 

@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, setText, fillRows, when, getJson, post, socket, t } = Kanaal;
+  const { el, setText, fillRows, when, getJson, post, send, socket, t } = Kanaal;
   const say = (id, text) => { document.getElementById(id).textContent = text; }; // status lines
   const pops = new Map(); // session -> screen-pop context, newest last
   let current = null;
@@ -132,8 +132,9 @@
   for (const button of document.querySelectorAll("#agent-state button")) {
     button.addEventListener("click", async () => {
       const action = button.dataset.action;
-      const body = action === "pause" && reasons ? { reason: reasons.value } : {};
-      const result = await post("/api/agents/" + encodeURIComponent(code) + "/" + action, body);
+      // The agents API parses JSON bodies (the reason); the other actions send none.
+      const body = action === "pause" && reasons ? { reason: reasons.value } : null;
+      const result = await send("POST", "/api/agents/" + encodeURIComponent(code) + "/" + action, body);
       if (result.ok) { showAgentState(button.textContent + ": " + t("js.done")); return; }
       say("agent-state-result", button.textContent + " " + t("js.failed") + ": "
         + (result.body && result.body.message ? result.body.message : "HTTP " + result.status));
