@@ -5,8 +5,7 @@ own; a Python SIP caller (:mod:`ivr.testing.turncaller`) speaks each turn once t
 IVR's prompt has finished, as heard on its own RTP, and the call's channel in this
 node takes input (silence alone cannot tell a pause between two prompts from the
 end of the question on a busy machine); it measures the turn gap at the wire.
-``_prompt_leads`` (prompt lengths from a dry run over the text channel) remains for
-SIPp callers whose audio must be laid out in advance (the AGI entry).
+A barge-in turn talks over the prompt of the channel's input turn (``asking``).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ivr.config import Settings
-from ivr.domain.model import ContactChannel, ContactSnapshot, Language, as_language
+from ivr.domain.model import ContactSnapshot, Language, as_language
 from ivr.domain.ports import Clock
 from ivr.testing.rig import Rig, rig_from_env
 
@@ -70,7 +69,10 @@ class VoiceCallReport:
     response_ms: list[float] = field(default_factory=list)
     asr_ms: list[float] = field(default_factory=list)
     silence_wait_ms: list[float] = field(default_factory=list)
+    # The node's: speech detected -> Asterisk reports the prompt stopped.
     barge_in_ms: list[float] = field(default_factory=list)
+    # At the wire: the caller's speech onset -> the prompt's last audible frame.
+    barge_in_wire_ms: list[float] = field(default_factory=list)
     # Heard by the caller at the wire: its last frame -> the IVR's first audible frame.
     turn_gap_ms: list[float] = field(default_factory=list)
     spoke_until: list[float] = field(default_factory=list)  # monotonic end of each turn sent
@@ -92,58 +94,10 @@ class VoiceCallReport:
             "asr_ms": [round(x, 1) for x in self.asr_ms],
             "silence_wait_ms": [round(x, 1) for x in self.silence_wait_ms],
             "barge_in_ms": [round(x, 1) for x in self.barge_in_ms],
+            "barge_in_wire_ms": [round(x, 1) for x in self.barge_in_wire_ms],
             "turn_gap_ms": [round(x, 1) for x in self.turn_gap_ms],
             "duration_s": round(self.duration_s, 1), "error": self.error,
         }
-
-
-async def _prompt_leads(app: App, settings: Settings,
-                        spec: VoiceCallSpec) -> list[tuple[float, float]]:
-    """For each caller input: (seconds from the previous input to the end of the prompt that
-    asks for it, length of that prompt), learned from a dry run of the same flow.
-
-    The dry run uses the text channel and an in-memory contact log, and hangs up at
-    the question, so it has no side effects. Waits the IVR does (no-input and digit
-    timeouts) are included.
-    """
-    from ivr.speech.audio import read_wav
-    from ivr.speech.tts import default_tts
-    from ivr.telephony.callerid import parse_caller
-    from ivr.telephony.prompts import FilePromptResolver
-    from ivr.telephony.text_channel import TextCallChannel
-
-    script = ["silence"] * spec.silent_turns
-    script += [f"dtmf:{spec.dtmf}"] if spec.dtmf else []
-    script.append("hangup")
-    channel = TextCallChannel(caller_info=parse_caller(spec.from_number,
-                                                       settings.default_region),
-                              script=script)
-    # No observers: the dry run leaves no record, no screen-pop and no metrics.
-    await app.flow(channel, ContactChannel.TEXT, observers=()).run()
-    # Same files the node plays: recorded prompts where they exist, else synthesised.
-    prompts_audio = FilePromptResolver(tts=default_tts(), static_dir=settings.sounds_dir,
-                                       export_dir=settings.prompt_dir)
-
-    async def seconds(prompt: Any) -> float:
-        path = await prompts_audio.audio_file(prompt)
-        return (await asyncio.to_thread(read_wav, path)).duration_s
-
-    leads: list[tuple[float, float]] = []
-    current = last = 0.0
-    prompts = iter(channel.said)
-    for turn in channel.turns:
-        if turn.speaker == "caller" and turn.text.startswith("[keys"):
-            leads.append((current, last))
-            current = 0.0
-        elif turn.speaker == "caller" and turn.text == "(silence)":
-            current += settings.no_input_timeout_s  # the IVR waits this long, then goes on
-        elif turn.speaker == "caller" and turn.text == "(no keys)":
-            current += app.flow_config.digit_timeout_s
-        elif turn.speaker == "ivr":
-            last = await seconds(next(prompts))
-            current += last
-    leads.append((current, last))  # the spoken question (the dry run hung up there)
-    return leads
 
 
 def caller_turns(spec: VoiceCallSpec, speech: bytes) -> list[Turn]:
@@ -173,12 +127,14 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
         speech = read_ulaw_wav(wav)
         if spec.pad_to_s is not None:
             speech = speech.rjust(int(spec.pad_to_s * 8000), b"\xff")  # mu-law silence
-    def ready() -> bool:
-        return any(c.awaiting_input for c in node.stasis.calls.values()
-                   if (c.caller.number or "anonymous") == (spec.from_number or "anonymous"))
+    def mine() -> list[AriCallChannel]:
+        return [c for c in node.stasis.calls.values()
+                if (c.caller.number or "anonymous") == (spec.from_number or "anonymous")]
 
     caller = TurnCaller(rig.ports.sip, from_number=spec.from_number,
-                        dialed=f"test-{settings.ari_app}", ready=ready)
+                        dialed=f"test-{settings.ari_app}",
+                        ready=lambda: any(c.awaiting_input for c in mine()),
+                        asking=lambda: any(c.asking for c in mine()))
     result = await caller.run(caller_turns(spec, speech), stay_s=spec.hangup_after_s,
                               max_call_s=max(max_call_s, spec.hangup_after_s or 0) + 30,
                               leave=spec.leave_when)
@@ -194,14 +150,17 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
     report.turn_gap_ms = [g for g in (t.gap_ms for t in result.turns) if g is not None]
     report.spoke_until = [result.started_at + t.sent_end_s for t in result.turns
                           if t.sent_end_s is not None]
+    report.barge_in_wire_ms = [b for b in (t.barge_in_stop_ms for t in result.turns)
+                               if b is not None]
     if channel is not None:
         report.timings = list(channel.stats.responses)
         report.response_ms = [r.response_ms for r in channel.stats.responses]
         report.asr_ms = [r.asr_ms for r in channel.stats.responses]
         report.silence_wait_ms = [r.silence_wait_ms
                                   for r in channel.stats.responses]
-        report.barge_in_ms = [b.detect_to_stop_request_ms
-                              for b in channel.stats.barge_ins]
+        # Until Asterisk reported the prompt stopped (the request alone if it never did).
+        report.barge_in_ms = [b.detect_to_stop_request_ms if b.detect_to_finished_ms is None
+                              else b.detect_to_finished_ms for b in channel.stats.barge_ins]
         report.error = result.error
     else:
         report.error = (f"the call never reached the IVR (SIP status {result.final_status}"

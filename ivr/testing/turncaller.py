@@ -76,6 +76,17 @@ class TurnTiming:
     sent_at_s: float | None
     sent_end_s: float | None
     reply_start_s: float | None = None
+    # Barge-in turns: the first loud frame of the caller's speech, and the last audible
+    # frame of the IVR's prompt while the caller spoke (when the prompt stopped).
+    speech_onset_s: float | None = None
+    prompt_heard_until_s: float | None = None
+
+    @property
+    def barge_in_stop_ms(self) -> float | None:
+        """At the wire: the caller's speech onset -> the prompt's last audible frame."""
+        if self.speech_onset_s is None or self.prompt_heard_until_s is None:
+            return None
+        return (self.prompt_heard_until_s - self.speech_onset_s) * 1000
 
     @property
     def gap_ms(self) -> float | None:
@@ -130,13 +141,17 @@ class _Rtp(asyncio.DatagramProtocol):
     def loud_after(self, t: float) -> float | None:
         return next((x for x in self.loud if x > t), None)
 
+    def loud_before(self, t: float) -> float | None:
+        return next((x for x in reversed(self.loud) if x < t), None)
+
 
 class TurnCaller:
     """One call to the rig's SIP port; :meth:`run` plays a script of turns."""
 
     def __init__(self, sip_port: int, *, from_number: str | None, dialed: str = "100",
                  quiet_s: float = 0.7, host: str = "127.0.0.1",
-                 ready: Callable[[], bool] | None = None) -> None:
+                 ready: Callable[[], bool] | None = None,
+                 asking: Callable[[], bool] | None = None) -> None:
         if not re.fullmatch(r"[A-Za-z0-9+*#_.-]{1,64}", dialed):
             raise SipCallerError(f"cannot dial {dialed!r}")
         if from_number is not None and not re.fullmatch(r"[A-Za-z0-9+*#._-]{1,32}",
@@ -153,6 +168,10 @@ class TurnCaller:
         # process): silence on the line alone cannot tell the end of the question from
         # a pause before it (a busy node may take seconds between two prompts).
         self._ready = ready
+        # Optional word that the IVR is playing the prompt of an input turn right now:
+        # a barge-in turn talks over *that* prompt. Without it, the first prompt heard
+        # (the greeting, played without listening) was talked over: no barge-in at all.
+        self._asking = asking
         self.call_id = uuid.uuid4().hex
         self.tag = uuid.uuid4().hex[:10]
         self._to = ""
@@ -250,6 +269,10 @@ class TurnCaller:
                 result.turns[-1].reply_start_s = start
             if turn.barge_in_after_s is not None:
                 end = None
+                start = await self._asked_from(start, reply_wait_s)
+                if start is None:
+                    result.error = f"the IVR never asked for turn {turn.label!r}"
+                    return
                 await self._sleep_until(start + turn.barge_in_after_s)
             else:
                 end = await self._wait_turn()
@@ -262,6 +285,9 @@ class TurnCaller:
                 continue
             timing.sent_at_s = self._now()
             timing.sent_end_s = await self._send_turn(turn)
+            if turn.barge_in_after_s is not None:
+                timing.speech_onset_s = timing.sent_at_s + _onset_s(turn.speech)
+                timing.prompt_heard_until_s = self._rtp.loud_before(timing.sent_end_s)
             mark = timing.sent_end_s
         # Hear the reply to the last turn (its first frame is the turn gap), then
         # the rest of the IVR's turn, so the flow records what it did.
@@ -275,6 +301,25 @@ class TurnCaller:
 
     def _now(self) -> float:
         return time.monotonic() - self.t0
+
+    async def _asked_from(self, start: float, timeout_s: float) -> float | None:
+        """Start of the prompt of the IVR's input turn (``start`` if it cannot say)."""
+        if self._asking is None:
+            return start
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self._asking():
+                    if self._hung_up.is_set():
+                        return None
+                    await asyncio.sleep(FRAME_S)
+        except TimeoutError:
+            return None
+        # The prompt's first audible frame (it may arrive a little after the node says
+        # it is asking): barge-in times count from what the caller hears.
+        asked_at = self._now()
+        await self._wait_loud_after(asked_at - 0.2, 2.0)
+        heard = self._rtp.loud_after(asked_at - 0.2)
+        return heard if heard is not None else asked_at
 
     async def _sleep_until(self, t: float) -> None:
         await asyncio.sleep(max(0.0, t - self._now()))
@@ -469,6 +514,16 @@ class TurnCaller:
                                 msg = await self._sip.inbox.get()
                                 if _status(msg) is not None and "BYE" in _header(msg, "cseq"):
                                     return
+
+
+def _onset_s(speech: bytes) -> float:
+    """Seconds into a mu-law utterance of its first loud frame (synthesised speech and
+    padded turns start with silence)."""
+    for i in range(0, len(speech), FRAME_BYTES):
+        frame = np.frombuffer(speech[i:i + FRAME_BYTES], dtype=np.uint8)
+        if frame.size and float(np.abs(_ULAW[frame]).mean()) > LOUD_LEVEL:
+            return i / 8000
+    return 0.0
 
 
 def _status(msg: str) -> int | None:

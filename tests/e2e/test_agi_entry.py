@@ -13,7 +13,6 @@ import pytest
 from ivr.app import build_node
 from ivr.cli.demo_cmd import demo_moment
 from ivr.cli.serve_cmd import rig_settings
-from ivr.cli.voice_call import VoiceCallSpec, _prompt_leads
 from ivr.clock import PinnedClock
 from ivr.config import load_settings
 from ivr.domain.model import Outcome, Scenario
@@ -21,7 +20,8 @@ from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
 from ivr.testing.app import running_app
 from ivr.testing.rig import Rig
-from ivr.testing.sipcaller import SippAgent, place_call, synthesize_utterance
+from ivr.testing.sipcaller import SippAgent, read_ulaw_wav, synthesize_utterance
+from ivr.testing.turncaller import Turn, TurnCaller
 from ivr.web.app import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -54,13 +54,17 @@ async def test_agi_entry_asks_understands_and_hands_off_with_context(rig: Rig,
             try:
                 async with asyncio.timeout(120):
                     await ready.wait()
-                # AGI has no barge-in: speak once the question prompt has been played.
-                leads = await _prompt_leads(app, settings, VoiceCallSpec(SAID, CALLER))
+                # AGI has no barge-in: the caller speaks once the question has been played
+                # and RECORD FILE takes its answer (no prompt lengths learned in advance).
                 audio = await asyncio.to_thread(synthesize_utterance, SAID, "en")
-                call = await place_call(rig, audio, CALLER, dialed="601",
-                                        audio_delay_s=leads[-1][0] + 0.8,
-                                        hangup_after_s=leads[-1][0] + 25,
-                                        trailing_silence_s=4.0)
+                caller = TurnCaller(rig.ports.sip, from_number=CALLER, dialed="601",
+                                    ready=lambda: any(c.awaiting_input
+                                                      for c in node.agi_route.channels
+                                                      if c.caller.number == CALLER))
+                call = await caller.run([Turn(speech=read_ulaw_wav(audio), label="question")],
+                                        stay_s=25.0, max_call_s=60.0, leave=lambda: bool(
+                                            [i for a in agents for i in a.invites()
+                                             if CALLER in i.get("from", "")]))
                 (channel,) = [c for c in node.agi_route.channels
                               if c.caller.number == CALLER]
                 contact = None
@@ -77,7 +81,7 @@ async def test_agi_entry_asks_understands_and_hands_off_with_context(rig: Rig,
     finally:
         for agent in agents:
             await agent.stop()
-    assert call.answered, call.errors
+    assert call.answered, call.error
     assert contact is not None
     assert contact.intent == "invoice_question", contact.transcript
     assert contact.scenario is Scenario.AGENT and contact.outcome is Outcome.AGENT

@@ -65,15 +65,19 @@ async def test_ask_first_turns(rig: Rig, tmp_path: Path) -> None:
                for s in c.steps)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #14 (open): the barge-in of the new test caller "
-                   "is not measured (no BargeIn recorded on the channel); the 300 ms target "
-                   "was not reached this session")
 async def test_barge_in_stops_the_question_within_300_ms(rig: Rig, tmp_path: Path) -> None:
-    """A caller who talks over the question stops it within 300 ms."""
+    """A caller who talks over the question (not the greeting) stops it within 300 ms of
+    the node hearing speech."""
     spec = VoiceCallSpec(say="what are your opening hours", from_number="+31201234569",
                          barge_in_after_s=0.8)
     (barge,) = await run_voice_calls(seeded(tmp_path), [spec], rig=rig,
                                      clock=PinnedClock(demo_moment()))
     c = contact_of(barge)
+    print(f"barge-in: detected -> prompt stopped {barge.barge_in_ms} ms (node); speech onset ->"
+          f" last prompt audio {barge.barge_in_wire_ms} ms (wire); call {barge.duration_s:.1f} s")
+    # The node: speech detected -> Asterisk reports the playback stopped.
     assert barge.barge_in_ms and barge.barge_in_ms[0] <= 300, barge.barge_in_ms
+    # At the wire the caller heard the question cut, not played out: 2 s of it remained
+    # after the 0.8 s point (VAD onset detection comes on top of the node's 300 ms).
+    assert barge.barge_in_wire_ms and barge.barge_in_wire_ms[0] < 1000, barge.barge_in_wire_ms
     assert c.intent == "opening_hours", c.transcript

@@ -63,6 +63,7 @@ class AgiCallChannel:
         self._max_question_s = max_question_s
         self._silence_s = silence_s
         self._turn = 0
+        self._recording = False
         self.handed_off: RouteDecision | None = None
         self.hung_up = False
         self.recordings: list[Path] = []
@@ -74,6 +75,12 @@ class AgiCallChannel:
     @property
     def session_id(self) -> str:
         return self._session_id
+
+    @property
+    def awaiting_input(self) -> bool:
+        """The question has been played and RECORD FILE is taking the caller's answer:
+        test callers read it to take their turn (AGI has no barge-in)."""
+        return self._recording
 
     async def _command(self, call: Awaitable[AgiResponse]) -> AgiResponse:
         try:
@@ -107,9 +114,13 @@ class AgiCallChannel:
         name = f"agi-{self._session_id}-{self._turn}"
         # RECORD FILE counts silence from the start, so a silent caller ends the
         # turn after ``silence_s``; the flow's no-input timeout caps the wait.
-        resp = await self._command(self._session.record_file(
-            f"{self._rec_asterisk}/{name}", "wav", escape_digits=KEYS,
-            max_s=max(self._max_question_s, timeout_s), silence_s=self._silence_s))
+        self._recording = True
+        try:
+            resp = await self._command(self._session.record_file(
+                f"{self._rec_asterisk}/{name}", "wav", escape_digits=KEYS,
+                max_s=max(self._max_question_s, timeout_s), silence_s=self._silence_s))
+        finally:
+            self._recording = False
         key = _key(resp, KEYS)
         if key is not None:
             return Utterance(text="", dtmf=key)

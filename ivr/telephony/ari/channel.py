@@ -552,6 +552,12 @@ class AriCallChannel:
         return self._input_open and not self._input_heard and \
             not self._playing(self._input_pb)
 
+    @property
+    def asking(self) -> bool:
+        """The prompt of an input turn is playing and the caller has not answered yet:
+        a test caller that barges in on purpose talks over this prompt."""
+        return self._input_open and not self._input_heard and self._playing(self._input_pb)
+
     async def listen(
         self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
     ) -> Utterance | None:
