@@ -71,6 +71,10 @@ class AriChannelSettings:
     inter_digit_s: float = 3.0
     max_prompt_s: float = 120.0  # safety net if a PlaybackFinished never comes
     setup_timeout_s: float = 5.0
+    # A recogniser call (open, feed, finish, close) that takes longer than this counts as
+    # failed: a hung ASR engine must cost the caller one turn (keypad, or "sorry, once
+    # more"), not hold them in silence while the lease keeps the call alive.
+    asr_timeout_s: float = 10.0
     # The app renews TIMEOUT(absolute) to this while it serves the call (a lease): if
     # the node dies, Asterisk takes the caller out of Stasis to the dialplan's T
     # extension (a human) within this time instead of leaving them in silence.
@@ -525,10 +529,11 @@ class AriCallChannel:
         if self._recognizer is None or not await self._ensure_media():
             return None
         try:
-            return await self._recognizer.open_stream(
-                self._language, sample_rate=self._s.sample_rate, phrases=phrases
-            )
-        except Exception as exc:  # ASR down: keypad still works
+            async with asyncio.timeout(self._s.asr_timeout_s):
+                return await self._recognizer.open_stream(
+                    self._language, sample_rate=self._s.sample_rate, phrases=phrases
+                )
+        except Exception as exc:  # ASR down or hung: keypad still works
             log.error("recogniser failed to open a stream: %s", exc)
             self.stats.media_errors.append(f"open_stream: {exc}")
             return None
@@ -550,9 +555,10 @@ class AriCallChannel:
                 continue
             last_frame = now
             try:
-                ev = await stream.feed(frame)
+                async with asyncio.timeout(self._s.asr_timeout_s):
+                    ev = await stream.feed(frame)
             except Exception as exc:
-                log.error("recogniser feed failed: %s", exc)
+                log.error("recogniser feed failed: %r", exc)
                 self._events.put(_SpeechEnded(type="_SpeechEnded", reason="error"))
                 return
             self.stats.frames_fed += 1
@@ -691,9 +697,10 @@ class AriCallChannel:
 
     async def _finish(self, stream: RecognizerStream) -> Utterance:
         try:
-            result = await stream.finish()
+            async with asyncio.timeout(self._s.asr_timeout_s):
+                result = await stream.finish()
         except Exception as exc:
-            log.error("recogniser finish failed: %s", exc)
+            log.error("recogniser finish failed: %r", exc)
             return Utterance(text="", confidence=0.0)
         return Utterance(
             text=result.text.strip(),
@@ -703,9 +710,10 @@ class AriCallChannel:
 
     async def _close_stream(self, stream: RecognizerStream) -> None:
         try:
-            await stream.close()
+            async with asyncio.timeout(self._s.asr_timeout_s):
+                await stream.close()
         except Exception as exc:
-            log.warning("recogniser close failed: %s", exc)
+            log.warning("recogniser close failed: %r", exc)
 
     # ------------------------------------------------------------- digits
     async def collect_digits(
