@@ -134,9 +134,9 @@ class Settings:
     overflow_after_s: float = field(default=60.0, metadata=_meta(
         "wait (expected at hand-off, or actual in the queue) after which a skill's "
         "overflow (substitute) agents answer"))
-    ari_lease_s: float = field(default=0.0, metadata=_meta(
+    ari_lease_s: float = field(default=5.0, metadata=_meta(
         "a call in the app whose node stops renewing it this long goes to a human "
-        "(absolute-timeout lease over AMI, e.g. 10; 0 = off, the default)"))
+        "(absolute-timeout lease over AMI, with live routing; 0 = off)"))
     queue_announce_s: float = field(default=45.0, metadata=_meta(
         "every this many seconds a queued caller hears their position, the expected wait "
         "and the key to leave for a link (0 = off)"))
@@ -376,6 +376,10 @@ def _validate_callbacks(s: Settings) -> None:
                           "{number} (e.g. PJSIP/{number}@trunk)")
     if s.callback_poll_s <= 0 or s.callback_lease_s < 3 * s.callback_poll_s:
         raise ConfigError("IVR_CALLBACK_LEASE_S must be at least 3 x IVR_CALLBACK_POLL_S (> 0)")
+    # TIMEOUT(absolute) has whole seconds, and a lease under 2 s would hand live calls
+    # to a human on any hiccup of the event loop.
+    if s.ari_lease_s != 0 and not 2 <= s.ari_lease_s <= 60:
+        raise ConfigError(f"IVR_ARI_LEASE_S={s.ari_lease_s}: 0 (off) or 2-60 seconds")
 
 
 def callback_policy(s: Settings) -> SlotPolicy:

@@ -149,3 +149,51 @@ class TapRecognizer:
         """Open a stream on the wrapped recogniser and tap it."""
         inner = await self._inner.open_stream(language, sample_rate=sample_rate, phrases=phrases)
         return TapStream(inner, self.frames)
+
+
+class _FaultyStream:
+    def __init__(self, inner: RecognizerStream, owner: FaultyRecognizer) -> None:
+        self._inner, self._owner = inner, owner
+
+    async def feed(self, pcm16: bytes) -> RecognitionEvent:
+        await self._owner.trip("feed")
+        return await self._inner.feed(pcm16)
+
+    async def finish(self) -> RecognitionResult:
+        await self._owner.trip("finish")
+        return await self._inner.finish()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class FaultyRecognizer:
+    """Wraps a recogniser; ``mode`` "raise" or "hang" breaks it at ``where`` (``open``,
+    ``feed`` or ``finish``) from then on, "ok" passes through (the fault matrix flips it
+    on a live node)."""
+
+    def __init__(self, inner: Recognizer, *, mode: str = "ok",
+                 where: Collection[str] = ("open", "finish")) -> None:
+        self._inner = inner
+        self.name = f"faulty-{inner.name}"
+        self.mode = mode
+        self.where = frozenset(where)
+        self.tripped = 0
+
+    def supports(self, language: Language) -> bool:
+        return self._inner.supports(language)
+
+    async def trip(self, point: str) -> None:
+        if self.mode == "ok" or point not in self.where:
+            return
+        self.tripped += 1
+        if self.mode == "hang":
+            await asyncio.Event().wait()  # never set: an engine that stopped answering
+        raise RuntimeError(f"recogniser broken at {point} (fault injected)")
+
+    async def open_stream(self, language: Language, *, sample_rate: int,
+                          phrases: Sequence[str] = ()) -> RecognizerStream:
+        await self.trip("open")
+        stream = await self._inner.open_stream(language, sample_rate=sample_rate,
+                                               phrases=phrases)
+        return _FaultyStream(stream, self)

@@ -126,24 +126,46 @@ async def test_the_lease_is_renewed_while_in_the_app_and_stops_before_the_hand_o
     assert len(log) == done and log[-1][2] <= cont
 
 
-async def test_the_lease_falls_back_to_ari_while_ami_is_down(fake: FakeAri) -> None:
-    """AMI unreachable: the lease is renewed over ARI instead (TIMEOUT(absolute)), so an AMI
-    outage does not send every caller in the IVR to a human."""
+async def test_the_lease_falls_back_to_a_long_ari_lease_while_ami_is_down_or_hangs(
+        fake: FakeAri) -> None:
+    """AMI unreachable, or hanging: the lease is renewed over ARI instead, with the long
+    degraded lease (ARI's set waits behind a playing prompt, so a short one would run
+    out mid-prompt and send a live caller to a human), not on every tick; once AMI
+    answers again the short lease is back."""
     from ivr.telephony.ami.client import AmiNotConnected
     from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
 
-    async def ami_down(name: str, seconds: int) -> None:
-        raise AmiNotConnected("AMI not connected (action AbsoluteTimeout)")
+    ami_state = {"mode": "down"}
+    ami_log: list[int] = []
+
+    async def ami(name: str, seconds: int) -> None:
+        if ami_state["mode"] == "down":
+            raise AmiNotConnected("AMI not connected (action AbsoluteTimeout)")
+        if ami_state["mode"] == "hung":
+            await asyncio.sleep(3600)
+        ami_log.append(seconds)
+
+    def ari_renewals() -> list[str]:
+        return [q["value"] for m, path, q in fake.requests
+                if path == "/channels/c1/variable" and q.get("variable") == "TIMEOUT(absolute)"]
 
     async with client_for(fake) as client:
         await fake.start_call("c1")
         start, sub = await asyncio.wait_for(client.next_call(), 2)
         ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=None,
-                            prompts=Sounds(), settings=AriChannelSettings(lease_s=0.6),
-                            renew_lease=ami_down)
+                            prompts=Sounds(),
+                            settings=AriChannelSettings(lease_s=1.0, degraded_lease_s=30),
+                            renew_lease=ami)
         await ch.answer()
+        await asyncio.sleep(0.7)
+        down = ari_renewals()
+        ami_state["mode"] = "hung"
+        fake.requests.clear()
+        await asyncio.sleep(1.2)  # the ARI lease of 30 s is not due again yet
+        hung = ari_renewals()
+        ami_state["mode"] = "up"
         await asyncio.sleep(0.5)
         await ch.close()
-    renewals = [q for m, path, q in fake.requests
-                if path == "/channels/c1/variable" and q.get("variable") == "TIMEOUT(absolute)"]
-    assert len(renewals) >= 2 and renewals[0]["value"] == "2"
+    assert down == ["30"], down  # once, not every 0.2 s
+    assert hung == [], hung
+    assert ami_log and set(ami_log) == {2}, ami_log

@@ -8,6 +8,7 @@ a human (fallback queue) instead of dropping them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,10 +23,12 @@ from ivr.telephony.ari.channel import (
     CallState,
     LeaseRenewer,
     PromptResolver,
+    helper_base,
+    in_app,
     is_helper_channel,
 )
 from ivr.telephony.ari.client import AriClient, AriError, Subscription
-from ivr.telephony.ari.events import StasisStart
+from ivr.telephony.ari.events import ChannelInfo, StasisStart
 from ivr.telephony.callerid import cli_trust_of
 from ivr.telephony.handoff import handoff_variables
 
@@ -81,16 +84,76 @@ class StasisApp:
         self.calls: dict[str, AriCallChannel] = {}
         self.completed = 0
         self.failed = 0
+        self.adopted = 0  # calls a dead node left in the app, handed to a human here
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
         """Read events and serve calls until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._client.run())
+            tg.create_task(self._client.run(on_connect=self._on_connect))
             self.ready.set()
             while True:
                 start, sub = await self._client.next_call()
                 tg.create_task(self._call(start, sub))
+
+    async def _on_connect(self) -> None:
+        # Only on this process's first connection: after a websocket gap the channels in
+        # the app are this node's own live calls.
+        if self._client.connects == 1:
+            try:
+                await self.adopt_orphans()
+            except AriError as exc:
+                log.error("could not look for orphaned calls: %s", exc)
+
+    async def adopt_orphans(self) -> int:
+        """Channels a dead node left in this Stasis app (a restart) go to a human.
+
+        A caller goes to the fallback queue under their old session (set at answer),
+        so the agent's screen-pop shows the contact the dead node saved step by step;
+        its snoop and externalMedia legs are hung up and their bridge destroyed.
+        Returns how many callers were handed over.
+        """
+        ours = {c.channel_id for c in self.calls.values()}
+        channels = await self._client.channels()
+        live = {c.id for c in channels}
+        orphans = [c for c in channels if c.id not in ours and not is_helper_channel(c)
+                   and in_app(c, self._client.app)]
+        adopted = {c.id for c in orphans}
+        for info in orphans:
+            await self._adopt(info)
+        stale = set(adopted)
+        for info in channels:
+            base = helper_base(info)
+            if base is not None and (base in adopted or base not in live):
+                stale.add(base)
+                await self._safe_hangup(info.id)
+        for caller in stale:
+            with contextlib.suppress(AriError):
+                await self._client.destroy_bridge(f"{caller}-br")
+        if adopted:
+            log.warning("adopted %d calls left in Stasis(%s) by a dead node",
+                        len(adopted), self._client.app)
+        self.adopted += len(adopted)
+        return len(adopted)
+
+    async def _adopt(self, info: ChannelInfo) -> None:
+        try:
+            session = await self._client.get_variable(info.id, "IVR_SESSION")
+        except AriError:
+            session = None
+        session = session or self._new_session_id()
+        decision = self._fail_safe_decision("node_restart", session)
+        try:
+            await self._client.set_variable(info.id, "__IVR_FALLBACK", "node_restart")
+            for name, value in handoff_variables(decision, session).items():
+                await self._client.set_variable(info.id, name, value)
+            await self._client.continue_in_dialplan(
+                info.id, context=self._settings.handoff_context,
+                extension=self._settings.handoff_extension,
+                priority=self._settings.handoff_priority)
+        except AriError as exc:
+            # Gone meanwhile, or Asterisk refuses: the call limit still ends it.
+            log.error("adopting %s failed: %s", info.id, exc)
 
     async def _call(self, start: StasisStart, sub: Subscription) -> None:
         info = start.channel

@@ -71,14 +71,24 @@ class AriChannelSettings:
     inter_digit_s: float = 3.0
     max_prompt_s: float = 120.0  # safety net if a PlaybackFinished never comes
     setup_timeout_s: float = 5.0
+    # A recogniser call (open, feed, finish, close) that takes longer than this counts as
+    # failed: a hung ASR engine must cost the caller one turn (keypad, or "sorry, once
+    # more"), not hold them in silence while the lease keeps the call alive.
+    asr_timeout_s: float = 10.0
     # The app renews TIMEOUT(absolute) to this while it serves the call (a lease): if
     # the node dies, Asterisk takes the caller out of Stasis to the dialplan's T
     # extension (a human) within this time instead of leaving them in silence.
-    # Renewed every fifth of it: on a loaded 2-core box the event loop was seen to
-    # stall for up to 5 s, and a 6 s lease renewed every 2 s then sent live calls
-    # to a human. Renewed over AMI (``LeaseRenewer``), not ARI: ARI's variable set is
-    # queued behind the channel's playback and timed out during long prompts.
-    lease_s: float = 10.0
+    # Renewed every fifth of it over AMI (``LeaseRenewer``), not ARI: ARI's variable
+    # set is queued behind the channel's playback and timed out during long prompts.
+    # 5 s keeps a dead node's callers within ~5 s of a human; an event loop stalled
+    # for more than 4 s sends its callers to a human too (the safe side).
+    lease_s: float = 5.0
+    # While AMI cannot renew (down, or slower than half the lease), ARI does, with
+    # this longer lease: ARI's set waits behind the prompt playing, so a short one
+    # would run out during a long prompt and send a live caller to a human. An AMI
+    # outage only slows node-death detection to this (a double fault), never ends
+    # calls.
+    degraded_lease_s: float = 40.0
     default_region: str = "NL"
     max_buffered_digits: int = 32
 
@@ -306,27 +316,48 @@ class AriCallChannel:
                 self.state = CallState.GONE
                 raise CallerHungUp(self._id) from exc
             self.state = CallState.ACTIVE
+            # Before any prompt (a set waits behind a playback): a node that starts after
+            # this one died finds the call's contact by it (StasisApp.adopt_orphans).
+            with contextlib.suppress(AriError):
+                await self._client.set_variable(self._id, "IVR_SESSION", self._session_id)
             if self._s.lease_s > 0 and self._renew_lease is not None:
                 self._lease = asyncio.create_task(self._keep_lease(), name=f"lease-{self._id}")
 
     async def _keep_lease(self) -> None:
         """Renew TIMEOUT(absolute) while the call is ours (see AriChannelSettings.lease_s)."""
-        assert self._renew_lease is not None  # started only with a renewer
-        seconds = max(2, math.ceil(self._s.lease_s))
+        short = max(2, math.ceil(self._s.lease_s))
+        long = max(short, math.ceil(self._s.degraded_lease_s))
+        ari_due = 0.0  # loop time the long ARI lease needs renewing
         while self.state is CallState.ACTIVE:
-            try:
-                await self._renew_lease(self._info.name, seconds)
-            except Exception as exc:
-                # AMI down: ARI can set it too (it waits behind a playing prompt, but an
-                # AMI outage must not send every caller in the IVR to a human).
-                log.warning("lease renewal of %s over AMI failed (%s); over ARI", self._id, exc)
-                try:
-                    await self._client.set_variable(self._id, "TIMEOUT(absolute)", str(seconds))
-                except AriNotFound:
+            if await self._renew_over_ami(short):
+                ari_due = 0.0
+            elif self._now() >= ari_due:
+                if not await self._renew_over_ari(long):
                     return
-                except AriError as ari_exc:  # the next renewal may get through
-                    log.warning("lease renewal of %s over ARI failed: %s", self._id, ari_exc)
+                ari_due = self._now() + long / 5
             await asyncio.sleep(self._s.lease_s / 5)
+
+    async def _renew_over_ami(self, seconds: int) -> bool:
+        assert self._renew_lease is not None  # started only with a renewer
+        try:
+            # A hung AMI must not hold the renewals until the lease runs out.
+            async with asyncio.timeout(max(0.5, self._s.lease_s / 2)):
+                await self._renew_lease(self._info.name, seconds)
+            return True
+        except Exception as exc:
+            log.warning("lease renewal of %s over AMI failed (%s); %d s over ARI",
+                        self._id, exc or type(exc).__name__, self._s.degraded_lease_s)
+            return False
+
+    async def _renew_over_ari(self, seconds: int) -> bool:
+        """False: the channel is gone (nothing left to renew)."""
+        try:
+            await self._client.set_variable(self._id, "TIMEOUT(absolute)", str(seconds))
+        except AriNotFound:
+            return False
+        except AriError as ari_exc:  # the next renewal may get through
+            log.warning("lease renewal of %s over ARI failed: %s", self._id, ari_exc)
+        return True
 
     async def _stop_lease(self) -> None:
         # Awaited, so no renewal is in flight when the call leaves Stasis: a late one
@@ -498,10 +529,11 @@ class AriCallChannel:
         if self._recognizer is None or not await self._ensure_media():
             return None
         try:
-            return await self._recognizer.open_stream(
-                self._language, sample_rate=self._s.sample_rate, phrases=phrases
-            )
-        except Exception as exc:  # ASR down: keypad still works
+            async with asyncio.timeout(self._s.asr_timeout_s):
+                return await self._recognizer.open_stream(
+                    self._language, sample_rate=self._s.sample_rate, phrases=phrases
+                )
+        except Exception as exc:  # ASR down or hung: keypad still works
             log.error("recogniser failed to open a stream: %s", exc)
             self.stats.media_errors.append(f"open_stream: {exc}")
             return None
@@ -523,9 +555,10 @@ class AriCallChannel:
                 continue
             last_frame = now
             try:
-                ev = await stream.feed(frame)
+                async with asyncio.timeout(self._s.asr_timeout_s):
+                    ev = await stream.feed(frame)
             except Exception as exc:
-                log.error("recogniser feed failed: %s", exc)
+                log.error("recogniser feed failed: %r", exc)
                 self._events.put(_SpeechEnded(type="_SpeechEnded", reason="error"))
                 return
             self.stats.frames_fed += 1
@@ -670,9 +703,10 @@ class AriCallChannel:
 
     async def _finish(self, stream: RecognizerStream) -> Utterance:
         try:
-            result = await stream.finish()
+            async with asyncio.timeout(self._s.asr_timeout_s):
+                result = await stream.finish()
         except Exception as exc:
-            log.error("recogniser finish failed: %s", exc)
+            log.error("recogniser finish failed: %r", exc)
             return Utterance(text="", confidence=0.0)
         return Utterance(
             text=result.text.strip(),
@@ -682,9 +716,10 @@ class AriCallChannel:
 
     async def _close_stream(self, stream: RecognizerStream) -> None:
         try:
-            await stream.close()
+            async with asyncio.timeout(self._s.asr_timeout_s):
+                await stream.close()
         except Exception as exc:
-            log.warning("recogniser close failed: %s", exc)
+            log.warning("recogniser close failed: %r", exc)
 
     # ------------------------------------------------------------- digits
     async def collect_digits(
@@ -803,6 +838,22 @@ def is_helper_channel(info: ChannelInfo) -> bool:
     return info.name.startswith(("Snoop/", "UnicastRTP/"))
 
 
+def helper_base(info: ChannelInfo) -> str | None:
+    """The caller's channel id of one of our snoop/externalMedia legs (``<id>-snoop``,
+    ``<id>-em``), None for any other channel."""
+    if not is_helper_channel(info):
+        return None
+    for suffix in ("-snoop", "-em"):
+        if info.id.endswith(suffix):
+            return info.id.removesuffix(suffix)
+    return None
+
+
+def in_app(info: ChannelInfo, app: str) -> bool:
+    """The channel sits in ``Stasis(app, ...)`` (its dialplan application)."""
+    return info.app_name.lower() == "stasis" and info.app_data.split(",")[0].strip() == app
+
+
 __all__ = [
     "AriCallChannel",
     "AriChannelSettings",
@@ -811,5 +862,7 @@ __all__ = [
     "CallStats",
     "PortError",
     "PromptResolver",
+    "helper_base",
+    "in_app",
     "is_helper_channel",
 ]

@@ -25,6 +25,10 @@ class ChannelInfo:
     connected_number: str = ""
     exten: str = ""
     context: str = ""
+    # The dialplan application the channel is in ("Stasis") and its arguments ("ivr,..."):
+    # how a starting node tells channels left in its app by a dead node.
+    app_name: str = ""
+    app_data: str = ""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ChannelInfo:
@@ -41,6 +45,8 @@ class ChannelInfo:
             connected_number=str(connected.get("number", "") or ""),
             exten=str(dialplan.get("exten", "") or ""),
             context=str(dialplan.get("context", "") or ""),
+            app_name=str(dialplan.get("app_name", "") or ""),
+            app_data=str(dialplan.get("app_data", "") or ""),
         )
 
 
