@@ -431,7 +431,8 @@ def build_recognizer(settings: Settings) -> Recognizer:
     return build(vosk if settings.asr_engine != "whisper" else {},
                  whisper_model_dir=settings.whisper_model,
                  whisper_window=settings.whisper_window,
-                 adaptive_end=settings.adaptive_end_of_turn)
+                 adaptive_end=settings.adaptive_end_of_turn,
+                 whisper_batch=settings.whisper_batch)
 
 
 def file_transcriber(recognizer: Recognizer) -> Transcribe:

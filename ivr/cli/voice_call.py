@@ -144,7 +144,7 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
             break
         await asyncio.sleep(0.1)
     channel = ended.pop(key, None)
-    contact = await app.contacts.get(channel.session_id) if channel else None
+    contact = await _saved_contact(app, channel.session_id) if channel else None
     report = VoiceCallReport(spec, result.answered, contact,
                              duration_s=time.monotonic() - t0)
     report.turn_gap_ms = [g for g in (t.gap_ms for t in result.turns) if g is not None]
@@ -166,6 +166,19 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
         report.error = (f"the call never reached the IVR (SIP status {result.final_status}"
                         + (f": {result.error}" if result.error else "") + ")")
     return report
+
+
+async def _saved_contact(app: App, session_id: str, within_s: float = 15.0
+                         ) -> ContactSnapshot | None:
+    """The call's contact once saved as ended: the save can trail the end of the call task
+    (20 calls ending together on a loaded machine: every contact looked missing)."""
+    contact = None
+    for _ in range(int(within_s / 0.1)):
+        contact = await app.contacts.get(session_id)
+        if contact is not None and contact.ended_at is not None:
+            break
+        await asyncio.sleep(0.1)
+    return contact
 
 
 @dataclass
