@@ -545,7 +545,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
         client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
         settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region,
-                                    lease_s=s.ari_lease_s),
+                                    lease_s=s.ari_lease_s, ack_after_s=s.ack_after_ms / 1000),
         on_call_end=call_ended, resume_runner=resume_call, survey_runner=survey_call,
         renew_lease=None if centre is None else lease_renewer(centre.ami),
     )
