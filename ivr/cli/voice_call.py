@@ -79,6 +79,7 @@ class VoiceCallReport:
     timings: list[ResponseTiming] = field(default_factory=list)  # the node's, per turn
     duration_s: float = 0.0
     error: str | None = None
+    acks: int = 0  # "One moment, let me check that" heard (slow answers)
 
     def as_dict(self) -> dict[str, Any]:
         c = self.contact
@@ -138,6 +139,9 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
     result = await caller.run(caller_turns(spec, speech), stay_s=spec.hangup_after_s,
                               max_call_s=max(max_call_s, spec.hangup_after_s or 0) + 30,
                               leave=spec.leave_when)
+    # End to end for the caller: synthesis, dialling, the turns, the hang-up; not the
+    # bookkeeping below (waiting for the flow to end and its contact to be saved).
+    duration_s = time.monotonic() - t0
     key = spec.from_number or "anonymous"
     for _ in range(100):  # the flow saves its contact as the call ends
         if key in ended:
@@ -146,7 +150,7 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
     channel = ended.pop(key, None)
     contact = await _saved_contact(app, channel.session_id) if channel else None
     report = VoiceCallReport(spec, result.answered, contact,
-                             duration_s=time.monotonic() - t0)
+                             duration_s=duration_s)
     report.turn_gap_ms = [g for g in (t.gap_ms for t in result.turns) if g is not None]
     report.spoke_until = [result.started_at + t.sent_end_s for t in result.turns
                           if t.sent_end_s is not None]
@@ -154,6 +158,7 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
                                if b is not None]
     if channel is not None:
         report.timings = list(channel.stats.responses)
+        report.acks = channel.acks
         report.response_ms = [r.response_ms for r in channel.stats.responses]
         report.asr_ms = [r.asr_ms for r in channel.stats.responses]
         report.silence_wait_ms = [r.silence_wait_ms
