@@ -96,6 +96,9 @@ def summarise(reports: list[VoiceCallReport], expected: list[str],
         "turn_gap_p50_ms": _r(pct(gaps, 50)), "turn_gap_p95_ms": _r(pct(gaps, 95)),
         "turn_gap_max_ms": _r(max(gaps, default=None)),
         "routed_right": right, "routed_right_share": round(right / len(reports), 3),
+        # Calls whose first reply was the "one moment" acknowledgement (IVR_ACK_AFTER_MS):
+        # their gap is to that prompt, the answer came after it.
+        "acknowledged": sum(1 for r in reports if r.acks),
         "speech_end_spread_max_ms": _r(max(spreads, default=0.0)),
         "breakdown_ms": {k: {"p50": _r(pct(v, 50)), "p95": _r(pct(v, 95))}
                          for k, v in parts.items()},
@@ -105,6 +108,14 @@ def summarise(reports: list[VoiceCallReport], expected: list[str],
                       for r, want in zip(reports, expected, strict=True)
                       if r.contact is None or r.contact.intent != want],
     }
+
+
+def _load() -> list[float]:
+    """1/5/15-minute load averages at the end of the run: figures on a shared machine
+    are only meaningful next to them."""
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _r(x: float | None) -> float | None:
@@ -146,7 +157,8 @@ async def run(calls: int, together: int) -> dict[str, Any]:
     out = summarise(reports, expected, spreads)
     out.update(together=together, wall_s=round(time.monotonic() - t0, 1),
                adaptive_end_of_turn=settings.adaptive_end_of_turn,
-               whisper_window=settings.whisper_window)
+               whisper_window=settings.whisper_window, whisper_batch=settings.whisper_batch,
+               ack_after_ms=settings.ack_after_ms, load_average=_load())
     return out
 
 
@@ -167,6 +179,8 @@ def main() -> None:
     print(f"{out['calls']} calls, {out['together']} together (speech ends within "
           f"{out['speech_end_spread_max_ms']:.0f} ms of each other); routed right "
           f"{out['routed_right']}/{out['calls']}")
+    print(f"acknowledged ('one moment', the answer slower than IVR_ACK_AFTER_MS): "
+          f"{out['acknowledged']}/{out['calls']}")
     print(f"turn gap (caller's last word -> first audio of the reply, at the wire): "
           f"p50 {out['turn_gap_p50_ms']} ms, p95 {out['turn_gap_p95_ms']} ms, "
           f"max {out['turn_gap_max_ms']} ms over {out['turns_timed']} turns")

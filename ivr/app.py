@@ -431,7 +431,8 @@ def build_recognizer(settings: Settings) -> Recognizer:
     return build(vosk if settings.asr_engine != "whisper" else {},
                  whisper_model_dir=settings.whisper_model,
                  whisper_window=settings.whisper_window,
-                 adaptive_end=settings.adaptive_end_of_turn)
+                 adaptive_end=settings.adaptive_end_of_turn,
+                 whisper_batch=settings.whisper_batch)
 
 
 def file_transcriber(recognizer: Recognizer) -> Transcribe:
@@ -544,7 +545,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
         client, flow_runner=run_call, prompts=prompts, recognizer=recognizer,
         fail_safe=lambda reason, session: app.router.fail_safe(reason, session_id=session),
         settings=AriChannelSettings(media_host=s.media_host, default_region=s.default_region,
-                                    lease_s=s.ari_lease_s),
+                                    lease_s=s.ari_lease_s, ack_after_s=s.ack_after_ms / 1000),
         on_call_end=call_ended, resume_runner=resume_call, survey_runner=survey_call,
         renew_lease=None if centre is None else lease_renewer(centre.ami),
     )

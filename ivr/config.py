@@ -112,6 +112,12 @@ class Settings:
     adaptive_end_of_turn: bool = field(default=True, metadata=_meta(
         "end a turn after 300 ms of quiet when Whisper's speculative transcript is a "
         "finished, confident sentence (else the full 700 ms)"))
+    ack_after_ms: int = field(default=700, metadata=_meta(
+        "say 'One moment, let me check that' when the answer has not started this long "
+        "after the caller's last word was detected (0 = never)"))
+    whisper_batch: int = field(default=8, metadata=_meta(
+        "open questions of calls whose turns end together are decoded by Whisper up to "
+        "this many at once (1 = one by one)"))
 
     # --- Asterisk ---------------------------------------------------------------
     ari_url: str = field(default="http://127.0.0.1:8088", metadata=_meta("Asterisk HTTP base"))
@@ -434,6 +440,10 @@ def _validate_choices(s: Settings) -> None:
         raise ConfigError(f"IVR_ASR_ENGINE={s.asr_engine!r}: use auto, vosk or whisper")
     if s.whisper_window not in ("auto", "short", "full"):
         raise ConfigError(f"IVR_WHISPER_WINDOW={s.whisper_window!r}: use auto, short or full")
+    if not 0 <= s.ack_after_ms <= 10000:
+        raise ConfigError(f"IVR_ACK_AFTER_MS={s.ack_after_ms}: use 0 (off) to 10000")
+    if not 1 <= s.whisper_batch <= 64:
+        raise ConfigError(f"IVR_WHISPER_BATCH={s.whisper_batch}: use 1 to 64")
 
 
 def _validate_thresholds(s: Settings) -> None:

@@ -79,6 +79,7 @@ class VoiceCallReport:
     timings: list[ResponseTiming] = field(default_factory=list)  # the node's, per turn
     duration_s: float = 0.0
     error: str | None = None
+    acks: int = 0  # "One moment, let me check that" heard (slow answers)
 
     def as_dict(self) -> dict[str, Any]:
         c = self.contact
@@ -138,15 +139,18 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
     result = await caller.run(caller_turns(spec, speech), stay_s=spec.hangup_after_s,
                               max_call_s=max(max_call_s, spec.hangup_after_s or 0) + 30,
                               leave=spec.leave_when)
+    # End to end for the caller: synthesis, dialling, the turns, the hang-up; not the
+    # bookkeeping below (waiting for the flow to end and its contact to be saved).
+    duration_s = time.monotonic() - t0
     key = spec.from_number or "anonymous"
     for _ in range(100):  # the flow saves its contact as the call ends
         if key in ended:
             break
         await asyncio.sleep(0.1)
     channel = ended.pop(key, None)
-    contact = await app.contacts.get(channel.session_id) if channel else None
+    contact = await _saved_contact(app, channel.session_id) if channel else None
     report = VoiceCallReport(spec, result.answered, contact,
-                             duration_s=time.monotonic() - t0)
+                             duration_s=duration_s)
     report.turn_gap_ms = [g for g in (t.gap_ms for t in result.turns) if g is not None]
     report.spoke_until = [result.started_at + t.sent_end_s for t in result.turns
                           if t.sent_end_s is not None]
@@ -154,6 +158,7 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
                                if b is not None]
     if channel is not None:
         report.timings = list(channel.stats.responses)
+        report.acks = channel.acks
         report.response_ms = [r.response_ms for r in channel.stats.responses]
         report.asr_ms = [r.asr_ms for r in channel.stats.responses]
         report.silence_wait_ms = [r.silence_wait_ms
@@ -166,6 +171,19 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
         report.error = (f"the call never reached the IVR (SIP status {result.final_status}"
                         + (f": {result.error}" if result.error else "") + ")")
     return report
+
+
+async def _saved_contact(app: App, session_id: str, within_s: float = 15.0
+                         ) -> ContactSnapshot | None:
+    """The call's contact once saved as ended: the save can trail the end of the call task
+    (20 calls ending together on a loaded machine: every contact looked missing)."""
+    contact = None
+    for _ in range(int(within_s / 0.1)):
+        contact = await app.contacts.get(session_id)
+        if contact is not None and contact.ended_at is not None:
+            break
+        await asyncio.sleep(0.1)
+    return contact
 
 
 @dataclass

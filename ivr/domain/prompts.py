@@ -11,6 +11,12 @@ from ivr.domain.model import Language
 from ivr.domain.ports import Prompt
 
 PROMPTS: dict[str, dict[str, str]] = {
+    # Said by audio channels when the answer takes longer than IVR_ACK_AFTER_MS after
+    # the caller's last word (a slow CRM or matcher must not leave dead air).
+    "one_moment": {
+        "en": "One moment, let me check that.",
+        "nl": "Een moment, ik kijk het even na.",
+    },
     "greeting": {
         "en": "Welcome to Kanaal customer service.",
         "nl": "Welkom bij de klantenservice van Kanaal.",

@@ -49,6 +49,7 @@ def build_recognizer(
     whisper_window: str = "auto",
     executor: Executor | None = None,
     adaptive_end: bool = True,
+    whisper_batch: int = 8,
 ) -> FallbackRecognizer:
     """Vosk for every configured language first, then the bundled Whisper tiny.en for English."""
     from ivr.speech.vad import SileroVad
@@ -63,7 +64,8 @@ def build_recognizer(
 
     languages = whisper_languages(whisper_model_dir) if whisper_model_dir else ("en",)
     engines.append(WhisperRecognizer(whisper_model_dir, languages=languages, executor=executor,
-                                     vad=vad, window=whisper_window, adaptive_end=adaptive_end))
+                                     vad=vad, window=whisper_window, adaptive_end=adaptive_end,
+                                     batch_max=whisper_batch))
     return FallbackRecognizer(engines)
 
 

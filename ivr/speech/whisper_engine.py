@@ -48,6 +48,7 @@ from ivr.speech.base import (
     unique_phrases,
 )
 from ivr.speech.vad import EndpointConfig, SileroVad, VadStream
+from ivr.speech.whisper_batch import DecodeBatcher
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,10 @@ class WhisperRecognizer:
         grammar_beam_size: int = 5,
         window: str = "auto",
         adaptive_end: bool = True,
+        batch_max: int = 8,
     ) -> None:
+        """``batch_max``: open questions of calls whose turns end together are decoded up
+        to this many at once (``whisper_batch.DecodeBatcher``); 1 = one by one."""
         if window not in WINDOWS:
             raise SpeechError(f"Whisper window {window!r}: use one of {', '.join(WINDOWS)}")
         self._model_dir = model_dir
@@ -125,6 +129,15 @@ class WhisperRecognizer:
         self._executor = executor
         self._model: Any = None
         self._lock = threading.Lock()
+        self.batcher = DecodeBatcher(self.model, self._decode_one, max_batch=batch_max,
+                                     track=self._load.track) if batch_max > 1 else None
+
+    def _decode_one(self, audio: np.ndarray, language: str, phrases: Sequence[str],
+                    beam_size: int, speech_s: float | None, hidden: bool) -> RecognitionResult:
+        """One open-vocabulary decode on the batcher's thread (a batch of one)."""
+        with self._load.track() as busy:
+            return _decode(self.model(), audio, language, phrases, beam_size, None, speech_s,
+                           full_context=use_full_window(self._window, busy, hidden))
 
     def supports(self, language: str) -> bool:
         return language in self._languages
@@ -191,6 +204,7 @@ class WhisperRecognizer:
             self._window,
             self._load,
             adaptive_end=self._adaptive_end_on,
+            batcher=self.batcher,
         )
 
     def transcribe_sync(
@@ -546,8 +560,10 @@ class WhisperStream:
         load: DecodeLoad | None = None,
         *,
         adaptive_end: bool = True,
+        batcher: DecodeBatcher | None = None,
     ) -> None:
         self._model = model
+        self._batcher = batcher
         self._grammar = grammar
         self._window = window
         self._load = load or DecodeLoad()
@@ -625,9 +641,20 @@ class WhisperStream:
         self._early_end_ms = end_ms
         # With adaptive end of turn the caller may be waiting for this very decode, so
         # it takes the short window (~4x faster) like any decode a caller waits for.
-        self._early = asyncio.ensure_future(run_blocking(
-            self._executor, self._decode, audio, self._speech_s(end_ms),
-            not self._adaptive_end_on))
+        self._early = asyncio.ensure_future(self._decode_async(
+            audio, self._speech_s(end_ms), not self._adaptive_end_on))
+
+    async def _decode_async(self, audio: np.ndarray, speech_s: float | None,
+                            hidden: bool) -> RecognitionResult:
+        """One turn's decode: batched with other calls' turns when a batcher is set (open
+        questions only; digits keep their grammar decode), else alone in a worker thread.
+        A full batch queue falls back to the lone decode."""
+        if self._batcher is not None and self._grammar is None:
+            result = await self._batcher.decode(audio, self._language, self._phrases,
+                                                self._beam_size, speech_s, hidden)
+            if result is not None:
+                return result
+        return await run_blocking(self._executor, self._decode, audio, speech_s, hidden)
 
     def _decode(self, audio: np.ndarray, speech_s: float | None,
                 hidden: bool = True) -> RecognitionResult:
@@ -673,8 +700,7 @@ class WhisperStream:
                 if audio is None or audio.size < 1600:
                     return RecognitionResult(text="", confidence=0.0)
                 # The caller is waiting now: no hidden slack left for the slow window.
-                result = await run_blocking(self._executor, self._decode, audio,
-                                            self._speech_s(), False)
+                result = await self._decode_async(audio, self._speech_s(), False)
         except Exception:
             log.exception("whisper decode failed")
             self._failed = True

@@ -117,6 +117,7 @@ def test_decode_crash_returns_empty(whisper: WhisperRecognizer) -> None:
     async def go() -> None:
         stream = await whisper.open_stream("en", sample_rate=RATE)
         stream._model = None  # decoder gone (the speculative decode fails too)
+        stream._batcher = None  # the lone path (a failing batch: test_whisper_batch.py)
         await stream_all(stream, FliteTts().synthesize_pcm("hello there", "en") + silence(1.0))
         result = await stream.finish()
         assert result.text == "" and result.confidence == 0.0

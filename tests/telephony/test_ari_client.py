@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -370,3 +371,22 @@ async def test_resync_reports_playbacks_and_bridges_lost_in_the_gap(fake: FakeAr
         assert got["PlaybackFinished"].resource_ids()[0] == "pb-gone"
         assert await sub.get(0.3) is None  # the live playback is not reported
         fake.playbacks["pb-live"].cancel()
+
+
+async def test_slow_answer_gets_a_one_moment_prompt_fast_one_does_not(fake: FakeAri) -> None:
+    """After the caller's turn, no prompt within ack_after_s -> 'one_moment' plays, then the
+    answer (queued behind it); an answer that starts in time cancels it."""
+    async with one_call(fake) as ch:
+        ch._start_ack(ch._now() - 0.6)  # the turn ended 0.6 s ago; ack due at 0.7 s
+        await asyncio.sleep(0.3)
+        await ch.say(p("answer"))
+        plays = [q["media"] for m, path, q in fake.requests if "/play/" in path]
+        assert plays == ["sound:/var/lib/kanaal/en/one_moment", "sound:/var/lib/kanaal/en/answer"]
+        assert ch.acks == 1
+        ch._s = replace(ch._s, ack_after_s=5.0)  # a margin no loaded machine misses
+        ch._start_ack(ch._now())  # the next answer comes at once: no acknowledgement
+        pending = ch._ack
+        await ch.say(p("quick"))
+        assert pending is not None and pending.cancelled() and ch._ack is None
+        plays = [q["media"] for m, path, q in fake.requests if "/play/" in path]
+        assert plays[2:] == ["sound:/var/lib/kanaal/en/quick"] and ch.acks == 1

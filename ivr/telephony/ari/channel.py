@@ -91,6 +91,10 @@ class AriChannelSettings:
     degraded_lease_s: float = 40.0
     default_region: str = "NL"
     max_buffered_digits: int = 32
+    # After the caller's last word, if the next prompt has not started this long
+    # after the end of speech was detected, say "One moment, let me check that" so a
+    # slow back end (CRM lookup, matcher) never leaves dead air; 0 = never.
+    ack_after_s: float = 0.7
 
 
 # (channel name, seconds) -> sets the channel's absolute timeout now (AMI AbsoluteTimeout)
@@ -243,6 +247,9 @@ class AriCallChannel:
         self._media_ids: dict[str, str] = {}
         self._media_broken = False
         self._loop = asyncio.get_running_loop()
+        # The "one moment" timer of the turn just heard (cancelled by the next prompt).
+        self._ack: asyncio.Task[None] | None = None
+        self.acks = 0  # how often the caller heard it (benches, tests)
 
     # ------------------------------------------------------------ identity
     @property
@@ -374,6 +381,7 @@ class AriCallChannel:
         self._check_alive()
         if prompt is None:
             return None
+        self._cancel_ack()
         self._language = prompt.language
         entered = self._now()
         try:
@@ -665,11 +673,42 @@ class AriCallChannel:
                 turn.no_input_at = self._now() + turn.timeout_s
             return None
         end_at = ev.at or self._now()
+        self._start_ack(end_at)
         utterance = await self._finish(stream)
         self._pending_turn = (end_at, (end_at - ev.last_frame_at) * 1000
                               if ev.last_frame_at else 0.0,
                               (self._now() - end_at) * 1000, ev.reason)
         return _TurnOver(utterance)
+
+    def _start_ack(self, end_at: float) -> None:
+        """Arm the "one moment" prompt for the answer to the turn that ended at ``end_at``."""
+        self._cancel_ack()
+        if self._s.ack_after_s > 0:
+            self._ack = asyncio.create_task(self._ack_later(end_at + self._s.ack_after_s),
+                                            name=f"ack-{self._id}")
+
+    def _cancel_ack(self) -> None:
+        ack, self._ack = self._ack, None
+        if ack is not None and not ack.done():
+            ack.cancel()
+
+    async def _ack_later(self, at: float) -> None:
+        """Play the acknowledgement at ``at`` unless a prompt started first. The answer
+        that follows queues behind it on the channel (Asterisk plays them in order)."""
+        await asyncio.sleep(max(0.0, at - self._now()))
+        if self.state is not CallState.ACTIVE:
+            return
+        from ivr.domain.prompts import render
+
+        self._ack = None  # from here on the next prompt must not cancel this playback
+        try:
+            uri = await self._prompts.resolve(render("one_moment", self._language))
+            self._playback_seq += 1
+            pb_id = f"{self._id}-pb{self._playback_seq}"
+            await self._client.play(self._id, uri, pb_id)
+            self.acks += 1
+        except Exception as exc:  # only a courtesy: the answer still comes
+            log.warning("acknowledgement for %s not played: %s", self._id, exc)
 
     async def _stop_feeder(self, feeder: asyncio.Task[None]) -> None:
         """Cancel a turn's audio task and log how it ended."""
@@ -826,6 +865,7 @@ class AriCallChannel:
 
     async def close(self) -> None:
         """End of the call task: release media and the event subscription."""
+        self._cancel_ack()
         try:
             await self._stop_lease()
             await self._teardown_media()
