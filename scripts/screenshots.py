@@ -36,6 +36,7 @@ from ivr.testing.web import (
     CallScript,
     WebCore,
     add_demo_users,
+    book_demo_callback,
     cheap_passwords,
     play_call,
     web_core,
@@ -84,6 +85,10 @@ async def shoot(core: WebCore, base: str, out: Path) -> None:
         browser = await pw.chromium.launch(executable_path=chromium, headless=True)
         size: ViewportSize = {"width": 1400, "height": 1050}
         agent = await (await browser.new_context(viewport=size)).new_page()
+        book_demo_callback(core, "billing", "I was charged twice for November",
+                           name="Bob Smith")
+        book_demo_callback(core, "general", "please call me about moving house",
+                           name="Anna de Vries")
         await sign_in(agent, base, "agent1")
         await expect(agent.locator("#live")).to_have_text("live")
         await play_call(core, POP)

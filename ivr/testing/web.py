@@ -206,3 +206,22 @@ def _screen(d: RouteDecision, c: Customer | None, session: str) -> dict[str, obj
             "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,
             "region": c.region, "language": c.language},
     }
+
+
+def book_demo_callback(core: WebCore, skill: str, question: str,
+                       number: str = "+31302345678", name: str = "") -> None:
+    """A callback booked in the next open slot of ``skill`` (nothing dials it): what the
+    agent desktop lists under the agent's skills."""
+    from dataclasses import replace
+
+    from ivr.app import build_callbacks
+    from ivr.domain.callbacks import CallbackDraft, candidate_starts
+
+    desk = build_callbacks(replace(core.settings, callbacks=True, callback_lead_s=0.0),
+                           core.engine, core.knowledge)
+    assert desk is not None
+    start = candidate_starts(datetime.now(UTC), desk.policy, 2)[1]
+    desk.book_store.book_sync(CallbackDraft(
+        contact_id=f"c-{uuid.uuid4().hex[:8]}", number=number, language="en", skill=skill,
+        slot_start=start, slot_end=start + timedelta(seconds=desk.policy.slot_s),
+        question=question, customer_name=name), policy=desk.policy, cap=5)

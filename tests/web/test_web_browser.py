@@ -10,22 +10,18 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
-from ivr.app import build_callbacks
 from ivr.cli.demo_cmd import demo_moment
 from ivr.contact_centre.service import ContactCentre
-from ivr.domain.callbacks import CallbackDraft, candidate_starts
 from ivr.domain.centre import CentreKind
 from ivr.domain.model import IntentSpec, RouteRequest, Scenario
 from ivr.storage.desk import SqlDeskStore
 from ivr.testing.fake_ami import FakeAmiServer
-from ivr.testing.web import DEMO_PASSWORD, CallScript, WebCore, play_call
+from ivr.testing.web import DEMO_PASSWORD, CallScript, WebCore, book_demo_callback, play_call
 from ivr.web.app import free_port, web_server
 
 pytestmark = pytest.mark.browser
@@ -92,24 +88,12 @@ def real_errors(errors: list[str]) -> list[str]:
     return [e for e in errors if "404" not in e]
 
 
-def book_callback(core: WebCore, skill: str, question: str) -> None:
-    """A callback booked in the next open slot of ``skill`` (the dialer is not running)."""
-    settings = replace(core.settings, callbacks=True, callback_lead_s=0.0)
-    desk = build_callbacks(settings, core.engine, core.knowledge)
-    assert desk is not None
-    start = candidate_starts(datetime.now(UTC), desk.policy, 2)[1]
-    desk.book_store.book_sync(CallbackDraft(
-        contact_id=f"c-{skill}", number="+31302345678", language="en", skill=skill,
-        slot_start=start, slot_end=start + timedelta(seconds=desk.policy.slot_s),
-        question=question, intent="invoice_question"), policy=desk.policy, cap=5)
-
-
 async def test_agent_gets_screen_pop_and_saves_wrapup(browser: Browser, base_url: str,
                                                       core: WebCore) -> None:
     """An agent signs in, the hand-off pops on screen with everything the IVR learnt, and
     the wrap-up lands on the contact. A POST without the CSRF token is refused."""
-    book_callback(core, "billing", "why is my bill so high")  # one of agent1's skills
-    book_callback(core, "logistics", "where is my parcel")  # not one of hers
+    book_demo_callback(core, "billing", "why is my bill so high")  # agent1's skill
+    book_demo_callback(core, "logistics", "where is my parcel")  # not one of hers
     page, errors = await new_page(browser)
     await sign_in(page, base_url, "agent1")
     await expect(page).to_have_url(f"{base_url}/agent")
