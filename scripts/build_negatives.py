@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "ivr" / "nlu" / "data"
 WRITTEN = Path(__file__).parent / "negatives"  # written_{en,nl}.txt
-PER_INTENT = 30
+PER_INTENT = 15
+PER_TEMPLATE = 8
 DEV_INTENT_SHARE = 0.2
 SEED = 18
 
@@ -82,16 +84,39 @@ def split(data: Path) -> dict[str, tuple[list[str], list[str]]]:
         dev += [r for i, r in enumerate(rows) if i not in half]
         out[lang] = (train, dev)
     for lang in ("en", "nl"):
-        written = [w.strip() for w in (WRITTEN / f"written_{lang}.txt").read_text(
-            encoding="utf-8").splitlines() if w.strip()]
+        written = _lines(WRITTEN / f"written_{lang}.txt")
         out[lang][0].extend(w for i, w in enumerate(written) if i % 3)
         out[lang][1].extend(w for i, w in enumerate(written) if not i % 3)
+        # Near misses of a telecom / web-shop line (energy, insurance, banks,
+        # other shops and carriers, government, wrong numbers, chit-chat):
+        # near_* trains, dev_near_* (written apart, other wordings) is dev only.
+        out[lang][0].extend(_lines(WRITTEN / f"near_{lang}.txt"))
+        out[lang][1].extend(_lines(WRITTEN / f"dev_near_{lang}.txt"))
+        out[lang][0].extend(templated(lang, rng))
     return out
+
+
+def templated(lang: str, rng: random.Random) -> list[str]:
+    """Near misses built from templates/templates.json: our intents' wording about
+    someone else (``my parcel from ikea``, ``my gas bill``, ``the bank app's
+    password``), PER_TEMPLATE random fillings of each template. They teach the
+    matcher that another company's or authority's name makes a request off-topic."""
+    spec = json.loads((WRITTEN / "templates.json").read_text(encoding="utf-8"))[lang]
+    rows: list[str] = []
+    for template in spec["templates"]:
+        names = re.findall(r"{(\w+)}", template)
+        for _ in range(PER_TEMPLATE):
+            rows.append(template.format(**{n: rng.choice(spec["slots"][n]) for n in names}))
+    return list(dict.fromkeys(rows))
+
+
+def _lines(path: Path) -> list[str]:
+    return [w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "intents")
+    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/intents"))
     args = ap.parse_args()
     for lang, (train, _dev) in split(args.data).items():
         path = OUT / f"negatives_{lang}.txt"

@@ -252,6 +252,41 @@ def test_operating_point_moves_the_rejection_threshold() -> None:
         clf.set_operating_point(1.0)
 
 
+class _WordVectors:
+    """Toy embedder: the normalised mean of a fixed random vector per word."""
+
+    name, dim = "toy-words", 16
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        rows = []
+        for text in texts:
+            vecs = [np.random.default_rng(sum(map(ord, w))).normal(size=self.dim)
+                    for w in text.split()] or [np.ones(self.dim)]
+            v = np.mean(vecs, axis=0)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32)
+
+
+def test_neighbour_veto_rejects_what_sits_nearer_the_off_topic_examples() -> None:
+    """The nearest-neighbour margin is positive next to the catalogue and negative
+    next to off-topic examples; with a veto, a query whose margin is below it is
+    rejected whatever its confidence, and its confidence is capped below the threshold."""
+    texts, labels, rng = _three_word_topics(seed=6, per_topic=40)
+    off = ["moon", "tax", "shoe", "desk", "lamp", "pear"]
+    texts += [" ".join(rng.choice(off, size=3)) for _ in range(60)]
+    labels += ["oos"] * 60
+    clf = IntentClassifier(_WordVectors(), ClassifierConfig(oos_class_min=50)).fit(texts, labels)
+    inside, outside = clf.neighbour_margins(["red green blue", "lamp pear moon"])
+    assert inside > 0 > outside
+    clf.set_operating_point(0.01)
+    assert not clf.predict("red green blue").out_of_scope
+    clf.set_operating_point(0.01, neighbour_veto=float(inside) + 0.01)
+    vetoed = clf.predict("red green blue")
+    assert vetoed.out_of_scope and vetoed.ranked[0][1] < clf.config.oos_threshold
+    clf.set_operating_point(0.01, neighbour_veto=float(inside) - 0.01)
+    assert not clf.predict("red green blue").out_of_scope
+
+
 def test_fit_rejects_unusable_data() -> None:
     """Mismatched or empty training data is a clear ValueError, not a crash later."""
     with pytest.raises(ValueError, match="differ in length"):
