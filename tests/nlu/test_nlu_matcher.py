@@ -419,17 +419,20 @@ def test_paraphrase_accuracy_floor(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("lang", "in_floor", "oos_floor"), [
-    # Measured 2026-11-30: en 90.7 % / 58.2 %, nl 97.2 % / 60.9 % (target 95 / 90: not met).
-    ("en", 0.88, 0.52), ("nl", 0.93, 0.55),
+@pytest.mark.parametrize(("lang", "in_floor", "oos_floor", "name"), [
+    # Measured 2026-11-30 (bench/intents.py --only own): heldout_e en 92.6 % / 88.2 %,
+    # nl 96.3 % / 84.5 %; heldout_f en 88.9 % / 91.7 %, nl 87.0 % / 95.8 % (target 95 / 90).
+    ("en", 0.90, 0.84, "heldout_e"), ("nl", 0.93, 0.80, "heldout_e"),
+    ("en", 0.86, 0.88, "heldout_f"), ("nl", 0.84, 0.92, "heldout_f"),
 ])
-def test_heldout_e_rejects_off_topic_and_keeps_in_scope(
-    full: HybridIntentMatcher, lang: str, in_floor: float, oos_floor: float
+def test_open_sets_reject_off_topic_and_keep_in_scope(
+    full: HybridIntentMatcher, lang: str, in_floor: float, oos_floor: float, name: str
 ) -> None:
-    """Regression floors on heldout_e (written without sight of the catalogue,
-    committed before the off-topic training; never tuned on): in-scope rows answered
-    right and not rejected, out-of-scope rows rejected. Figures: bench/intents.py."""
-    with (DATA / f"heldout_e_{lang}.csv").open(newline="", encoding="utf-8") as fh:
+    """Regression floors on heldout_e and heldout_f (written without sight of the
+    catalogue, each committed before the model it measures; never tuned on): in-scope
+    rows answered right and not rejected, out-of-scope rows rejected. Figures:
+    bench/intents.py --only own."""
+    with (DATA / f"{name}_{lang}.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     matches = full.predict_many([r["text"] for r in rows], lang)
     ins = [(m, r) for m, r in zip(matches, rows, strict=True) if r["intent"] != "oos"]
