@@ -16,6 +16,7 @@ from ivr.domain.model import RouteDecision
 from ivr.domain.ports import CallChannel, CallerHungUp, Recognizer
 from ivr.domain.routing import fallback_decision
 from ivr.logs import bind_session
+from ivr.telephony.ari.adopt import OrphanAdopter
 from ivr.telephony.ari.channel import (
     AriCallChannel,
     AriChannelSettings,
@@ -63,6 +64,7 @@ class StasisApp:
         resume_runner: ResumeRunner | None = None,
         renew_lease: LeaseRenewer | None = None,
         survey_runner: ResumeRunner | None = None,
+        adopter: OrphanAdopter | None = None,
     ) -> None:
         self._client = client
         self._flow_runner = flow_runner
@@ -78,6 +80,8 @@ class StasisApp:
         self._max_calls = max_calls
         self._new_session_id = new_session_id
         self._on_call_end = on_call_end
+        # Several nodes: on connecting, callers a dead node left in the app get a human.
+        self._adopter = adopter
         self.calls: dict[str, AriCallChannel] = {}
         self.completed = 0
         self.failed = 0
@@ -86,11 +90,24 @@ class StasisApp:
     async def run(self) -> None:
         """Read events and serve calls until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._client.run())
+            tg.create_task(self._client.run(
+                on_connect=None if self._adopter is None else self._adopt))
             self.ready.set()
             while True:
                 start, sub = await self._client.next_call()
                 tg.create_task(self._call(start, sub))
+
+    async def _adopt(self) -> None:
+        assert self._adopter is not None  # registered only with an adopter
+        await self._adopter.adopt(self._client, self._client.claims)
+
+    async def _label(self, channel_id: str, session_id: str) -> None:
+        """The session on the channel from the start, inherited by the agent leg: a node
+        taking over (or the lease's dialplan path) hands the caller on with it."""
+        try:
+            await self._client.set_variable(channel_id, "__IVR_SESSION", session_id)
+        except AriError as exc:  # a missing label costs context on failover, not the call
+            log.warning("labelling %s with its session failed: %s", channel_id, exc)
 
     async def _call(self, start: StasisStart, sub: Subscription) -> None:
         info = start.channel
@@ -125,6 +142,8 @@ class StasisApp:
         )
         self.calls[channel.session_id] = channel
         try:
+            if self._adopter is not None:
+                await self._label(info.id, session_id)
             await channel.answer()
             await self._serve(channel, resumed, survey)
             if channel.state is CallState.ACTIVE:

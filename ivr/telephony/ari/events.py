@@ -25,6 +25,10 @@ class ChannelInfo:
     connected_number: str = ""
     exten: str = ""
     context: str = ""
+    # the dialplan application it is in: ("Stasis", "ivr,cli_trusted=0") for a caller in
+    # the app (a node taking over finds the dead node's callers by it)
+    app_name: str = ""
+    app_data: str = ""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ChannelInfo:
@@ -41,6 +45,8 @@ class ChannelInfo:
             connected_number=str(connected.get("number", "") or ""),
             exten=str(dialplan.get("exten", "") or ""),
             context=str(dialplan.get("context", "") or ""),
+            app_name=str(dialplan.get("app_name", "") or ""),
+            app_data=str(dialplan.get("app_data", "") or ""),
         )
 
 
