@@ -115,16 +115,18 @@ async def test_standby_node_takes_over_the_asterisk_and_hands_the_caller_on(
     for r in (rig, rig2):  # a caller left queued by an earlier failed run would ring first
         await asyncio.to_thread(r.asterisk_cli, "channel request hangup all")
     await asyncio.gather(_clear_members(rig), _clear_members(rig2))
+    t0 = time.monotonic()
     node_a, node_b = await asyncio.gather(
         _start(url, _rig_env("KANAAL_RIG_", rig), tmp_path / "node-a.log"),
         _start(url, {**_rig_env("KANAAL_RIG_", rig2), **_rig_env("KANAAL_STANDBY_", rig)},
                tmp_path / "node-b.log"))
+    started_s = time.monotonic() - t0
     try:
         async with SippAgent(rig, 4) as agent:  # retention, first choice
             audio = await asyncio.to_thread(synthesize_utterance,
                                             "I want to cancel my contract")
             call = asyncio.create_task(place_call(
-                rig, audio, CALLER, dialed="100", hangup_after_s=40, audio_delay_s=4.0))
+                rig, audio, CALLER, dialed="100", hangup_after_s=25, audio_delay_s=4.0))
             asked = await _asked(url, 30)
             node_a.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
@@ -145,7 +147,9 @@ async def test_standby_node_takes_over_the_asterisk_and_hands_the_caller_on(
     print([(r["id"], r["question"], r["outcome"], [s["step"] for s in r["steps"]])
            for r in records])
     record = records[0]
-    print(f"\nnode A killed after the question {asked['question']!r}; node B owned {owner} "
+    call_s = time.monotonic() - t0 - started_s
+    print(f"\nboth nodes ready in {started_s:.0f}s; the call and takeover {call_s:.0f}s")
+    print(f"node A killed after the question {asked['question']!r}; node B owned {owner} "
           f"and the agent rang {reached_s:.1f}s after the kill; caller: {result}")
     assert owner == rig.ari_url
     assert invite.get("x-ivr-fallback") == "node_lost", invite
