@@ -48,6 +48,12 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
         await node.run(ready)
 
 
+def app_name(settings: Settings) -> str:
+    """What one node at a time may serve: a Stasis app on an Asterisk (a web-only node
+    has an app of its own on the same Asterisk, and must not wait for the caller app's)."""
+    return f"{settings.ari_url.rstrip('/')}/{settings.ari_app}"
+
+
 async def serve_standby(settings: Settings, *, clock: Clock | None = None) -> None:
     """Wait, warm, to serve another node's Asterisk: the app (database, matcher) is
     built now, the telephony (ARI app, AMI, web) only once this node owns that Asterisk,
@@ -61,7 +67,7 @@ async def serve_standby(settings: Settings, *, clock: Clock | None = None) -> No
         async def term() -> None:
             await build_node(app, recognizer=recognizer).run()
 
-        await AsteriskOwnership(settings.effective_database_url, settings.ari_url).serve(term)
+        await AsteriskOwnership(settings.effective_database_url, app_name(settings)).serve(term)
 
 
 async def serve_owned(settings: Settings, *, standby: Sequence[Settings] = (),
@@ -78,7 +84,7 @@ async def serve_owned(settings: Settings, *, standby: Sequence[Settings] = (),
         return
     from ivr.storage.ownership import AsteriskOwnership
 
-    own = AsteriskOwnership(url, settings.ari_url)
+    own = AsteriskOwnership(url, app_name(settings))
     async with asyncio.TaskGroup() as tg:
         tg.create_task(own.serve(lambda: serve_node(settings, ready=ready, clock=clock,
                                                     sandbox_log=sandbox_log)))

@@ -3,8 +3,9 @@
 Each Asterisk has one ARI app that exactly one node must serve: two websockets on one
 app name make Asterisk hand the app's events to the newest connection only, so two
 serving nodes would each see half a picture. The owner is whoever holds the session
-advisory lock named after the Asterisk (its ARI URL). A primary node asks for its own
-Asterisk's lock first; a standby node asks for the same lock and waits.
+advisory lock named after the Asterisk's app (its ARI URL and app name). A primary
+node asks for its own Asterisk's lock first; a standby node asks for the same lock and
+waits.
 
 Why an advisory lock: it lives exactly as long as the owner's database session. When
 the owner dies (``kill -9``, a crash, the host gone) the kernel closes its socket,
@@ -39,7 +40,7 @@ class LostOwnership(Exception):
 
 
 def lock_key(name: str) -> int:
-    """A signed 64-bit advisory lock key for an Asterisk's name (its ARI URL)."""
+    """A signed 64-bit advisory lock key for an Asterisk app's name (ARI URL/app)."""
     digest = hashlib.sha256(f"kanaal-asterisk:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 

@@ -33,7 +33,7 @@ class _OwnerLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.getMessage()
         if msg.startswith("this node now serves Asterisk "):
-            print("OWNER " + msg.rsplit(" ", 1)[-1], flush=True)
+            print("OWNER " + msg.rsplit(" ", 1)[-1], flush=True)  # <ari url>/<app>
 
 
 def _node_settings(base: Settings, environ: dict[str, str], database_url: str) -> Settings:

@@ -151,7 +151,7 @@ async def test_standby_node_takes_over_the_asterisk_and_hands_the_caller_on(
     print(f"\nboth nodes ready in {started_s:.0f}s; the call and takeover {call_s:.0f}s")
     print(f"node A killed after the question {asked['question']!r}; node B owned {owner} "
           f"and the agent rang {reached_s:.1f}s after the kill; caller: {result}")
-    assert owner == rig.ari_url
+    assert owner == f"{rig.ari_url}/{rig.credentials.stasis_app}"
     assert invite.get("x-ivr-fallback") == "node_lost", invite
     assert invite.get("x-ivr-session") == asked["id"], invite
     assert reached_s <= 5.0
