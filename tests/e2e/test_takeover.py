@@ -126,8 +126,8 @@ async def test_standby_node_takes_over_the_asterisk_and_hands_the_caller_on(
             audio = await asyncio.to_thread(synthesize_utterance,
                                             "I want to cancel my contract")
             call = asyncio.create_task(place_call(
-                rig, audio, CALLER, dialed="100", hangup_after_s=35, audio_delay_s=4.0))
-            asked = await _asked(url, 30)
+                rig, audio, CALLER, dialed="100", hangup_after_s=50, audio_delay_s=4.0))
+            asked = await _asked(url, 45)
             node_a.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
             await node_a.wait()
