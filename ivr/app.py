@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
@@ -35,7 +35,14 @@ from ivr.domain.flow import (
     ScreenPopObserver,
     State,
 )
-from ivr.domain.model import LANGUAGES, ContactChannel, Language, Utterance, as_language
+from ivr.domain.model import (
+    LANGUAGES,
+    ContactChannel,
+    Language,
+    RouteDecision,
+    Utterance,
+    as_language,
+)
 from ivr.domain.outages import OutageRecord
 from ivr.domain.ports import (
     CallChannel,
@@ -83,6 +90,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
     from ivr.telephony.agi.route import FlowAgi
     from ivr.telephony.agi.server import FastAgiServer
     from ivr.telephony.ami import AmiClient
+    from ivr.telephony.ari.adopt import OrphanAdopter
     from ivr.telephony.ari.app import StasisApp
     from ivr.telephony.ari.channel import AriCallChannel
     from ivr.telephony.ari.client import AriClient
@@ -401,8 +409,10 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     screenpop = ScreenPopHub()
     broadcast = None
     if engine.dialect.name == "postgresql":
-        broadcast = PgBroadcast(settings.effective_database_url, screenpop.deliver)
+        broadcast = PgBroadcast(settings.effective_database_url,
+                                lambda message: from_other_node(message, screenpop, alerts))
         screenpop.relay_to(broadcast.post)
+        alerts.relay_to(broadcast.post)
     return App(
         settings=settings, engine=engine, directory=SqlCustomerDirectory(
             engine, pin_max_failures=settings.pin_max_failures, pin_lock_s=settings.pin_lock_s),
@@ -421,6 +431,17 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
 
 
 # ----------------------------------------------------------------------- the node
+
+def from_other_node(message: dict[str, Any], screenpop: ScreenPopHub,
+                    alerts: SupervisorAlerts) -> None:
+    """A broadcast from another node: a supervisor alert or (the rest) a screen-pop."""
+    from ivr.outages.alerts import ALERT
+
+    if message.get("type") == ALERT and isinstance(message.get("alert"), dict):
+        alerts.deliver(message["alert"])
+    else:
+        screenpop.deliver(message)
+
 
 def build_recognizer(settings: Settings) -> Recognizer:
     """Vosk models where configured (unless IVR_ASR_ENGINE=whisper), else Whisper."""
@@ -548,6 +569,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                     lease_s=s.ari_lease_s, ack_after_s=s.ack_after_ms / 1000),
         on_call_end=call_ended, resume_runner=resume_call, survey_runner=survey_call,
         renew_lease=None if centre is None else lease_renewer(centre.ami),
+        adopter=build_adopter(app),
     )
     announcer = None
     if centre is not None and s.queue_announce_s > 0:
@@ -571,6 +593,20 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                         timeout_graceful_shutdown=2))
     return Node(app=app, ari=client, centre=centre, stasis=stasis, agi=agi, agi_route=route,
                 web=web, announcer=announcer, dialer=build_dialer(app, client, centre))
+
+
+def build_adopter(app: App) -> OrphanAdopter:
+    """Hands callers a dead node left in the Stasis app to a human (see ari.adopt)."""
+    from ivr.domain.routing import fallback_decision
+    from ivr.telephony.ari.adopt import OrphanAdopter
+
+    def fail_safe(reason: str, session: str, skill: str | None) -> RouteDecision:
+        if skill:  # the queue the contact was heading for; the dialplan falls back itself
+            return fallback_decision(reason, session or None, skill=skill)
+        return app.router.fail_safe(reason, session_id=session or None)
+
+    return OrphanAdopter(contacts=app.contacts, screenpop=app.screenpop,
+                         fail_safe=fail_safe, clock=app.clock)
 
 
 def build_dialer(app: App, client: AriClient, centre: ContactCentre | None

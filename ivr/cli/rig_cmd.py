@@ -30,10 +30,21 @@ def _rig_options(f: Any) -> Any:
                      help="agentN is reached at this port + N - 1"),
         click.option("--ari-user", default="ivr", show_default=True),
         click.option("--ari-password", default="ivr-secret", show_default=True),
+        click.option("--asterisks", type=click.IntRange(1, 2), default=1, show_default=True,
+                     help="2: a second Asterisk in its own root (KANAAL_RIG2_ROOT, default "
+                          "ROOT-2, cloned from ROOT) on ports +200 (KANAAL_RIG2_*_PORT)"),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _make_rigs(kw: dict[str, Any]) -> list[Any]:
+    """The rig, and with ``--asterisks 2`` its second Asterisk."""
+    from ivr.testing.rig import second_rig_of
+
+    first = _make_rig(kw)
+    return [first] if kw["asterisks"] == 1 else [first, second_rig_of(first)]
 
 
 def _make_rig(kw: dict[str, Any]) -> Any:
@@ -63,10 +74,10 @@ def up(**kw: Any) -> None:
     from ivr.testing.rig import RigError
 
     try:
-        status = _make_rig(kw).up()
+        statuses = [r.up() for r in _make_rigs(kw)]
     except RigError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(status.describe())
+    click.echo("\n".join(st.describe() for st in statuses))
 
 
 @rig.command()
@@ -76,7 +87,8 @@ def down(**kw: Any) -> None:
     from ivr.testing.rig import RigError
 
     try:
-        _make_rig(kw).down()
+        for r in reversed(_make_rigs(kw)):
+            r.down()
     except RigError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("rig stopped")
@@ -86,7 +98,7 @@ def down(**kw: Any) -> None:
 @_rig_options
 def status(**kw: Any) -> None:
     """Show whether the rig is built, running and answering ARI (exit 1 if not up)."""
-    st = _make_rig(kw).status()
-    click.echo(st.describe())
-    if not (st.running and st.ari_ok):
+    statuses = [r.status() for r in _make_rigs(kw)]
+    click.echo("\n".join(st.describe() for st in statuses))
+    if not all(st.running and st.ari_ok for st in statuses):
         raise SystemExit(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -48,11 +48,61 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
         await node.run(ready)
 
 
+def app_name(settings: Settings) -> str:
+    """What one node at a time may serve: a Stasis app on an Asterisk (a web-only node
+    has an app of its own on the same Asterisk, and must not wait for the caller app's)."""
+    return f"{settings.ari_url.rstrip('/')}/{settings.ari_app}"
+
+
+async def serve_standby(settings: Settings, *, clock: Clock | None = None) -> None:
+    """Wait, warm, to serve another node's Asterisk: the app (database, matcher) is
+    built now, the telephony (ARI app, AMI, web) only once this node owns that Asterisk,
+    so a takeover does not wait for a model to load."""
+    from ivr.app import build_node, build_recognizer
+    from ivr.storage.ownership import AsteriskOwnership
+    from ivr.testing.app import running_app
+
+    recognizer = build_recognizer(settings)
+    async with running_app(settings, clock=clock) as app:
+        async def term() -> None:
+            await build_node(app, recognizer=recognizer).run()
+
+        await AsteriskOwnership(settings.effective_database_url, app_name(settings)).serve(term)
+
+
+async def serve_owned(settings: Settings, *, standby: Sequence[Settings] = (),
+                      ready: asyncio.Event | None = None, clock: Clock | None = None,
+                      sandbox_log: Callable[[str], None] | None = None) -> None:
+    """Several nodes on PostgreSQL: serve this node's Asterisk while owning it, and stand
+    by for others' (``standby``: their settings); see ivr.storage.ownership. On SQLite
+    there is one node: it serves its Asterisk and cannot stand by for another."""
+    url = settings.effective_database_url
+    if not url.startswith("postgresql"):
+        if standby:
+            raise click.ClickException("a standby needs the nodes to share PostgreSQL")
+        await serve_node(settings, ready=ready, clock=clock, sandbox_log=sandbox_log)
+        return
+    from ivr.storage.ownership import AsteriskOwnership
+
+    own = AsteriskOwnership(url, app_name(settings))
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(own.serve(lambda: serve_node(settings, ready=ready, clock=clock,
+                                                    sandbox_log=sandbox_log)))
+        for other in standby:
+            if other.effective_database_url != url:
+                raise click.ClickException(f"standby for {other.ari_url}: another database")
+            tg.create_task(serve_standby(other, clock=clock))
+
+
 @click.command()
 @click.option("--rig", "use_rig", is_flag=True,
               help="start the bundled Asterisk test rig and serve its calls")
+@click.option("--standby", "standby_files", multiple=True,
+              type=click.Path(dir_okay=False, exists=True),
+              help="another node's settings file (.env): serve its Asterisk when that node "
+                   "dies (PostgreSQL only; repeatable)")
 @click.pass_context
-def serve(ctx: click.Context, use_rig: bool) -> None:
+def serve(ctx: click.Context, use_rig: bool, standby_files: tuple[str, ...]) -> None:
     """Serve calls: ARI Stasis app + FastAGI + web (screen-pop, webhooks, reports)."""
     settings = settings_from(ctx)
     from ivr.storage.db import upgrade
@@ -68,5 +118,16 @@ def serve(ctx: click.Context, use_rig: bool) -> None:
         rig.up()
         settings = rig_settings(settings, rig)
         click.echo(f"rig up: SIP 127.0.0.1:{rig.ports.sip}, ARI {rig.ari_url}", err=True)
+    standby = [_standby_settings(path) for path in standby_files]
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_node(settings, sandbox_log=lambda line: click.echo(line, err=True)))
+        asyncio.run(serve_owned(settings, standby=standby,
+                                sandbox_log=lambda line: click.echo(line, err=True)))
+
+
+def _standby_settings(path: str) -> Settings:
+    from ivr.config import ConfigError, load_settings
+
+    try:  # only the file: this node's own environment must not leak into the other's
+        return load_settings(env_file=path, environ={})
+    except ConfigError as exc:
+        raise click.ClickException(f"standby settings {path}: {exc}") from exc

@@ -6,40 +6,75 @@ Serves the rig named by the ``KANAAL_RIG_*`` environment variables (as the e2e
 tests' fixture does) with the settings of ``ivr serve --rig``, and prints
 ``READY`` on stdout once ARI is connected and the live state is in sync.
 ``IVR_ARI_APP`` gives the node its own Stasis app, so two nodes can share the rig.
+
+With ``KANAAL_STANDBY_ROOT`` and ``KANAAL_STANDBY_*_PORT`` (the ``KANAAL_RIG_*`` names
+with ``STANDBY`` for ``RIG``) it also stands by for that rig's Asterisk, as
+``ivr serve --standby`` does (the database must be PostgreSQL), and prints ``OWNER
+<ari url>`` whenever it starts serving an Asterisk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from dataclasses import replace
 
-from ivr.cli.serve_cmd import rig_settings, serve_node
-from ivr.config import load_settings
+from ivr.cli.serve_cmd import rig_settings, serve_owned
+from ivr.config import Settings, load_settings
+from ivr.logs import configure_logging
 from ivr.testing.rig import rig_from_env
 from ivr.web.app import free_port
 
 
-async def _serve(database_url: str) -> None:
-    rig = rig_from_env(log=lambda line: print(line, file=sys.stderr))
+class _OwnerLines(logging.Handler):
+    """``OWNER <url>`` on stdout when ivr.storage.ownership says this node took one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("this node now serves Asterisk "):
+            print("OWNER " + msg.rsplit(" ", 1)[-1], flush=True)  # <ari url>/<app>
+
+
+def _node_settings(base: Settings, environ: dict[str, str], database_url: str) -> Settings:
+    rig = rig_from_env(environ, log=lambda line: print(line, file=sys.stderr))
     port = free_port()
+    settings = rig_settings(base, rig)
+    # IVR_ARI_APP names this node's own Stasis app (two nodes on one Asterisk); the
+    # rig's app otherwise (and always for the standby's Asterisk).
+    return replace(settings, database_url=database_url, web_port=port, agi_port=0,
+                   public_url=f"http://127.0.0.1:{port}",
+                   ari_app=environ.get("IVR_ARI_APP") or settings.ari_app)
+
+
+async def _serve(database_url: str) -> None:
+    env = dict(os.environ)
     # The default data folder: its trained-matcher cache makes start-up seconds, not
     # a minute of training on a busy machine.
-    settings = rig_settings(load_settings(env_file=None, environ=dict(os.environ)), rig)
-    # IVR_ARI_APP names this node's own Stasis app (two nodes on one Asterisk); the
-    # rig's app otherwise.
-    settings = replace(settings, database_url=database_url, web_port=port, agi_port=0,
-                       public_url=f"http://127.0.0.1:{port}",
-                       ari_app=os.environ.get("IVR_ARI_APP") or settings.ari_app)
+    base = load_settings(env_file=None, environ=env)
+    settings = _node_settings(base, env, database_url)
+    standby_env = {k.replace("KANAAL_STANDBY_", "KANAAL_RIG_", 1): v for k, v in env.items()
+                   if k.startswith("KANAAL_STANDBY_")}
+    standby = [_node_settings(base, standby_env, database_url)] if standby_env else []
+    ownership = logging.getLogger("ivr.storage.ownership")
+    ownership.addHandler(_OwnerLines())
+    ownership.setLevel(logging.INFO)
     ready = asyncio.Event()
-    node = asyncio.create_task(serve_node(settings, ready=ready))
-    await ready.wait()
+    node = asyncio.create_task(serve_owned(settings, standby=standby, ready=ready))
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({node, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if node.done():
+        waiting.cancel()
+        node.result()
+        return
     print("READY", flush=True)
     await node
 
 
 def main() -> None:
+    # warnings and errors on stderr: a test that kills this node reads them on failure
+    configure_logging(os.environ.get("KANAAL_NODE_LOG_LEVEL", "WARNING"))
     asyncio.run(_serve(sys.argv[1]))
 
 

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -109,6 +109,9 @@ class RigCredentials:
     stasis_app: str = "ivr"
 
 
+SECOND_PORT_OFFSET = 200  # the second Asterisk's ports: the first's plus this
+
+
 def rig_from_env(environ: Mapping[str, str] | None = None,
                  log: Callable[[str], None] = print) -> Rig:
     """The rig named by ``KANAAL_RIG_ROOT`` and ``KANAAL_RIG_*_PORT`` (else the cached one).
@@ -125,6 +128,37 @@ def rig_from_env(environ: Mapping[str, str] | None = None,
         agent_base=int(env.get("KANAAL_RIG_AGENT_BASE_PORT", "5081")),
     )
     return Rig(root=Path(env.get("KANAAL_RIG_ROOT", str(DEFAULT_ROOT))), ports=ports, log=log)
+
+
+def second_rig_of(first: Rig, environ: Mapping[str, str] | None = None) -> Rig:
+    """The second Asterisk of a two-Asterisk rig (``ivr rig up --asterisks 2``).
+
+    Its own root (``KANAAL_RIG2_ROOT``, default the first's path plus ``-2``), cloned
+    from the first root rather than bootstrapped again, and its own loopback ports
+    (``KANAAL_RIG2_*_PORT``, default the first's plus 200). A second root rather than a
+    second config/run dir in the same chroot: ``asterisk -rx``, the state file and the
+    /proc mount all stay as they are for one Asterisk.
+    """
+    env = os.environ if environ is None else environ
+    p, off = first.ports, SECOND_PORT_OFFSET
+    ports = RigPorts(
+        sip=int(env.get("KANAAL_RIG2_SIP_PORT", str(p.sip + off))),
+        http=int(env.get("KANAAL_RIG2_HTTP_PORT", str(p.http + off))),
+        ami=int(env.get("KANAAL_RIG2_AMI_PORT", str(p.ami + off))),
+        agi=int(env.get("KANAAL_RIG2_AGI_PORT", str(p.agi + off))),
+        agent_base=int(env.get("KANAAL_RIG2_AGENT_BASE_PORT", str(p.agent_base + off))),
+    )
+    root = Path(env.get("KANAAL_RIG2_ROOT", str(first.root) + "-2"))
+    return replace(first, root=root, ports=ports, clone_from=first.root)
+
+
+def rigs_from_env(count: int, environ: Mapping[str, str] | None = None,
+                  log: Callable[[str], None] = print) -> list[Rig]:
+    """One or two rigs (``--asterisks``): the first from ``KANAAL_RIG_*``, then its pair."""
+    if count not in (1, 2):
+        raise RigError(f"the rig runs 1 or 2 Asterisks, not {count}")
+    first = rig_from_env(environ, log)
+    return [first] if count == 1 else [first, second_rig_of(first, environ)]
 
 
 def default_config_dir() -> Path:
@@ -164,6 +198,8 @@ class Rig:
     start_timeout_s: float = 90.0
     build_timeout_s: float = 1800.0
     log: Callable[[str], None] = field(default=lambda _msg: None)
+    # a built root to copy instead of bootstrapping (the second Asterisk of a pair)
+    clone_from: Path | None = None
     owned: bool = field(default=False, init=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
@@ -207,6 +243,9 @@ class Rig:
             self._build_locked()
 
     def _build_locked(self) -> None:
+        if self.clone_from is not None and (self.clone_from / COMPLETE_MARKER).is_file():
+            self._clone_locked(self.clone_from)
+            return
         debootstrap = shutil.which("debootstrap")
         if debootstrap is None:
             raise RigError("debootstrap is not installed (apt-get install debootstrap)")
@@ -246,6 +285,27 @@ class Rig:
         (tmp / COMPLETE_MARKER).write_text(" ".join(cmd[1:4]) + "\n")
         os.rename(tmp, self.root)
         self.log(f"rig root built in {time.monotonic() - t0:.0f}s at {self.root}")
+
+    def _clone_locked(self, source: Path) -> None:
+        """Copy a built root (seconds, no network): the second Asterisk of a pair."""
+        tmp = self.root.parent / f".{self.root.name}.build-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        t0 = time.monotonic()
+        # --one-file-system: not the source's mounted /proc (its Asterisk may be running)
+        proc = subprocess.run(["cp", "-a", "--one-file-system", f"{source}/.", str(tmp)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RigError(f"copying {source} failed: {proc.stderr.strip()[-500:]}")
+        (tmp / "proc").mkdir(exist_ok=True)
+        for stale in (STATE_FILE, ASTERISK_LOG):  # the source's run, not this one's
+            with contextlib.suppress(FileNotFoundError):
+                (tmp / stale).unlink()
+        if self.root.exists():
+            _unmount_under(self.root)
+            shutil.rmtree(self.root)
+        os.rename(tmp, self.root)
+        self.log(f"rig root cloned from {source} in {time.monotonic() - t0:.0f}s")
 
     # ---------------------------------------------------------------- configs
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ivr.testing.rig import Rig, RigError, rig_from_env
+from ivr.testing.rig import Rig, RigError, rig_from_env, second_rig_of
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +24,20 @@ def rig() -> Iterator[Rig]:
         r.up()
     except RigError as exc:
         pytest.fail(f"Asterisk rig could not be brought up: {exc}", pytrace=False)
+    yield r
+    if not was_running:
+        r.down()
+
+
+@pytest.fixture(scope="session")
+def rig2(rig: Rig) -> Iterator[Rig]:
+    """The second Asterisk (``ivr rig up --asterisks 2``): its own root, ports +200."""
+    r = second_rig_of(rig)
+    was_running = r.status().running
+    try:
+        r.up()
+    except RigError as exc:
+        pytest.fail(f"second Asterisk could not be brought up: {exc}", pytrace=False)
     yield r
     if not was_running:
         r.down()

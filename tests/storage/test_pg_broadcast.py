@@ -8,6 +8,7 @@ handled by node B. Chunking is checked without a server too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -162,3 +163,38 @@ async def test_desktop_on_node_a_gets_the_pop_of_a_call_handled_by_node_b(
     assert pop["session"] == report.result.contact.id
     assert pop["context"]["customer"]["name"] == "Hannah Lee"
     assert pop["context"]["skill"] == "billing"
+
+
+@pytest.mark.postgres
+async def test_a_supervisor_alert_raised_on_one_node_reaches_the_other_nodes_consoles(
+        postgres_url: str) -> None:
+    """Alerts (surges, outages) ride the same NOTIFY bus as pops, told apart by type, as
+    build_app wires them (ivr.app.from_other_node)."""
+    from ivr.app import from_other_node
+    from ivr.outages.alerts import SupervisorAlerts
+
+    nodes = []
+    for _ in range(2):
+        hub, alerts = ScreenPopHub(), SupervisorAlerts()
+        bus = PgBroadcast(postgres_url,
+                          functools.partial(from_other_node, screenpop=hub, alerts=alerts),
+                          reconnect_s=0.2)
+        hub.relay_to(bus.post)
+        alerts.relay_to(bus.post)
+        nodes.append((hub, alerts, bus, asyncio.create_task(bus.run())))
+    try:
+        async with asyncio.timeout(10):
+            for _, _, bus, _ in nodes:
+                await bus.listening.wait()
+        (hub_a, alerts_a, _, _), (hub_b, alerts_b, _, _) = nodes
+        console_a, desk_a = alerts_a.subscribe(), hub_a.subscribe()
+        alerts_b.publish({"kind": "surge", "intent": "internet_down", "region": "Utrecht"})
+        assert (await _next(console_a))["kind"] == "surge"
+        await hub_b.publish("s-9", {"skill": "tech"})
+        assert (await _next(desk_a))["session"] == "s-9"
+        await asyncio.sleep(0.3)
+        assert console_a.empty() and desk_a.empty()  # each went to its own kind only
+    finally:
+        for *_, task in nodes:
+            task.cancel()
+        await asyncio.gather(*(t for *_, t in nodes), return_exceptions=True)

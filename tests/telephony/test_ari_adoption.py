@@ -8,9 +8,14 @@ from typing import Any
 
 from test_ari_client import APP, fake, make_client  # the ARI tests' fixtures
 
+from ivr.clock import SystemClock
+from ivr.domain.routing import fallback_decision
+from ivr.telephony.ari.adopt import OrphanAdopter
 from ivr.telephony.ari.app import StasisApp
 from ivr.testing.fake_ari import FakeAri
 from ivr.testing.fake_ari import channel_json as chan
+from ivr.testing.fakes import InMemoryContactLog
+from ivr.web.push import ScreenPopHub
 
 __all__ = ["fake"]  # a fixture, used by name
 
@@ -30,9 +35,10 @@ async def test_orphans_go_to_a_human_under_their_session_and_their_media_is_clea
         fake: FakeAri) -> None:
     """On its first ARI connection the app finds a caller left in Stasis(its app) by a
     dead node: hands it to the fallback queue with its old session and
-    X-IVR-Fallback node_restart, hangs up its snoop/externalMedia legs (and those of a
-    caller gone meanwhile) and destroys their bridges. Another app's caller, a caller in
-    the dialplan and a call this node already serves are left alone."""
+    X-IVR-Fallback node_lost (ivr.telephony.ari.adopt), hangs up its snoop/externalMedia
+    legs (and those of a caller gone meanwhile) and destroys their bridges. Another
+    app's caller, a caller in the dialplan and one arriving after a websocket gap (a
+    live call by then) are left alone."""
     fake.channels["dead1"] = in_stasis("dead1", APP)
     fake.variables[("dead1", "IVR_SESSION")] = "sess-dead1"
     fake.channels["dead1-snoop"] = in_stasis("dead1-snoop", APP, "Snoop/PJSIP/caller-1-0001")
@@ -48,7 +54,11 @@ async def test_orphans_go_to_a_human_under_their_session_and_their_media_is_clea
         served.append(channel.session_id)
 
     client = make_client(fake)
-    app = StasisApp(client, flow_runner=flow, prompts=Sounds(), recognizer=None)
+    adopter = OrphanAdopter(
+        contacts=InMemoryContactLog(), screenpop=ScreenPopHub(), clock=SystemClock(),
+        fail_safe=lambda reason, session, skill: fallback_decision(reason, session))
+    app = StasisApp(client, flow_runner=flow, prompts=Sounds(), recognizer=None,
+                    adopter=adopter)
     task = asyncio.create_task(app.run())
     try:
         for _ in range(200):
@@ -67,7 +77,7 @@ async def test_orphans_go_to_a_human_under_their_session_and_their_media_is_clea
         await client.aclose()
     assert app.adopted == 1
     assert fake.variables[("dead1", "__IVR_SESSION")] == "sess-dead1"
-    assert fake.variables[("dead1", "__IVR_FALLBACK")] == "node_restart"
+    assert fake.variables[("dead1", "__IVR_FALLBACK")] == "node_lost"
     assert fake.variables[("dead1", "IVR_QUEUE")] == "general"
     assert any(p == "/channels/dead1/continue" for _, p, _ in fake.requests)
     assert not {"dead1-snoop", "dead1-em", "gone-em"} & set(fake.channels)

@@ -299,8 +299,7 @@ async def test_hand_off_sets_variables_and_continues(fake: FakeAri) -> None:
         await ch.hand_off(RouteDecision(scenario=Scenario.AGENT, skill="billing",
                                         queue="ivr-billing", priority=5, intent="invoice"))
         v = {k[1]: val for k, val in fake.variables.items() if k[0] == "c1"}
-        # IVR_SESSION is set at answer (a node adopting orphans finds the contact by it).
-        assert v == {"IVR_LANG": "en", "IVR_SESSION": "sess1",
+        assert v == {"IVR_LANG": "en",
                      "__IVR_SESSION": "sess1", "__IVR_INTENT": "invoice", "__IVR_SCENARIO": "S4",
                      "__IVR_SKILL": "billing", "__IVR_CUSTOMER": "", "IVR_QUEUE": "ivr-billing",
                      "QUEUE_PRIO": "5"}

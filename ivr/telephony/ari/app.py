@@ -17,18 +17,17 @@ from ivr.domain.model import RouteDecision
 from ivr.domain.ports import CallChannel, CallerHungUp, Recognizer
 from ivr.domain.routing import fallback_decision
 from ivr.logs import bind_session
+from ivr.telephony.ari.adopt import OrphanAdopter
 from ivr.telephony.ari.channel import (
     AriCallChannel,
     AriChannelSettings,
     CallState,
     LeaseRenewer,
     PromptResolver,
-    helper_base,
-    in_app,
     is_helper_channel,
 )
 from ivr.telephony.ari.client import AriClient, AriError, Subscription
-from ivr.telephony.ari.events import ChannelInfo, StasisStart
+from ivr.telephony.ari.events import StasisStart
 from ivr.telephony.callerid import cli_trust_of
 from ivr.telephony.handoff import handoff_variables
 
@@ -66,6 +65,7 @@ class StasisApp:
         resume_runner: ResumeRunner | None = None,
         renew_lease: LeaseRenewer | None = None,
         survey_runner: ResumeRunner | None = None,
+        adopter: OrphanAdopter | None = None,
     ) -> None:
         self._client = client
         self._flow_runner = flow_runner
@@ -81,6 +81,8 @@ class StasisApp:
         self._max_calls = max_calls
         self._new_session_id = new_session_id
         self._on_call_end = on_call_end
+        # Several nodes: on connecting, callers a dead node left in the app get a human.
+        self._adopter = adopter
         self.calls: dict[str, AriCallChannel] = {}
         self.completed = 0
         self.failed = 0
@@ -97,63 +99,45 @@ class StasisApp:
                 tg.create_task(self._call(start, sub))
 
     async def _on_connect(self) -> None:
-        # Only on this process's first connection: after a websocket gap the channels in
-        # the app are this node's own live calls.
+        # Only on this process's first connection (a start, or a standby taking over):
+        # after a websocket gap the channels in the app are this node's own live calls.
         if self._client.connects == 1:
             try:
                 await self.adopt_orphans()
             except AriError as exc:
                 log.error("could not look for orphaned calls: %s", exc)
 
-    async def adopt_orphans(self) -> int:
-        """Channels a dead node left in this Stasis app (a restart) go to a human.
+    def _is_ours(self, channel_id: str) -> bool:
+        return self._client.claims(channel_id) or any(
+            c.channel_id == channel_id for c in self.calls.values())
 
-        A caller goes to the fallback queue under their old session (set at answer),
-        so the agent's screen-pop shows the contact the dead node saved step by step;
-        its snoop and externalMedia legs are hung up and their bridge destroyed.
-        Returns how many callers were handed over.
-        """
-        ours = {c.channel_id for c in self.calls.values()}
-        channels = await self._client.channels()
-        live = {c.id for c in channels}
-        orphans = [c for c in channels if c.id not in ours and not is_helper_channel(c)
-                   and in_app(c, self._client.app)]
-        adopted = {c.id for c in orphans}
-        for info in orphans:
-            await self._adopt(info)
-        stale = set(adopted)
-        for info in channels:
-            base = helper_base(info)
-            if base is not None and (base in adopted or base not in live):
-                stale.add(base)
-                await self._safe_hangup(info.id)
+    async def adopt_orphans(self) -> int:
+        """Callers a dead node left in this Stasis app go to a human with their context
+        (``ivr.telephony.ari.adopt``, which also hangs up their snoop/externalMedia legs);
+        the bridges of those legs are destroyed. Returns how many callers were handed."""
+        if self._adopter is None:
+            return 0
+        done = await self._adopter.adopt(self._client, self._is_ours)
+        callers = [a for a in done if a.queue]  # helper legs are adopted with no queue
+        # A helper leg is <caller>-snoop / <caller>-em; its bridge is <caller>-br.
+        stale = {a.channel_id for a in callers} | {a.channel_id.rsplit("-", 1)[0]
+                                                   for a in done if not a.queue}
         for caller in stale:
             with contextlib.suppress(AriError):
                 await self._client.destroy_bridge(f"{caller}-br")
-        if adopted:
+        if callers:
             log.warning("adopted %d calls left in Stasis(%s) by a dead node",
-                        len(adopted), self._client.app)
-        self.adopted += len(adopted)
-        return len(adopted)
+                        len(callers), self._client.app)
+        self.adopted += len(callers)
+        return len(callers)
 
-    async def _adopt(self, info: ChannelInfo) -> None:
+    async def _label(self, channel_id: str, session_id: str) -> None:
+        """The session on the channel from the start, inherited by the agent leg: a node
+        taking over (or the lease's dialplan path) hands the caller on with it."""
         try:
-            session = await self._client.get_variable(info.id, "IVR_SESSION")
-        except AriError:
-            session = None
-        session = session or self._new_session_id()
-        decision = self._fail_safe_decision("node_restart", session)
-        try:
-            await self._client.set_variable(info.id, "__IVR_FALLBACK", "node_restart")
-            for name, value in handoff_variables(decision, session).items():
-                await self._client.set_variable(info.id, name, value)
-            await self._client.continue_in_dialplan(
-                info.id, context=self._settings.handoff_context,
-                extension=self._settings.handoff_extension,
-                priority=self._settings.handoff_priority)
-        except AriError as exc:
-            # Gone meanwhile, or Asterisk refuses: the call limit still ends it.
-            log.error("adopting %s failed: %s", info.id, exc)
+            await self._client.set_variable(channel_id, "__IVR_SESSION", session_id)
+        except AriError as exc:  # a missing label costs context on failover, not the call
+            log.warning("labelling %s with its session failed: %s", channel_id, exc)
 
     async def _call(self, start: StasisStart, sub: Subscription) -> None:
         info = start.channel
@@ -188,6 +172,8 @@ class StasisApp:
         )
         self.calls[channel.session_id] = channel
         try:
+            if self._adopter is not None:
+                await self._label(info.id, session_id)
             await channel.answer()
             await self._serve(channel, resumed, survey)
             if channel.state is CallState.ACTIVE:

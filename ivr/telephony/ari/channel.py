@@ -323,10 +323,6 @@ class AriCallChannel:
                 self.state = CallState.GONE
                 raise CallerHungUp(self._id) from exc
             self.state = CallState.ACTIVE
-            # Before any prompt (a set waits behind a playback): a node that starts after
-            # this one died finds the call's contact by it (StasisApp.adopt_orphans).
-            with contextlib.suppress(AriError):
-                await self._client.set_variable(self._id, "IVR_SESSION", self._session_id)
             if self._s.lease_s > 0 and self._renew_lease is not None:
                 self._lease = asyncio.create_task(self._keep_lease(), name=f"lease-{self._id}")
 
@@ -878,17 +874,6 @@ def is_helper_channel(info: ChannelInfo) -> bool:
     return info.name.startswith(("Snoop/", "UnicastRTP/"))
 
 
-def helper_base(info: ChannelInfo) -> str | None:
-    """The caller's channel id of one of our snoop/externalMedia legs (``<id>-snoop``,
-    ``<id>-em``), None for any other channel."""
-    if not is_helper_channel(info):
-        return None
-    for suffix in ("-snoop", "-em"):
-        if info.id.endswith(suffix):
-            return info.id.removesuffix(suffix)
-    return None
-
-
 def in_app(info: ChannelInfo, app: str) -> bool:
     """The channel sits in ``Stasis(app, ...)`` (its dialplan application)."""
     return info.app_name.lower() == "stasis" and info.app_data.split(",")[0].strip() == app
@@ -902,7 +887,6 @@ __all__ = [
     "CallStats",
     "PortError",
     "PromptResolver",
-    "helper_base",
     "in_app",
     "is_helper_channel",
 ]

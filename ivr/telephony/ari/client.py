@@ -355,6 +355,10 @@ class AriClient:
             sub.add(rid, kind)
         return sub
 
+    def claims(self, channel_id: str) -> bool:
+        """True when a call of this client's (or its queued StasisStart) routes the channel."""
+        return channel_id in self._routes
+
     async def next_call(self) -> tuple[StasisStart, Subscription]:
         """The next StasisStart of a channel nobody had claimed (a new call).
 

@@ -1,0 +1,142 @@
+"""Callers left in ``Stasis()`` by a node that died: handed to a human with their context.
+
+When a node takes over an Asterisk whose node died (ivr.storage.ownership), the dead
+node's callers are still in the Stasis app, in silence: their StasisStart went to a
+websocket that is gone and Asterisk never sends it again. On connecting, the new owner
+lists the channels in its app that no call of its own holds and, for each, reads the
+session the dead node labelled it with (``IVR_SESSION``, set at the call's start), reads
+that contact as the dead node last saved it (it is saved after every step) and sends
+the caller to a human: the skill the contact was heading for, else the fallback queue,
+with the hand-off variables (so the agent leg carries the session, intent and
+``X-IVR-Fallback: node_lost``), a screen-pop with the question and transcript, and the
+contact record closed as handed to an agent.
+
+Why a human rather than resuming the dialogue: the dead node's turn state (what was
+just asked, a half-heard answer) was never stored, and a caller who has just heard
+silence is better served by a person who sees what they said than by a repeated
+question. The lease (IVR_ARI_LEASE_S) still backs this up: a caller nobody adopts
+leaves Stasis when it runs out and gets a human from the dialplan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ivr.domain.model import (
+    ContactSnapshot,
+    Outcome,
+    RouteDecision,
+    Step,
+    StepRecord,
+)
+from ivr.domain.ports import Clock, ContactLog, PortError, ScreenPop
+from ivr.telephony.ari.channel import in_app, is_helper_channel
+from ivr.telephony.ari.client import AriClient, AriError
+from ivr.telephony.ari.events import ChannelInfo
+from ivr.telephony.handoff import handoff_variables
+
+log = logging.getLogger(__name__)
+
+REASON = "node_lost"
+# (reason, session id, skill or None) -> a human queue
+FailSafe = Callable[[str, str, str | None], RouteDecision]
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """One orphan and what became of it (for logs and tests)."""
+
+    channel_id: str
+    session_id: str
+    queue: str
+    had_contact: bool
+
+
+class OrphanAdopter:
+    """Finds the app's channels that no live call holds and hands them to a human."""
+
+    def __init__(self, *, contacts: ContactLog, screenpop: ScreenPop, fail_safe: FailSafe,
+                 clock: Clock, handoff_context: str = "ivr-handoff",
+                 handoff_extension: str = "s", handoff_priority: int = 1) -> None:
+        self._contacts = contacts
+        self._screenpop = screenpop
+        self._fail_safe = fail_safe
+        self._clock = clock
+        self._target = (handoff_context, handoff_extension, handoff_priority)
+        self.adopted: list[Adopted] = []
+
+    async def adopt(self, client: AriClient, is_ours: Callable[[str], bool]) -> list[Adopted]:
+        """Hand every orphan of ``client``'s app to a human; returns those handed."""
+        try:
+            channels = await client.channels()
+        except AriError as exc:
+            log.warning("listing channels for orphans failed: %s", exc)
+            return []
+        done = []
+        for ch in channels:
+            if not in_app(ch, client.app) or is_ours(ch.id):
+                continue
+            try:
+                done.append(await self._adopt_one(client, ch))
+            except AriError as exc:  # gone meanwhile, or the lease got there first
+                log.info("orphan %s not adopted: %s", ch.id, exc)
+        self.adopted.extend(done)
+        return done
+
+    async def _adopt_one(self, client: AriClient, ch: ChannelInfo) -> Adopted:
+        if is_helper_channel(ch):  # the dead call's media legs
+            await client.hangup(ch.id)
+            return Adopted(ch.id, "", "", False)
+        session = await client.get_variable(ch.id, "IVR_SESSION") or ""
+        contact = await self._contact(session)
+        decision = self._fail_safe(REASON, session, contact.skill if contact else None)
+        variables = handoff_variables(decision, session,
+                                      contact.language if contact else None)
+        variables["__IVR_FALLBACK"] = REASON
+        for name, value in variables.items():
+            await client.set_variable(ch.id, name, value)
+        context, extension, priority = self._target
+        await client.continue_in_dialplan(ch.id, context=context, extension=extension,
+                                          priority=priority)
+        log.warning("adopted orphan %s (session %s) from a lost node: to %s", ch.id,
+                    session or "-", decision.queue)
+        if contact is not None:
+            await self._close(contact, decision)
+        return Adopted(ch.id, session, decision.queue, contact is not None)
+
+    async def _contact(self, session: str) -> ContactSnapshot | None:
+        if not session:
+            return None
+        try:
+            return await self._contacts.get(session)
+        except PortError as exc:  # the caller still gets a human, without the record
+            log.error("contact %s of an orphan unreadable: %s", session, exc)
+            return None
+
+    async def _close(self, contact: ContactSnapshot, decision: RouteDecision) -> None:
+        """The record as the flow leaves a hand-off: outcome, skill, a hand-off step."""
+        now = self._clock.now()
+        detail = {"skill": decision.skill, "reason": REASON, "queue": decision.queue}
+        done = replace(contact, outcome=Outcome.ERROR_TO_AGENT, skill=decision.skill,
+                       ended_at=now, dropped_at=None,
+                       steps=(*contact.steps, StepRecord(Step.HANDOFF, now, detail)))
+        try:
+            await self._contacts.save(done)
+            await self._screenpop.publish(contact.id, _screen(done, decision))
+        except PortError as exc:
+            log.error("closing the contact of orphan %s failed: %s", contact.id, exc)
+
+
+def _screen(contact: ContactSnapshot, decision: RouteDecision) -> dict[str, Any]:
+    # The shape ivr.domain.flow.handoff.screen_context gives a live hand-off.
+    return {
+        "session": contact.id, "question": contact.question, "intent": contact.intent,
+        "scenario": decision.scenario.value, "skill": decision.skill,
+        "priority": decision.priority, "reason": REASON, "position": None,
+        "expected_wait_s": None, "preferred_agent": None, "side": None, "verified": False,
+        "transcript": list(contact.transcript),
+        "customer": None if contact.customer_id is None else {"id": contact.customer_id},
+    }
