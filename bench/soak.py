@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -104,8 +105,10 @@ async def one_call(line: VoiceLine, rig: Rig, i: int, t0: float) -> Outcome:
             "question": VoiceCallSpec(QUESTIONS[i % len(QUESTIONS)], number),
             "silence": VoiceCallSpec("", number, silent_turns=2),
             "dtmf_flood": VoiceCallSpec("", number, dtmf=FLOOD),
+            # Silent at the question, then talks over the re-prompt (the IVR listens
+            # then; the first loud prompt is the greeting, before it listens).
             "barge_in": VoiceCallSpec(QUESTIONS[i % len(QUESTIONS)], number,
-                                      barge_in_after_s=0.8),
+                                      silent_turns=1, barge_in_after_s=0.8),
         }[kind]
         report: VoiceCallReport = await line.place(spec)
         ok = report.sip_ok and report.contact is not None and report.contact.outcome is not None
@@ -171,7 +174,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     engine.dispose()
     settings = replace(load_settings(env_file=None, environ={}), database_url=url,
                        data_dir=tmp, log_level="WARNING")
-    rig = rig_from_env()
+    rig = rig_from_env(log=lambda line: print(line, file=sys.stderr))  # stdout: the JSON
     await asyncio.to_thread(rig.up)
     load_before = os.getloadavg()
     async with voice_node(settings, rig=rig, clock=PinnedClock(demo_moment()),
@@ -272,7 +275,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.5, help="call starts per second")
     ap.add_argument("--window", type=float, default=60.0, help="seconds per report window")
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    ap.add_argument("--log", type=Path, help="write the node's WARNING log to this file")
     args = ap.parse_args()
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.WARNING,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = asyncio.run(run(args))
     if args.json:
         print(json.dumps(result))
