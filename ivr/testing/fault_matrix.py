@@ -249,6 +249,7 @@ async def node_loss(rig: Rig, url: str, *, n: int = 3, restart: bool,
                 rig, audio, number, dialed="100", hangup_after_s=60 if restart else 35,
                 audio_delay_s=8.0)) for number in numbers]
             await asyncio.sleep(5)
+            seen_before = len(agent.invites())  # the agent's trace outlives one row
             node.kill()
             killed = time.monotonic()
             await node.wait()
@@ -262,7 +263,12 @@ async def node_loss(rig: Rig, url: str, *, n: int = 3, restart: bool,
                         number = getattr(ev, "caller_id_num", None)
                         if number in numbers and number not in reached:
                             reached[number] = time.monotonic() - killed
-            fallbacks = {inv.get("x-ivr-fallback", "") for inv in agent.invites()}
+            with contextlib.suppress(TimeoutError):  # agent 1 rings for the first of them
+                async with asyncio.timeout(10):
+                    while len(agent.invites()) <= seen_before:
+                        await asyncio.sleep(0.2)
+            fallbacks = {inv.get("x-ivr-fallback", "")
+                         for inv in agent.invites()[seen_before:]}
             for c in calls:
                 c.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
@@ -279,6 +285,6 @@ async def node_loss(rig: Rig, url: str, *, n: int = 3, restart: bool,
     return Row("node kill -9, restarted at once (lease off: adoption)" if restart
                else "node kill -9, no restart", n, n - len(reached),
                None if worst is None else round(worst, 1),
-               "n/a", note=f"agent saw X-IVR-Fallback {sorted(f for f in fallbacks if f)}; "
+               "n/a", note=f"agent 1 rang with X-IVR-Fallback {sorted(f for f in fallbacks if f)}; "
                "the dead node's contacts keep every step to the kill, no outcome",
                details=[f"{k}: {v:.1f}s" for k, v in reached.items()])

@@ -29,7 +29,7 @@ async def test_hung_recogniser_and_full_prompt_disk_lose_no_call(
     seed_demo(engine, staffed=False)
     engine.dispose()
     async with fm.harness(fm.default_settings(url, tmp_path), rig) as h:
-        hung = await fm.asr_fault(h, "hang", 2)
+        hung = await fm.asr_fault(h, "hang", 2, stay_s=30)
         disk = await fm.disk_full(h, 2)
     for row in (hung, disk):
         print(f"\n{row.fault}: {row.details} {row.note}")

@@ -299,6 +299,7 @@ async def test_hand_off_sets_variables_and_continues(fake: FakeAri) -> None:
                                         queue="ivr-billing", priority=5, intent="invoice"))
         v = {k[1]: val for k, val in fake.variables.items() if k[0] == "c1"}
         assert v == {"IVR_LANG": "en",
+                     "IVR_SESSION": "sess1",  # set at answer: a restarted node adopts by it
                      "__IVR_SESSION": "sess1", "__IVR_INTENT": "invoice", "__IVR_SCENARIO": "S4",
                      "__IVR_SKILL": "billing", "__IVR_CUSTOMER": "", "IVR_QUEUE": "ivr-billing",
                      "QUEUE_PRIO": "5"}
