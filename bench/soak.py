@@ -139,18 +139,23 @@ async def sample(windows: list[Window], every_s: float, t0: float,
         await asyncio.sleep(every_s)
 
 
-async def leftovers(line: VoiceLine, settle_s: float = 20.0) -> dict[str, int]:
-    """What Asterisk still holds (ARI lists), after the last call's teardown settles."""
+async def leftovers(line: VoiceLine, before: set[str], settle_s: float = 20.0
+                    ) -> dict[str, int]:
+    """What Asterisk still holds (ARI lists) that was not there before the soak, after
+    the last call's teardown settles (``before``: ids already there, e.g. a killed test
+    node's legs on a shared rig, reported apart)."""
     ari = line.node.ari
     deadline = time.monotonic() + settle_s
     while True:
-        chans, bridges = await ari.channels(), await ari.bridges()
+        chans = [c for c in await ari.channels() if c.id not in before]
+        bridges = [b for b in await ari.bridges() if b.id not in before]
         if (not chans and not bridges) or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
     return {"channels": len(chans), "bridges": len(bridges),
             "snoops": sum(1 for c in chans if c.name.startswith("Snoop/")),
-            "external_media": sum(1 for c in chans if c.name.startswith("UnicastRTP/"))}
+            "external_media": sum(1 for c in chans if c.name.startswith("UnicastRTP/")),
+            "there_before": len(before)}
 
 
 def contact_check(url: str, served: int) -> dict[str, int]:
@@ -179,6 +184,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     async with voice_node(settings, rig=rig, clock=PinnedClock(demo_moment()),
                           hangup_after_s=45) as line:
+        ari = line.node.ari
+        before = {c.id for c in await ari.channels()} | {b.id for b in await ari.bridges()}
         t0 = time.monotonic()
         stalls: list[float] = []
         windows: list[Window] = []
@@ -199,7 +206,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for m in monitors:
             m.cancel()
         windows.append(Window(round(wall, 1), round(rss_mb(), 1), open_fds(), 0))
-        left = await leftovers(line)
+        left = await leftovers(line, before)
         stasis = line.node.stasis
         served = stasis.completed + stasis.failed
         lease = line.settings.ari_lease_s

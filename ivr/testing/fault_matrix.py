@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -265,7 +266,9 @@ async def node_loss(rig: Rig, url: str, *, n: int = 3, restart: bool,
                             reached[number] = time.monotonic() - killed
             with contextlib.suppress(TimeoutError):  # agent 1 rings for the first of them
                 async with asyncio.timeout(10):
-                    while len(agent.invites()) <= seen_before:
+                    for _ in itertools.count():  # the agent's trace file: nothing to await
+                        if len(agent.invites()) > seen_before:
+                            break
                         await asyncio.sleep(0.2)
             fallbacks = {inv.get("x-ivr-fallback", "")
                          for inv in agent.invites()[seen_before:]}

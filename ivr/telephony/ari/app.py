@@ -119,8 +119,8 @@ class StasisApp:
         orphans = [c for c in channels if c.id not in ours and not is_helper_channel(c)
                    and in_app(c, self._client.app)]
         adopted = {c.id for c in orphans}
-        for info in orphans:
-            await self._adopt(info)
+        # Media legs first: quick, and independent of the callers' hand-off, whose
+        # requests may wait behind a prompt the dead node left playing.
         stale = set(adopted)
         for info in channels:
             base = helper_base(info)
@@ -130,6 +130,8 @@ class StasisApp:
         for caller in stale:
             with contextlib.suppress(AriError):
                 await self._client.destroy_bridge(f"{caller}-br")
+        for info in orphans:
+            await self._adopt(info)
         if adopted:
             log.warning("adopted %d calls left in Stasis(%s) by a dead node",
                         len(adopted), self._client.app)
