@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -104,8 +105,10 @@ async def one_call(line: VoiceLine, rig: Rig, i: int, t0: float) -> Outcome:
             "question": VoiceCallSpec(QUESTIONS[i % len(QUESTIONS)], number),
             "silence": VoiceCallSpec("", number, silent_turns=2),
             "dtmf_flood": VoiceCallSpec("", number, dtmf=FLOOD),
+            # Silent at the question, then talks over the re-prompt (the IVR listens
+            # then; the first loud prompt is the greeting, before it listens).
             "barge_in": VoiceCallSpec(QUESTIONS[i % len(QUESTIONS)], number,
-                                      barge_in_after_s=0.8),
+                                      silent_turns=1, barge_in_after_s=0.8),
         }[kind]
         report: VoiceCallReport = await line.place(spec)
         ok = report.sip_ok and report.contact is not None and report.contact.outcome is not None
@@ -136,18 +139,23 @@ async def sample(windows: list[Window], every_s: float, t0: float,
         await asyncio.sleep(every_s)
 
 
-async def leftovers(line: VoiceLine, settle_s: float = 20.0) -> dict[str, int]:
-    """What Asterisk still holds (ARI lists), after the last call's teardown settles."""
+async def leftovers(line: VoiceLine, before: set[str], settle_s: float = 20.0
+                    ) -> dict[str, int]:
+    """What Asterisk still holds (ARI lists) that was not there before the soak, after
+    the last call's teardown settles (``before``: ids already there, e.g. a killed test
+    node's legs on a shared rig, reported apart)."""
     ari = line.node.ari
     deadline = time.monotonic() + settle_s
     while True:
-        chans, bridges = await ari.channels(), await ari.bridges()
+        chans = [c for c in await ari.channels() if c.id not in before]
+        bridges = [b for b in await ari.bridges() if b.id not in before]
         if (not chans and not bridges) or time.monotonic() > deadline:
             break
         await asyncio.sleep(1.0)
     return {"channels": len(chans), "bridges": len(bridges),
             "snoops": sum(1 for c in chans if c.name.startswith("Snoop/")),
-            "external_media": sum(1 for c in chans if c.name.startswith("UnicastRTP/"))}
+            "external_media": sum(1 for c in chans if c.name.startswith("UnicastRTP/")),
+            "there_before": len(before)}
 
 
 def contact_check(url: str, served: int) -> dict[str, int]:
@@ -171,11 +179,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     engine.dispose()
     settings = replace(load_settings(env_file=None, environ={}), database_url=url,
                        data_dir=tmp, log_level="WARNING")
-    rig = rig_from_env()
+    rig = rig_from_env(log=lambda line: print(line, file=sys.stderr))  # stdout: the JSON
     await asyncio.to_thread(rig.up)
     load_before = os.getloadavg()
     async with voice_node(settings, rig=rig, clock=PinnedClock(demo_moment()),
                           hangup_after_s=45) as line:
+        ari = line.node.ari
+        before = {c.id for c in await ari.channels()} | {b.id for b in await ari.bridges()}
         t0 = time.monotonic()
         stalls: list[float] = []
         windows: list[Window] = []
@@ -196,7 +206,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for m in monitors:
             m.cancel()
         windows.append(Window(round(wall, 1), round(rss_mb(), 1), open_fds(), 0))
-        left = await leftovers(line)
+        left = await leftovers(line, before)
         stasis = line.node.stasis
         served = stasis.completed + stasis.failed
         lease = line.settings.ari_lease_s
@@ -272,7 +282,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.5, help="call starts per second")
     ap.add_argument("--window", type=float, default=60.0, help="seconds per report window")
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    ap.add_argument("--log", type=Path, help="write the node's WARNING log to this file")
     args = ap.parse_args()
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.WARNING,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = asyncio.run(run(args))
     if args.json:
         print(json.dumps(result))

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from ivr.config import Settings
 from ivr.domain.model import ContactSnapshot, Language, as_language
-from ivr.domain.ports import Clock
+from ivr.domain.ports import Clock, Recognizer
 from ivr.testing.rig import Rig, rig_from_env
 
 if TYPE_CHECKING:
@@ -198,13 +198,16 @@ class VoiceLine:
 @contextlib.asynccontextmanager
 async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock | None = None,
                      hangup_after_s: float = 75.0,
-                     ami_port: int | None = None) -> AsyncIterator[VoiceLine]:
+                     ami_port: int | None = None,
+                     recognizer: Callable[[Recognizer], Recognizer] | None = None,
+                     ) -> AsyncIterator[VoiceLine]:
     """Bring up the rig and the node (live routing in sync when enabled); yields the line.
 
     ``ami_port`` points the node's AMI at another local port (a test's killable
-    proxy in front of the rig's AMI) instead of the rig's.
+    proxy in front of the rig's AMI) instead of the rig's. ``recognizer`` wraps the
+    node's recogniser (the fault matrix breaks it on purpose).
     """
-    from ivr.app import build_node
+    from ivr.app import build_node, build_recognizer
     from ivr.cli.serve_cmd import rig_settings
     from ivr.storage.db import upgrade
     from ivr.testing.app import running_app
@@ -229,7 +232,8 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
 
     ready = asyncio.Event()
     async with running_app(settings, clock=clock) as app:
-        built = build_node(app, on_call_end=on_end)
+        asr = None if recognizer is None else recognizer(build_recognizer(settings))
+        built = build_node(app, recognizer=asr, on_call_end=on_end)
         node = asyncio.create_task(built.run(ready))
         try:
             async with asyncio.timeout(120):

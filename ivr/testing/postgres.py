@@ -61,9 +61,10 @@ class PostgresServer:
             shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
 
-def start_postgres(root: Path | None = None) -> PostgresServer:
+def start_postgres(root: Path | None = None, *, port: int | None = None) -> PostgresServer:
     """A throwaway cluster in a temporary folder, or (``root``) one kept there between
-    runs: created on the first start, started again as it was afterwards."""
+    runs: created on the first start, started again as it was afterwards (on ``port``:
+    a database restarted under clients that keep their URL)."""
     bindir = _bindir()
     keep = root is not None
     root = Path(tempfile.mkdtemp(prefix="kanaal-pg-")) if root is None else root.resolve()
@@ -73,7 +74,7 @@ def start_postgres(root: Path | None = None) -> PostgresServer:
     if os.geteuid() == 0:
         prefix = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
+    port = port or _free_port()
     if not (datadir / "PG_VERSION").exists():
         init = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(datadir), "-A",
                                "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],

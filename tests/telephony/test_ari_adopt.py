@@ -71,7 +71,7 @@ async def test_the_dead_nodes_caller_goes_to_a_human_with_the_session_and_skill(
     finally:
         await client.aclose()
     assert [(a.channel_id, a.session_id, a.queue) for a in adopted] == [
-        ("c-1", "s-1", "retention"), ("c-5", "", "")]
+        ("c-5", "", ""), ("c-1", "s-1", "retention")]  # media legs first
     sets = {(cid, name): value for (cid, name), value in fake.variables.items()}
     assert sets[("c-1", "__IVR_FALLBACK")] == "node_lost"
     assert sets[("c-1", "__IVR_SESSION")] == "s-1"

@@ -76,7 +76,9 @@ class OrphanAdopter:
             log.warning("listing channels for orphans failed: %s", exc)
             return []
         done = []
-        for ch in channels:
+        # Media legs first: quick, and independent of the callers' hand-offs, whose
+        # requests may wait behind a prompt the dead node left playing.
+        for ch in sorted(channels, key=lambda c: not is_helper_channel(c)):
             if not in_app(ch, client.app) or is_ours(ch.id):
                 continue
             try:

@@ -246,6 +246,7 @@ class AriCallChannel:
         self._rtp: RtpReceiver | None = None
         self._media_ids: dict[str, str] = {}
         self._media_broken = False
+        self._asr_hung = False  # a recogniser call timed out: keypad only from then on
         self._loop = asyncio.get_running_loop()
         # The "one moment" timer of the turn just heard (cancelled by the next prompt).
         self._ack: asyncio.Task[None] | None = None
@@ -530,14 +531,21 @@ class AriCallChannel:
             self._rtp = None
 
     async def _open_stream(self, phrases: Sequence[str]) -> RecognizerStream | None:
-        if self._recognizer is None or not await self._ensure_media():
+        if self._recognizer is None or self._asr_hung or not await self._ensure_media():
             return None
         try:
             async with asyncio.timeout(self._s.asr_timeout_s):
                 return await self._recognizer.open_stream(
                     self._language, sample_rate=self._s.sample_rate, phrases=phrases
                 )
-        except Exception as exc:  # ASR down or hung: keypad still works
+        except TimeoutError:
+            # Each new turn would wait as long again, in silence, before its prompt:
+            # the rest of this call is keypad only.
+            log.error("recogniser hung opening a stream; keypad only for this call")
+            self.stats.media_errors.append("open_stream: timeout")
+            self._asr_hung = True
+            return None
+        except Exception as exc:  # ASR down: keypad still works
             log.error("recogniser failed to open a stream: %s", exc)
             self.stats.media_errors.append(f"open_stream: {exc}")
             return None
@@ -742,6 +750,7 @@ class AriCallChannel:
                 result = await stream.finish()
         except Exception as exc:
             log.error("recogniser finish failed: %r", exc)
+            self._asr_hung = self._asr_hung or isinstance(exc, TimeoutError)
             return Utterance(text="", confidence=0.0)
         return Utterance(
             text=result.text.strip(),
