@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ivr.domain.model import Caller, Language, RouteDecision, Utterance
+from ivr.domain.model import Caller, Language, RouteDecision, Utterance, known_language
 from ivr.domain.ports import (
     CallerHungUp,
     PortError,
@@ -494,12 +494,14 @@ class AriCallChannel:
             self._rtp.close()
             self._rtp = None
 
-    async def _open_stream(self, phrases: Sequence[str]) -> RecognizerStream | None:
+    async def _open_stream(self, phrases: Sequence[str], detect_language: bool = False
+                           ) -> RecognizerStream | None:
         if self._recognizer is None or not await self._ensure_media():
             return None
         try:
             return await self._recognizer.open_stream(
-                self._language, sample_rate=self._s.sample_rate, phrases=phrases
+                self._language, sample_rate=self._s.sample_rate, phrases=phrases,
+                detect_language=detect_language,
             )
         except Exception as exc:  # ASR down: keypad still works
             log.error("recogniser failed to open a stream: %s", exc)
@@ -553,12 +555,15 @@ class AriCallChannel:
             not self._playing(self._input_pb)
 
     async def listen(
-        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
+        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = (),
+        detect_language: bool = False,
     ) -> Utterance | None:
         """Prompt (barge-in on speech or DTMF), then return speech or a keypad digit."""
         self._check_alive()
         self._digits.clear()
-        stream = await self._open_stream(phrases)
+        if prompt is not None:
+            self._language = prompt.language  # the stream below hears the prompt's language
+        stream = await self._open_stream(phrases, detect_language)
         feeder: asyncio.Task[None] | None = None
         if stream is not None and self._rtp is not None:
             self._rtp.drain()  # audio from before this turn is not an answer to it
@@ -672,6 +677,7 @@ class AriCallChannel:
             text=result.text.strip(),
             confidence=result.confidence,
             alternatives=tuple(text for text, _ in result.alternatives),
+            language=known_language(result.language) if result.language else None,
         )
 
     async def _close_stream(self, stream: RecognizerStream) -> None:
