@@ -169,3 +169,44 @@ async def test_the_lease_falls_back_to_a_long_ari_lease_while_ami_is_down_or_han
     assert down == ["30"], down  # once, not every 0.2 s
     assert hung == [], hung
     assert ami_log and set(ami_log) == {2}, ami_log
+
+
+async def test_an_ari_renewal_stuck_behind_a_prompt_does_not_stop_ami_renewals(
+        fake: FakeAri) -> None:
+    """AMI drops, so the lease falls back to ARI, whose set waits behind the playing
+    prompt; AMI comes back a moment later. The short AMI lease must be renewed at once,
+    not after the stuck ARI request (seen on the rig: the AMI lease ran out meanwhile
+    and a repeat caller went to the fallback queue instead of their agent)."""
+    from ivr.telephony.ami.client import AmiNotConnected
+    from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
+
+    ami_up = asyncio.Event()
+    ami_log: list[float] = []
+
+    async def ami(name: str, seconds: int) -> None:
+        if not ami_up.is_set():
+            raise AmiNotConnected("AMI not connected (action AbsoluteTimeout)")
+        ami_log.append(asyncio.get_running_loop().time())
+
+    async with client_for(fake) as client:
+        real_set = client.set_variable
+
+        async def behind_a_prompt(channel_id: str, name: str, value: str) -> None:
+            if name == "TIMEOUT(absolute)":
+                await asyncio.sleep(3600)  # the prompt never ends in this test
+            await real_set(channel_id, name, value)
+
+        client.set_variable = behind_a_prompt  # type: ignore[method-assign]
+        await fake.start_call("c1")
+        start, sub = await asyncio.wait_for(client.next_call(), 2)
+        ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=None,
+                            prompts=Sounds(),
+                            settings=AriChannelSettings(lease_s=1.0, degraded_lease_s=30),
+                            renew_lease=ami)
+        await ch.answer()
+        await asyncio.sleep(0.5)  # AMI down: the ARI renewal is stuck
+        back = asyncio.get_running_loop().time()
+        ami_up.set()
+        await asyncio.sleep(0.6)
+        await ch.close()
+    assert ami_log and ami_log[0] - back < 0.5, ami_log

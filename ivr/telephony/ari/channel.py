@@ -332,14 +332,27 @@ class AriCallChannel:
         short = max(2, math.ceil(self._s.lease_s))
         long = max(short, math.ceil(self._s.degraded_lease_s))
         ari_due = 0.0  # loop time the long ARI lease needs renewing
-        while self.state is CallState.ACTIVE:
-            if await self._renew_over_ami(short):
-                ari_due = 0.0
-            elif self._now() >= ari_due:
-                if not await self._renew_over_ari(long):
-                    return
-                ari_due = self._now() + long / 5
-            await asyncio.sleep(self._s.lease_s / 5)
+        # The ARI renewal runs beside the loop: its set waits behind a playing prompt,
+        # and the loop must keep trying AMI meanwhile, or the short lease it set last
+        # runs out while AMI is already back (a live caller sent to a human).
+        ari: asyncio.Task[bool] | None = None
+        try:
+            while self.state is CallState.ACTIVE:
+                if ari is not None and ari.done():
+                    if not ari.result():
+                        return  # the channel is gone: nothing left to renew
+                    ari = None
+                if await self._renew_over_ami(short):
+                    ari_due = 0.0
+                elif self._now() >= ari_due and ari is None:
+                    ari = asyncio.create_task(self._renew_over_ari(long))
+                    ari_due = self._now() + long / 5
+                await asyncio.sleep(self._s.lease_s / 5)
+        finally:
+            if ari is not None:
+                ari.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ari
 
     async def _renew_over_ami(self, seconds: int) -> bool:
         assert self._renew_lease is not None  # started only with a renewer
