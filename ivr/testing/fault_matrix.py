@@ -16,7 +16,6 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +25,7 @@ from typing import Any
 from ivr.cli.voice_call import VoiceCallReport, VoiceCallSpec, VoiceLine, voice_node
 from ivr.config import Settings, load_settings
 from ivr.domain.ports import Recognizer
+from ivr.testing.node_process import node_env, start_node_process
 from ivr.testing.recognizers import FaultyRecognizer
 from ivr.testing.rig import Rig
 from ivr.testing.tcp_proxy import KillableProxy
@@ -191,27 +191,6 @@ async def disk_full(h: Harness, n: int = 3) -> Row:
 
 async def _nothing() -> None:
     return None
-
-
-def node_env(rig: Rig, **extra: str) -> dict[str, str]:
-    return {**os.environ, "IVR_LIVE_ROUTING": "true",
-            "KANAAL_RIG_ROOT": str(rig.root), "KANAAL_RIG_SIP_PORT": str(rig.ports.sip),
-            "KANAAL_RIG_HTTP_PORT": str(rig.ports.http),
-            "KANAAL_RIG_AMI_PORT": str(rig.ports.ami), "KANAAL_RIG_AGI_PORT": str(rig.ports.agi),
-            "KANAAL_RIG_AGENT_BASE_PORT": str(rig.ports.agent_base), **extra}
-
-
-async def start_node_process(url: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    """``ivr.testing.node_process`` on ``url``; returns once it prints READY."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ivr.testing.node_process", url,
-        stdout=asyncio.subprocess.PIPE, env=env)
-    assert proc.stdout is not None
-    async with asyncio.timeout(300):  # a cold matcher cache trains first
-        while (line := await proc.stdout.readline()) != b"READY\n":
-            if not line:
-                raise RuntimeError("the node process ended before it was ready")
-    return proc
 
 
 def default_settings(url: str, data_dir: Path) -> Settings:

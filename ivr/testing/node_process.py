@@ -24,8 +24,31 @@ from dataclasses import replace
 from ivr.cli.serve_cmd import rig_settings, serve_owned
 from ivr.config import Settings, load_settings
 from ivr.logs import configure_logging
-from ivr.testing.rig import rig_from_env
+from ivr.testing.rig import Rig, rig_from_env
 from ivr.web.app import free_port
+
+
+def node_env(rig: Rig, **extra: str) -> dict[str, str]:
+    """The environment of a node process serving ``rig`` (live routing on, like the
+    e2e fixture's node); ``extra`` overrides, e.g. ``IVR_ARI_LEASE_S="0"``."""
+    return {**os.environ, "IVR_LIVE_ROUTING": "true",
+            "KANAAL_RIG_ROOT": str(rig.root), "KANAAL_RIG_SIP_PORT": str(rig.ports.sip),
+            "KANAAL_RIG_HTTP_PORT": str(rig.ports.http),
+            "KANAAL_RIG_AMI_PORT": str(rig.ports.ami), "KANAAL_RIG_AGI_PORT": str(rig.ports.agi),
+            "KANAAL_RIG_AGENT_BASE_PORT": str(rig.ports.agent_base), **extra}
+
+
+async def start_node_process(url: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """This module as a process on database ``url``; returns once it prints READY."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ivr.testing.node_process", url,
+        stdout=asyncio.subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    async with asyncio.timeout(300):  # a cold matcher cache trains first (CI)
+        while (line := await proc.stdout.readline()) != b"READY\n":
+            if not line:
+                raise RuntimeError("the node process ended before it was ready")
+    return proc
 
 
 class _OwnerLines(logging.Handler):

@@ -18,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,6 +33,7 @@ from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
 from ivr.storage.tables import callbacks
 from ivr.telephony.ari.client import AriClient
+from ivr.testing.node_process import node_env, start_node_process
 from ivr.testing.rig import Rig
 from ivr.testing.sipcaller import SippAgent
 
@@ -67,24 +66,13 @@ def _book_due_now(url: str) -> CallbackRecord:
 
 async def _start_node(url: str, rig: Rig, customer_port: int, app: str,
                       ) -> asyncio.subprocess.Process:
-    env = {**os.environ, "IVR_ARI_APP": app, "IVR_CALLBACKS": "true", "IVR_CALLBACK_DIALER": "true",
-           "IVR_CALLBACK_ENDPOINT": f"PJSIP/caller/sip:{{number}}@127.0.0.1:{customer_port}",
-           "IVR_CALLBACK_DEFAULT_STRATEGY": "customer_first",
-           "IVR_CALLBACK_RING_S": str(RING_S), "IVR_CALLBACK_LEASE_S": str(LEASE_S),
-           "IVR_CALLBACK_POLL_S": "0.5", "IVR_CALLBACK_RETRY_S": "2",
-           "IVR_CALLBACK_SLOT_S": "3600", "IVR_CALLBACK_LEAD_S": "0",
-           "KANAAL_RIG_ROOT": str(rig.root), "KANAAL_RIG_SIP_PORT": str(rig.ports.sip),
-           "KANAAL_RIG_HTTP_PORT": str(rig.ports.http), "KANAAL_RIG_AMI_PORT": str(rig.ports.ami),
-           "KANAAL_RIG_AGI_PORT": str(rig.ports.agi),
-           "KANAAL_RIG_AGENT_BASE_PORT": str(rig.ports.agent_base)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ivr.testing.node_process", url,
-        stdout=asyncio.subprocess.PIPE, env=env)
-    assert proc.stdout is not None
-    async with asyncio.timeout(300):  # a cold matcher cache trains first (CI)
-        while (line := await proc.stdout.readline()) != b"READY\n":
-            assert line, "the node process ended before it was ready"
-    return proc
+    return await start_node_process(url, node_env(
+        rig, IVR_LIVE_ROUTING="false", IVR_ARI_APP=app, IVR_CALLBACKS="true",
+        IVR_CALLBACK_DIALER="true",
+        IVR_CALLBACK_ENDPOINT=f"PJSIP/caller/sip:{{number}}@127.0.0.1:{customer_port}",
+        IVR_CALLBACK_DEFAULT_STRATEGY="customer_first", IVR_CALLBACK_RING_S=str(RING_S),
+        IVR_CALLBACK_LEASE_S=str(LEASE_S), IVR_CALLBACK_POLL_S="0.5",
+        IVR_CALLBACK_RETRY_S="2", IVR_CALLBACK_SLOT_S="3600", IVR_CALLBACK_LEAD_S="0"))
 
 
 class Legs:

@@ -25,8 +25,7 @@ from sqlalchemy import select
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
 from ivr.storage.tables import contacts
-from ivr.telephony.ami import AmiClient
-from ivr.testing.centre import clear_queue_members
+from ivr.testing.centre import clear_queue_members, rig_ami
 from ivr.testing.postgres import PostgresServer
 from ivr.testing.rig import Rig
 from ivr.testing.sipcaller import SippAgent, place_call, synthesize_utterance
@@ -72,16 +71,8 @@ async def _owner_line(proc: asyncio.subprocess.Process, timeout_s: float) -> str
 
 
 async def _clear_members(rig: Rig) -> None:
-    creds = rig.credentials
-    ami = AmiClient("127.0.0.1", rig.ports.ami, username=creds.ami_user,
-                    secret=creds.ami_password)
-    task = asyncio.create_task(ami.run())
-    try:
-        await ami.wait_connected(10)
+    async with rig_ami(rig) as ami:
         await clear_queue_members(ami)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def _contacts_of(url: str) -> list[dict[str, Any]]:
