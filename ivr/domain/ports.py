@@ -73,14 +73,11 @@ class CallChannel(Protocol):
         """Play/print a prompt. Audio channels may stop it early on barge-in."""
 
     async def listen(
-        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = (),
-        detect_language: bool = False,
+        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
     ) -> Utterance | None:
         """Say ``prompt`` (barge-in allowed), then return what the caller said or keyed.
 
         None means no input within ``timeout_s``. ``phrases`` biases recognition.
-        ``detect_language``: the recogniser may hear another language than the prompt's
-        (a multilingual model); the utterance then says which (``Utterance.language``).
         """
 
     async def collect_digits(
@@ -104,8 +101,6 @@ class RecognitionResult:
     alternatives: tuple[tuple[str, float], ...] = ()
     words: tuple[tuple[str, float, float], ...] = ()  # (word, start_s, end_s)
     processing_ms: float = 0.0  # decode time after end of speech
-    # The language the engine heard, when it was asked to detect it (None: not detected).
-    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +136,9 @@ class Recognizer(Protocol):
         """Whether a model for ``language`` is loaded."""
 
     async def open_stream(
-        self, language: Language, *, sample_rate: int, phrases: Sequence[str] = (),
-        detect_language: bool = False,
+        self, language: Language, *, sample_rate: int, phrases: Sequence[str] = ()
     ) -> RecognizerStream:
-        """Start one utterance; ``phrases`` bias recognition (grammar or prompt).
-
-        ``detect_language``: an engine that can tell the languages apart decodes in the
-        one it hears and names it in ``RecognitionResult.language``; others ignore it."""
+        """Start one utterance; ``phrases`` bias recognition (grammar or prompt)."""
 
 
 class CustomerDirectory(Protocol):

@@ -93,8 +93,7 @@ class ScriptedRecognizer:
         return language in self.languages
 
     async def open_stream(self, language: Language, *, sample_rate: int,
-                          phrases: Sequence[str] = (),
-                          detect_language: bool = False) -> ScriptedStream:
+                          phrases: Sequence[str] = ()) -> ScriptedStream:
         """A stream for the next scripted turn (silence once the script is used up)."""
         self.faults.check("recognizer")
         self.requests.append(StreamRequest(language, sample_rate, tuple(phrases)))
@@ -146,11 +145,9 @@ class TapRecognizer:
         return self._inner.supports(language)
 
     async def open_stream(self, language: Language, *, sample_rate: int,
-                          phrases: Sequence[str] = (),
-                          detect_language: bool = False) -> RecognizerStream:
+                          phrases: Sequence[str] = ()) -> RecognizerStream:
         """Open a stream on the wrapped recogniser and tap it."""
-        inner = await self._inner.open_stream(language, sample_rate=sample_rate, phrases=phrases,
-                                              detect_language=detect_language)
+        inner = await self._inner.open_stream(language, sample_rate=sample_rate, phrases=phrases)
         return TapStream(inner, self.frames)
 
 
@@ -195,10 +192,8 @@ class FaultyRecognizer:
         raise RuntimeError(f"recogniser broken at {point} (fault injected)")
 
     async def open_stream(self, language: Language, *, sample_rate: int,
-                          phrases: Sequence[str] = (),
-                          detect_language: bool = False) -> RecognizerStream:
+                          phrases: Sequence[str] = ()) -> RecognizerStream:
         await self.trip("open")
         stream = await self._inner.open_stream(language, sample_rate=sample_rate,
-                                               phrases=phrases,
-                                               detect_language=detect_language)
+                                               phrases=phrases)
         return _FaultyStream(stream, self)
