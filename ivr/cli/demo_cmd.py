@@ -132,7 +132,7 @@ VOICE_SAMPLES = (
      "+31655556666", None, "S2", "address_change"),
     ("S3 live chat", "the app keeps crashing on my phone", "+447700900456", None, "S3",
      "tech_support_app"),
-    ("S4 billing agent (unknown number keys customer no)", "I have a question about my invoice",
+    ("S4 billing agent (unknown number keys customer no)", "I have a question about my bill",
      "+447700900999", "1002#", "S4", "invoice_question"),
     ("Sensitive: report a death (withheld)", "I want to report a death in the family",
      None, None, "S4", "report_death"),

@@ -37,7 +37,9 @@ from ivr.testing.web import DEMO_PASSWORD, add_demo_users, cheap_passwords
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-INVOICE = "I have a question about my invoice"
+# "invoice" is misheard as "own voice" by tiny.en in some decode windows (seen under
+# load), which the out-of-scope model then rightly rejects; "bill" is heard reliably.
+INVOICE = "I have a question about my bill"
 HANNAH, BOB = "+31655556666", "+447700900123"
 # Records when the screen-pop's question first has text (page time, ms since the epoch).
 WATCH_POP = """() => {
@@ -118,7 +120,7 @@ async def test_agent_desktop_pops_a_real_call_and_pause_stops_new_ones(
                     INVOICE, HANNAH, hangup_after_s=25,
                     leave_when=lambda: bool(popped) and time.monotonic() - popped[0] > 3)))
                 rang_at = await _first_ring(rings, call)
-            await expect(page.locator("#question")).to_contain_text("invoice")
+            await expect(page.locator("#question")).to_contain_text("bill")
             pop_at = await page.evaluate("window.__popAt") / 1000
             popped.append(time.monotonic())
             first = await call
