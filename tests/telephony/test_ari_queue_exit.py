@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from test_ari_client import fake, make_client, running  # the ARI tests' fixtures
 
 from ivr.telephony.ari.app import QUEUE_EXIT, StasisApp
+from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
 from ivr.telephony.ari.client import AriClient
 from ivr.telephony.ari.whisper import AriWhisper
 from ivr.testing.fake_ari import FakeAri
@@ -93,7 +94,6 @@ async def test_the_lease_is_renewed_while_in_the_app_and_stops_before_the_hand_o
     while the call is in the app, so a dead node's callers leave Stasis for a human;
     no renewal follows the hand-off's continue. Without a renewer there is no lease."""
     from ivr.domain.model import RouteDecision, Scenario
-    from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
 
     log: list[tuple[str, int, int]] = []  # (channel name, seconds, ARI requests so far)
 
@@ -126,6 +126,20 @@ async def test_the_lease_is_renewed_while_in_the_app_and_stops_before_the_hand_o
     assert len(log) == done and log[-1][2] <= cont
 
 
+async def _leased_call(fake: FakeAri, client: AriClient,
+                       ami: Callable[[str, int], Awaitable[None]]) -> AriCallChannel:
+    """Call c1 answered with a 1 s lease renewed by ``ami`` (30 s when it falls back
+    to ARI)."""
+    await fake.start_call("c1")
+    start, sub = await asyncio.wait_for(client.next_call(), 2)
+    ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=None,
+                        prompts=Sounds(),
+                        settings=AriChannelSettings(lease_s=1.0, degraded_lease_s=30),
+                        renew_lease=ami)
+    await ch.answer()
+    return ch
+
+
 async def test_the_lease_falls_back_to_a_long_ari_lease_while_ami_is_down_or_hangs(
         fake: FakeAri) -> None:
     """AMI unreachable, or hanging: the lease is renewed over ARI instead, with the long
@@ -133,7 +147,6 @@ async def test_the_lease_falls_back_to_a_long_ari_lease_while_ami_is_down_or_han
     out mid-prompt and send a live caller to a human), not on every tick; once AMI
     answers again the short lease is back."""
     from ivr.telephony.ami.client import AmiNotConnected
-    from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
 
     ami_state = {"mode": "down"}
     ami_log: list[int] = []
@@ -150,13 +163,7 @@ async def test_the_lease_falls_back_to_a_long_ari_lease_while_ami_is_down_or_han
                 if path == "/channels/c1/variable" and q.get("variable") == "TIMEOUT(absolute)"]
 
     async with client_for(fake) as client:
-        await fake.start_call("c1")
-        start, sub = await asyncio.wait_for(client.next_call(), 2)
-        ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=None,
-                            prompts=Sounds(),
-                            settings=AriChannelSettings(lease_s=1.0, degraded_lease_s=30),
-                            renew_lease=ami)
-        await ch.answer()
+        ch = await _leased_call(fake, client, ami)
         await asyncio.sleep(0.7)
         down = ari_renewals()
         ami_state["mode"] = "hung"
@@ -178,7 +185,6 @@ async def test_an_ari_renewal_stuck_behind_a_prompt_does_not_stop_ami_renewals(
     not after the stuck ARI request (seen on the rig: the AMI lease ran out meanwhile
     and a repeat caller went to the fallback queue instead of their agent)."""
     from ivr.telephony.ami.client import AmiNotConnected
-    from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
 
     ami_up = asyncio.Event()
     ami_log: list[float] = []
@@ -197,13 +203,7 @@ async def test_an_ari_renewal_stuck_behind_a_prompt_does_not_stop_ami_renewals(
             await real_set(channel_id, name, value)
 
         client.set_variable = behind_a_prompt  # type: ignore[method-assign]
-        await fake.start_call("c1")
-        start, sub = await asyncio.wait_for(client.next_call(), 2)
-        ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=None,
-                            prompts=Sounds(),
-                            settings=AriChannelSettings(lease_s=1.0, degraded_lease_s=30),
-                            renew_lease=ami)
-        await ch.answer()
+        ch = await _leased_call(fake, client, ami)
         await asyncio.sleep(0.5)  # AMI down: the ARI renewal is stuck
         back = asyncio.get_running_loop().time()
         ami_up.set()
