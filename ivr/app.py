@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ from ivr.domain.flow import (
 from ivr.domain.model import (
     LANGUAGES,
     ContactChannel,
+    ContactSnapshot,
     Language,
     RouteDecision,
     Utterance,
@@ -595,6 +597,28 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                 web=web, announcer=announcer, dialer=build_dialer(app, client, centre))
 
 
+async def contact_skill(app: App, contact: ContactSnapshot) -> str | None:
+    """The skill a saved contact was heading for: its own, its intent's, or its question's.
+
+    A node killed between saving the question and routing it left no skill: the saved
+    intent, else the question matched again, still finds the right people (in the
+    general queue a dead node's caller waits for whoever is free, maybe nobody who
+    knows the subject)."""
+    if contact.skill:
+        return contact.skill
+    intent = contact.intent
+    if intent is None and contact.question:
+        found = await app.matcher.match(contact.question, contact.language)
+        best = found.best
+        # Only a match the flow would act on without confirming it: a guess goes to
+        # the general queue, where anyone can ask.
+        if best and not (found.out_of_scope or found.unavailable) \
+                and best.confidence >= app.settings.confirm_below:
+            intent = best.intent
+    spec = app.catalogue.spec(intent) if intent else None
+    return spec.skill if spec else None
+
+
 def build_adopter(app: App) -> OrphanAdopter:
     """Hands callers a dead node left in the Stasis app to a human (see ari.adopt)."""
     from ivr.domain.routing import fallback_decision
@@ -606,7 +630,8 @@ def build_adopter(app: App) -> OrphanAdopter:
         return app.router.fail_safe(reason, session_id=session or None)
 
     return OrphanAdopter(contacts=app.contacts, screenpop=app.screenpop,
-                         fail_safe=fail_safe, clock=app.clock)
+                         fail_safe=fail_safe, clock=app.clock,
+                         skill_of=functools.partial(contact_skill, app))
 
 
 def build_dialer(app: App, client: AriClient, centre: ContactCentre | None

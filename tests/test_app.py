@@ -9,7 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from ivr.app import LINK_KEYS
+from ivr.app import LINK_KEYS, contact_skill
 from ivr.cli import cli
 from ivr.cli.call_cmd import run_text_call
 from ivr.cli.demo_cmd import SAMPLES, demo_moment, run_text_demo
@@ -159,3 +159,20 @@ async def test_screenpop_is_pushed_to_agent_desktops(settings: Settings) -> None
     assert pop["context"]["customer"]["name"] == "Hannah Lee"
     assert pop["context"]["question"] == "I have a question about my invoice"
     assert pop["context"]["skill"] == "billing"
+
+
+async def test_a_dead_nodes_contact_is_routed_by_its_intent_or_its_question(
+        settings: Settings) -> None:
+    """The orphan adopter's skill (ivr.app.contact_skill): the record's own skill, else its
+    intent's, else its saved question matched again; nothing to go on gives None (the
+    general queue)."""
+    async with running_app(settings, clock=PinnedClock(demo_moment())) as app:
+        report = await run_text_call(app, settings, from_number="+31655556666",
+                                     script=["I want to cancel my contract"], echo=False)
+        saved = report.result.contact
+        assert saved.skill == "retention"
+        cases = [(saved, "retention"), (replace(saved, skill=None), "retention"),
+                 (replace(saved, skill=None, intent=None), "retention"),
+                 (replace(saved, skill=None, intent=None, question="blah blah blah"), None),
+                 (replace(saved, skill=None, intent=None, question=None), None)]
+        assert [await contact_skill(app, c) for c, _ in cases] == [s for _, s in cases]

@@ -7,6 +7,7 @@ adopted, what the hand-off carries and how the record is closed, in milliseconds
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,3 +106,33 @@ async def test_an_orphan_without_a_session_still_gets_the_fallback_queue(
     assert [(a.channel_id, a.queue, a.had_contact) for a in adopted] == [
         ("c-9", "general", False)]
     assert fake.variables[("c-9", "IVR_QUEUE")] == "general"
+
+
+@pytest.mark.parametrize(("guess", "queue"), [("retention", "retention"), (None, "general"),
+                                              (RuntimeError("matcher down"), "general")])
+async def test_a_contact_killed_before_routing_goes_to_the_skill_its_question_needs(
+        fake: FakeAri, guess: str | Exception | None, queue: str) -> None:
+    # Killed between saving the question and routing it: no skill on the record yet.
+    _in_stasis(fake, "c-7", session="s-7")
+    contacts = InMemoryContactLog()
+    await contacts.save(replace(_asked("s-7"), intent=None, skill=None))
+    seen: list[str | None] = []
+
+    async def skill_of(contact: ContactSnapshot) -> str | None:
+        seen.append(contact.question)
+        if isinstance(guess, Exception):
+            raise guess
+        return guess
+
+    adopter = OrphanAdopter(
+        contacts=contacts, screenpop=ScreenPopHub(), clock=PinnedClock(AT),
+        skill_of=skill_of, fail_safe=lambda reason, session, skill: fallback_decision(
+            reason, session, skill=skill or "general"))
+    client = AriClient(fake.base_url, username="ivr", password="secret", app="ivr")
+    try:
+        adopted = await adopter.adopt(client, lambda _cid: False)
+    finally:
+        await client.aclose()
+    assert seen == ["I want to cancel my contract"]
+    assert [(a.channel_id, a.queue) for a in adopted] == [("c-7", queue)]
+    assert contacts.records["s-7"].skill == queue

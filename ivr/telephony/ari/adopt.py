@@ -21,7 +21,7 @@ leaves Stasis when it runs out and gets a human from the dialplan.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 REASON = "node_lost"
 # (reason, session id, skill or None) -> a human queue
 FailSafe = Callable[[str, str, str | None], RouteDecision]
+# the contact as last saved -> the skill it was heading for (None: not known)
+SkillOf = Callable[[ContactSnapshot], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +61,14 @@ class OrphanAdopter:
     """Finds the app's channels that no live call holds and hands them to a human."""
 
     def __init__(self, *, contacts: ContactLog, screenpop: ScreenPop, fail_safe: FailSafe,
-                 clock: Clock, handoff_context: str = "ivr-handoff",
+                 clock: Clock, skill_of: SkillOf | None = None,
+                 handoff_context: str = "ivr-handoff",
                  handoff_extension: str = "s", handoff_priority: int = 1) -> None:
         self._contacts = contacts
         self._screenpop = screenpop
         self._fail_safe = fail_safe
         self._clock = clock
+        self._skill_of = skill_of
         self._target = (handoff_context, handoff_extension, handoff_priority)
         self.adopted: list[Adopted] = []
 
@@ -94,7 +98,7 @@ class OrphanAdopter:
             return Adopted(ch.id, "", "", False)
         session = await client.get_variable(ch.id, "IVR_SESSION") or ""
         contact = await self._contact(session)
-        decision = self._fail_safe(REASON, session, contact.skill if contact else None)
+        decision = self._fail_safe(REASON, session, await self._skill(contact))
         variables = handoff_variables(decision, session,
                                       contact.language if contact else None)
         variables["__IVR_FALLBACK"] = REASON
@@ -108,6 +112,17 @@ class OrphanAdopter:
         if contact is not None:
             await self._close(contact, decision)
         return Adopted(ch.id, session, decision.queue, contact is not None)
+
+    async def _skill(self, contact: ContactSnapshot | None) -> str | None:
+        if contact is None:
+            return None
+        if contact.skill or self._skill_of is None:
+            return contact.skill
+        try:  # never let a failed guess keep the caller from the general queue
+            return await self._skill_of(contact)
+        except Exception:  # the orphan still goes to a human, to the general queue
+            log.exception("no skill for orphan contact %s", contact.id)
+            return None
 
     async def _contact(self, session: str) -> ContactSnapshot | None:
         if not session:
