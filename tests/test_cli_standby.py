@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from ivr.cli.serve_cmd import _standby_settings, serve_owned
+from ivr.cli.serve_cmd import _standby_settings, app_name, same_asterisk_standby, serve_owned
 from ivr.config import load_settings
 
 
@@ -29,3 +29,18 @@ def test_the_standby_reads_only_the_other_nodes_file(tmp_path: Path,
     s = _standby_settings(str(other))
     assert s.ari_url == "http://10.0.0.5:8088"
     assert s.effective_database_url == "postgresql+psycopg://ivr@db/kanaal"
+
+
+def test_a_standby_app_on_the_same_asterisk_is_this_nodes_settings_for_that_app() -> None:
+    """`--standby-app ivr` (the compose file's node B): the same Asterisk, database and
+    media address, the other app; its web server and FastAGI bind free ports so they do
+    not collide with this node's own; standing by for one's own app is refused."""
+    own = replace(load_settings(env_file=None, environ={}), ari_app="ivr-b",
+                  database_url="postgresql+psycopg://ivr@db/kanaal")
+    other = same_asterisk_standby(own, "ivr")
+    assert (other.ari_app, other.web_port, other.agi_port) == ("ivr", 0, 0)
+    assert (other.ari_url, other.media_host, other.effective_database_url) == (
+        own.ari_url, own.media_host, own.effective_database_url)
+    assert app_name(other) != app_name(own)  # two advisory locks, two owners
+    with pytest.raises(click.ClickException, match="own app"):
+        same_asterisk_standby(own, "ivr-b")

@@ -284,3 +284,20 @@ def test_entrypoint_names_a_placeholder_nobody_set(tmp_path: Path) -> None:
     result = _run_entrypoint(tmp_path, RENDER_ENV)
     assert result.returncode != 0
     assert "TRUNK_NEW_THING" in result.stderr
+
+
+def test_node_b_stands_by_for_the_app_node_a_serves(config: dict[str, Any]) -> None:
+    """A dead node A must not leave its callers in Stasis: node B is its standby, for
+    the very app name node A serves, and parses as a real `ivr serve` command line."""
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+
+    services = config["services"]
+    node_a_app = services["node-a"]["environment"]["IVR_ARI_APP"]
+    command = services["node-b"]["command"]
+    assert command[:2] == ["ivr", "serve"]
+    assert command[command.index("--standby-app") + 1] == node_a_app
+    assert services["node-b"]["environment"]["IVR_ARI_APP"] != node_a_app
+    usage = CliRunner().invoke(cli, [*command[1:], "--help"])
+    assert usage.exit_code == 0 and "--standby-app" in usage.output

@@ -101,8 +101,12 @@ async def serve_owned(settings: Settings, *, standby: Sequence[Settings] = (),
               type=click.Path(dir_okay=False, exists=True),
               help="another node's settings file (.env): serve its Asterisk when that node "
                    "dies (PostgreSQL only; repeatable)")
+@click.option("--standby-app", "standby_apps", multiple=True, metavar="APP",
+              help="another node's Stasis app on this node's own Asterisk: serve it when "
+                   "that node dies (PostgreSQL only; repeatable)")
 @click.pass_context
-def serve(ctx: click.Context, use_rig: bool, standby_files: tuple[str, ...]) -> None:
+def serve(ctx: click.Context, use_rig: bool, standby_files: tuple[str, ...],
+          standby_apps: tuple[str, ...]) -> None:
     """Serve calls: ARI Stasis app + FastAGI + web (screen-pop, webhooks, reports)."""
     settings = settings_from(ctx)
     from ivr.storage.db import upgrade
@@ -119,9 +123,21 @@ def serve(ctx: click.Context, use_rig: bool, standby_files: tuple[str, ...]) -> 
         settings = rig_settings(settings, rig)
         click.echo(f"rig up: SIP 127.0.0.1:{rig.ports.sip}, ARI {rig.ari_url}", err=True)
     standby = [_standby_settings(path) for path in standby_files]
+    standby += [same_asterisk_standby(settings, app) for app in standby_apps]
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_owned(settings, standby=standby,
                                 sandbox_log=lambda line: click.echo(line, err=True)))
+
+
+def same_asterisk_standby(settings: Settings, app: str) -> Settings:
+    """This node's settings for another node's app on the same Asterisk (one Asterisk,
+    two nodes: the docker compose file). Its web server and FastAGI would take this
+    node's own ports: port 0 binds a free one nobody is sent to, since this node's own
+    web server serves the same database and the dialplan's FastAGI path names the dead
+    node's address anyway."""
+    if app == settings.ari_app:
+        raise click.ClickException(f"--standby-app {app}: that is this node's own app")
+    return replace(settings, ari_app=app, web_port=0, agi_port=0)
 
 
 def _standby_settings(path: str) -> Settings:
