@@ -33,17 +33,14 @@ from ivr.cli.voice_call import VoiceCallReport, VoiceCallSpec, voice_node
 from ivr.clock import PinnedClock
 from ivr.config import load_settings
 from ivr.speech.vad import EndpointConfig
+from ivr.stats import percentile as pct
+from ivr.stats import rss_mb
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo, seed_synthetic, synthetic_number
 from ivr.testing.rig import rig_from_env
 
 UTTERANCES = ("where is my order", "what are your opening hours",
               "has my package been shipped", "when are you open")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def specs(n: int, offset: int) -> list[VoiceCallSpec]:
@@ -96,14 +93,6 @@ async def loop_lag(out: list[float], every_s: float = 0.05) -> None:
         t = time.monotonic()
         await asyncio.sleep(every_s)
         out.append(max(0.0, (time.monotonic() - t - every_s) * 1000))
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def summary(reports: list[VoiceCallReport]) -> dict[str, float]:

@@ -38,6 +38,7 @@ from sqlalchemy import Engine, func, insert, select, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivr.clock import PinnedClock
+from ivr.stats import percentile as pct
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.report_seed import synthetic_contacts
 from ivr.storage.repositories import SqlContactLog, SqlCustomerDirectory, SqlKnowledgeBase
@@ -55,11 +56,6 @@ from ivr.web.app import customer_card_of
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 FIRST = 9  # seed_demo's customers come first; synthetic ids start here
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def summary(ms: list[float]) -> dict[str, float]:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import delete
 
+from ivr.stats import percentile as pct
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.report_seed import seed_contacts, synthetic_contacts
 from ivr.storage.reports import SqlReportStore
@@ -40,11 +41,6 @@ NOW = datetime(2026, 11, 30, 10, 30, tzinfo=UTC)
 
 def say(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def fill(url: str, n: int, days: int) -> None:

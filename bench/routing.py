@@ -54,6 +54,7 @@ from ivr.domain.smart_routing import (
     SplitState,
     decide,
 )
+from ivr.stats import percentile as pct
 from ivr.telephony.ami.events import (
     QueueCallerJoin,
     QueueCallerLeave,
@@ -65,11 +66,6 @@ from ivr.telephony.ami.wire import parse_message
 SKILLS = [f"skill{i:02d}" for i in range(20)]
 REGIONS = ["north", "south", "east", "west", "centre", "islands"]
 TIERS = ["standard"] * 7 + ["gold"] * 2 + ["platinum"]
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def build(n_agents: int, n_waiting: int, rng: random.Random) -> tuple[CentreState, list[Agent],

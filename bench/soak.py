@@ -37,6 +37,8 @@ from ivr.cli.demo_cmd import demo_moment
 from ivr.cli.voice_call import VoiceCallReport, VoiceCallSpec, VoiceLine, voice_node
 from ivr.clock import PinnedClock
 from ivr.config import load_settings
+from ivr.stats import percentile_or_none as pct
+from ivr.stats import rss_mb
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo, seed_synthetic, synthetic_number
 from ivr.storage.tables import contacts
@@ -46,21 +48,6 @@ from ivr.testing.turncaller import TurnCaller
 QUESTIONS = ("where is my order", "what are your opening hours",
              "has my package been shipped", "when are you open")
 FLOOD = "1234567890*#" * 4
-
-
-def pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def open_fds() -> int:
