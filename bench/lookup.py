@@ -145,7 +145,7 @@ def fill(url: str, customers: int, contacts_n: int) -> None:
         task = bar.add_task(f"customers {customers:,}", total=customers)
         with engine.begin() as conn:
             for idx in customer_numbers.indexes:
-                idx.drop(conn)
+                idx.drop(conn, checkfirst=True)  # a cut run may have dropped it
         filler = _fill_sqlite if engine.dialect.name == "sqlite" else _fill_postgres
         filler(engine, start, customers, lambda _name, k: bar.advance(task, k))
         with engine.begin() as conn:
@@ -218,7 +218,7 @@ def add_contacts(url: str, customers: int, contacts_n: int) -> None:
     t0 = time.monotonic()
     with engine.begin() as conn:
         for idx in contacts.indexes:
-            idx.drop(conn)
+            idx.drop(conn, checkfirst=True)  # a cut run may have dropped it
     _templates(engine, customers)
     with engine.begin() as conn:
         conn.execute(text(_contacts_sql(engine.dialect.name, customers, contacts_n)))
