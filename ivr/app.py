@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -92,7 +92,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
     from ivr.telephony.agi.route import FlowAgi
     from ivr.telephony.agi.server import FastAgiServer
     from ivr.telephony.ami import AmiClient
-    from ivr.telephony.ari.adopt import OrphanAdopter
+    from ivr.telephony.ari.adopt import Mover, OrphanAdopter
     from ivr.telephony.ari.app import StasisApp
     from ivr.telephony.ari.channel import AriCallChannel
     from ivr.telephony.ari.client import AriClient
@@ -571,7 +571,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                     lease_s=s.ari_lease_s, ack_after_s=s.ack_after_ms / 1000),
         on_call_end=call_ended, resume_runner=resume_call, survey_runner=survey_call,
         renew_lease=None if centre is None else lease_renewer(centre.ami),
-        adopter=build_adopter(app),
+        adopter=build_adopter(app, None if centre is None else ami_mover(centre.ami)),
     )
     announcer = None
     if centre is not None and s.queue_announce_s > 0:
@@ -619,7 +619,7 @@ async def contact_skill(app: App, contact: ContactSnapshot) -> str | None:
     return spec.skill if spec else None
 
 
-def build_adopter(app: App) -> OrphanAdopter:
+def build_adopter(app: App, move: Mover | None = None) -> OrphanAdopter:
     """Hands callers a dead node left in the Stasis app to a human (see ari.adopt)."""
     from ivr.domain.routing import fallback_decision
     from ivr.telephony.ari.adopt import OrphanAdopter
@@ -631,7 +631,7 @@ def build_adopter(app: App) -> OrphanAdopter:
 
     return OrphanAdopter(contacts=app.contacts, screenpop=app.screenpop,
                          fail_safe=fail_safe, clock=app.clock,
-                         skill_of=functools.partial(contact_skill, app))
+                         skill_of=functools.partial(contact_skill, app), move=move)
 
 
 def build_dialer(app: App, client: AriClient, centre: ContactCentre | None
@@ -664,6 +664,22 @@ def build_dialer(app: App, client: AriClient, centre: ContactCentre | None
         clock=app.clock, messenger=app.messenger, screenpop=app.screenpop,
         manage_link=desk.manage_link, label_of=label_of,
         agents=CentreAgentReserver(centre.feed.snapshot) if centre is not None else None)
+
+
+def ami_mover(ami: AmiClient) -> Mover:
+    """Sets an orphan's hand-off variables and sends it to the hand-off context over AMI
+    (``Setvar``, ``Redirect``): both act at once, where ARI's wait behind the prompt the
+    dead node left playing."""
+    async def move(channel: str, variables: Mapping[str, str],
+                   target: tuple[str, str, int]) -> object:
+        await ami.wait_connected(2)  # the takeover connects ARI and AMI together
+        for name, value in variables.items():
+            await ami.action("Setvar", [("Channel", channel), ("Variable", name),
+                                        ("Value", value)])
+        context, extension, priority = target
+        return await ami.action("Redirect", [("Channel", channel), ("Context", context),
+                                             ("Exten", extension), ("Priority", priority)])
+    return move
 
 
 def lease_renewer(ami: AmiClient) -> Callable[[str, int], Awaitable[object]]:

@@ -6,7 +6,7 @@ adopted, what the hand-off carries and how the record is closed, in milliseconds
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -136,3 +136,40 @@ async def test_a_contact_killed_before_routing_goes_to_the_skill_its_question_ne
     assert seen == ["I want to cancel my contract"]
     assert [(a.channel_id, a.queue) for a in adopted] == [("c-7", queue)]
     assert contacts.records["s-7"].skill == queue
+
+
+@pytest.mark.parametrize("ami_fails", [False, True])
+async def test_orphans_are_moved_over_ami_when_it_answers_else_over_ari(
+        fake: FakeAri, ami_fails: bool) -> None:
+    """AMI's Setvar and Redirect act at once (ARI's wait behind the dead node's prompt);
+    an AMI that fails still leaves the ARI path, so the caller reaches a human."""
+    for cid in ("c-1", "c-2", "c-3"):
+        _in_stasis(fake, cid, session=f"s-{cid}", name=f"PJSIP/caller-{cid}")
+    moved: list[tuple[str, str, tuple[str, str, int]]] = []
+
+    async def move(channel: str, variables: Mapping[str, str],
+                   target: tuple[str, str, int]) -> object:
+        if ami_fails:
+            raise ConnectionError("AMI down")
+        moved.append((channel, variables["__IVR_FALLBACK"], target))
+        return None
+
+    adopter = OrphanAdopter(
+        contacts=InMemoryContactLog(), screenpop=ScreenPopHub(), clock=PinnedClock(AT),
+        move=move, fail_safe=lambda reason, session, skill: fallback_decision(
+            reason, session, skill=skill or "general"))
+    client = AriClient(fake.base_url, username="ivr", password="secret", app="ivr")
+    try:
+        adopted = await adopter.adopt(client, lambda _cid: False)
+    finally:
+        await client.aclose()
+    assert sorted(a.channel_id for a in adopted) == ["c-1", "c-2", "c-3"]
+    continued = sorted(p for m, p, q in fake.requests if p.endswith("/continue"))
+    if ami_fails:
+        assert moved == []
+        assert continued == [f"/channels/{c}/continue" for c in ("c-1", "c-2", "c-3")]
+        assert fake.variables[("c-2", "__IVR_FALLBACK")] == "node_lost"
+    else:
+        assert sorted(moved) == [(f"PJSIP/caller-{c}", "node_lost", ("ivr-handoff", "s", 1))
+                                 for c in ("c-1", "c-2", "c-3")]
+        assert continued == []  # nothing went over ARI

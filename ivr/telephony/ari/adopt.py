@@ -20,8 +20,9 @@ leaves Stasis when it runs out and gets a human from the dialplan.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,6 +46,8 @@ REASON = "node_lost"
 FailSafe = Callable[[str, str, str | None], RouteDecision]
 # the contact as last saved -> the skill it was heading for (None: not known)
 SkillOf = Callable[[ContactSnapshot], Awaitable[str | None]]
+# (channel name, variables, (context, extension, priority)): set and send on at once
+Mover = Callable[[str, Mapping[str, str], tuple[str, str, int]], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ class OrphanAdopter:
     """Finds the app's channels that no live call holds and hands them to a human."""
 
     def __init__(self, *, contacts: ContactLog, screenpop: ScreenPop, fail_safe: FailSafe,
-                 clock: Clock, skill_of: SkillOf | None = None,
+                 clock: Clock, skill_of: SkillOf | None = None, move: Mover | None = None,
                  handoff_context: str = "ivr-handoff",
                  handoff_extension: str = "s", handoff_priority: int = 1) -> None:
         self._contacts = contacts
@@ -69,6 +72,7 @@ class OrphanAdopter:
         self._fail_safe = fail_safe
         self._clock = clock
         self._skill_of = skill_of
+        self._move = move
         self._target = (handoff_context, handoff_extension, handoff_priority)
         self.adopted: list[Adopted] = []
 
@@ -79,18 +83,23 @@ class OrphanAdopter:
         except AriError as exc:
             log.warning("listing channels for orphans failed: %s", exc)
             return []
-        done = []
-        # Media legs first: quick, and independent of the callers' hand-offs, whose
-        # requests may wait behind a prompt the dead node left playing.
-        for ch in sorted(channels, key=lambda c: not is_helper_channel(c)):
-            if not in_app(ch, client.app) or is_ours(ch.id):
-                continue
-            try:
-                done.append(await self._adopt_one(client, ch))
-            except AriError as exc:  # gone meanwhile, or the lease got there first
-                log.info("orphan %s not adopted: %s", ch.id, exc)
+        mine = [ch for ch in channels if in_app(ch, client.app) and not is_ours(ch.id)]
+        # Media legs first: quick, and independent of the callers' hand-offs. The callers
+        # all at once: each may wait behind the prompt the dead node left playing, and
+        # one by one the last caller would wait for everyone's prompts.
+        done = [a for a in await asyncio.gather(
+            *(self._try(client, ch) for ch in mine if is_helper_channel(ch))) if a]
+        done += [a for a in await asyncio.gather(
+            *(self._try(client, ch) for ch in mine if not is_helper_channel(ch))) if a]
         self.adopted.extend(done)
         return done
+
+    async def _try(self, client: AriClient, ch: ChannelInfo) -> Adopted | None:
+        try:
+            return await self._adopt_one(client, ch)
+        except AriError as exc:  # gone meanwhile, or the lease got there first
+            log.info("orphan %s not adopted: %s", ch.id, exc)
+            return None
 
     async def _adopt_one(self, client: AriClient, ch: ChannelInfo) -> Adopted:
         if is_helper_channel(ch):  # the dead call's media legs
@@ -102,16 +111,29 @@ class OrphanAdopter:
         variables = handoff_variables(decision, session,
                                       contact.language if contact else None)
         variables["__IVR_FALLBACK"] = REASON
-        for name, value in variables.items():
-            await client.set_variable(ch.id, name, value)
-        context, extension, priority = self._target
-        await client.continue_in_dialplan(ch.id, context=context, extension=extension,
-                                          priority=priority)
+        await self._hand_on(client, ch, variables)
         log.warning("adopted orphan %s (session %s) from a lost node: to %s", ch.id,
                     session or "-", decision.queue)
         if contact is not None:
             await self._close(contact, decision)
         return Adopted(ch.id, session, decision.queue, contact is not None)
+
+    async def _hand_on(self, client: AriClient, ch: ChannelInfo,
+                       variables: Mapping[str, str]) -> None:
+        """Over AMI when there is one: ARI's variable set and continue wait behind the
+        prompt the dead node left playing (seen: 4 s more for 8 of 10 callers), AMI's
+        Setvar and Redirect act at once and cut the prompt short."""
+        if self._move is not None:
+            try:
+                await self._move(ch.name, variables, self._target)
+                return
+            except Exception as exc:  # AMI down or the action refused: ARI still works
+                log.warning("moving orphan %s over AMI failed (%s); over ARI", ch.id, exc)
+        for name, value in variables.items():
+            await client.set_variable(ch.id, name, value)
+        context, extension, priority = self._target
+        await client.continue_in_dialplan(ch.id, context=context, extension=extension,
+                                          priority=priority)
 
     async def _skill(self, contact: ContactSnapshot | None) -> str | None:
         if contact is None:
