@@ -357,7 +357,9 @@ def _parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
         return _parse_float_nonneg(name, raw)
     if isinstance(default, tuple):
         return _parse_tuple(raw)
-    if isinstance(default, Path) or name.startswith(("vosk_model_", "whisper_model")):
+    # By the annotation, not the default: optional folders (IVR_SPOOL_DIR, default None)
+    # came through as str and crashed the node at start (found by a two-node e2e).
+    if isinstance(default, Path) or "Path" in str(f.type):
         return Path(raw).expanduser() if raw else None
     return raw
 

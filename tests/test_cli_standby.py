@@ -44,3 +44,20 @@ def test_a_standby_app_on_the_same_asterisk_is_this_nodes_settings_for_that_app(
     assert app_name(other) != app_name(own)  # two advisory locks, two owners
     with pytest.raises(click.ClickException, match="own app"):
         same_asterisk_standby(own, "ivr-b")
+
+
+def test_every_folder_setting_is_a_path_whatever_its_default() -> None:
+    """IVR_SPOOL_DIR (default None, set by the compose file) came through as a str and
+    the node crashed at start building its spool file name; every Path-typed setting,
+    optional or not, is a Path when set."""
+    import dataclasses
+
+    from ivr.config import Settings
+
+    folders = [f for f in dataclasses.fields(Settings) if "Path" in str(f.type)]
+    assert {"spool_dir", "nlu_cache_dir", "data_dir"} <= {f.name for f in folders}
+    environ = {f"IVR_{f.name.upper()}": f"/srv/kanaal/{f.name}" for f in folders}
+    s = load_settings(env_file=None, environ=environ)
+    for f in folders:
+        assert getattr(s, f.name) == Path(f"/srv/kanaal/{f.name}"), f.name
+    assert s.spool_file.parent == Path("/srv/kanaal/spool_dir")

@@ -429,8 +429,10 @@ class Outbox:
                         log.warning("outbox: %d in-flight rows from a crashed worker resumed",
                                     recovered)
                     due = await asyncio.to_thread(self.store.due, self._concurrency * 4)
-                except Exception:  # DB down: keep the worker alive, try again later
-                    log.exception("outbox: database error while polling")
+                except Exception as exc:  # DB down: keep the worker alive, try again later
+                    # One line per poll, not a traceback a second for a known outage.
+                    log.warning("outbox: database error while polling: %s",
+                                (str(exc).splitlines() or [type(exc).__name__])[0])
                     due = []
                 for row_id in due:
                     if row_id in self._inflight:
