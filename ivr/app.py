@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 
 from ivr.clock import SystemClock
 from ivr.config import Settings
+from ivr.contact_centre.remote import CENTRE_VIEW, RemoteCentres
 from ivr.domain.flow import (
     CallFlow,
     ContactLogObserver,
@@ -146,6 +147,8 @@ class App:
     # Screen-pops to and from the other nodes on the database (PostgreSQL only:
     # LISTEN/NOTIFY); None on SQLite, where there is one node.
     broadcast: PgBroadcast | None = None
+    # The other Asterisks' live queue state, broadcast by their nodes (the wallboard).
+    remote_centres: RemoteCentres = field(default_factory=RemoteCentres)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def __post_init__(self) -> None:
@@ -409,10 +412,11 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     alerts = SupervisorAlerts()
     knowledge = SqlKnowledgeBase(engine, timezone=settings.timezone)
     screenpop = ScreenPopHub()
+    remote_centres = RemoteCentres()
     broadcast = None
     if engine.dialect.name == "postgresql":
-        broadcast = PgBroadcast(settings.effective_database_url,
-                                lambda message: from_other_node(message, screenpop, alerts))
+        broadcast = PgBroadcast(settings.effective_database_url, lambda message: from_other_node(
+            message, screenpop, alerts, remote_centres))
         screenpop.relay_to(broadcast.post)
         alerts.relay_to(broadcast.post)
     return App(
@@ -428,19 +432,22 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         outbox=outbox, outbox_store=store, screenpop=screenpop, metrics=FlowMetrics(),
         alerts=alerts, surge=build_surge(settings, engine, alerts, messenger, store,
                                          clock or SystemClock()),
-        broadcast=broadcast,
+        broadcast=broadcast, remote_centres=remote_centres,
     )
 
 
 # ----------------------------------------------------------------------- the node
 
 def from_other_node(message: dict[str, Any], screenpop: ScreenPopHub,
-                    alerts: SupervisorAlerts) -> None:
-    """A broadcast from another node: a supervisor alert or (the rest) a screen-pop."""
+                    alerts: SupervisorAlerts, remote_centres: RemoteCentres) -> None:
+    """A broadcast from another node: a supervisor alert, another Asterisk's live
+    state, or (the rest) a screen-pop."""
     from ivr.outages.alerts import ALERT
 
     if message.get("type") == ALERT and isinstance(message.get("alert"), dict):
         alerts.deliver(message["alert"])
+    elif message.get("type") == CENTRE_VIEW:
+        remote_centres.deliver(message)
     else:
         screenpop.deliver(message)
 
@@ -487,6 +494,17 @@ class Node:
     announcer: QueueAnnouncer | None = None
     dialer: CallbackDialer | None = None
 
+    async def _broadcast_centre(self, centre: ContactCentre, broadcast: PgBroadcast) -> None:
+        """This Asterisk's live state to the other nodes' consoles, every couple of
+        seconds (ivr.contact_centre.remote)."""
+        from ivr.contact_centre.views import centre_view
+
+        name = asterisk_name(self.app.settings)
+        while True:
+            view = centre_view(centre.feed.snapshot(), stale_s=centre.feed.stale_s)
+            broadcast.post(RemoteCentres.message(name, view))
+            await asyncio.sleep(CENTRE_BROADCAST_S)
+
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until cancelled; ``ready`` is set once ARI is connected."""
         s = self.app.settings
@@ -504,6 +522,9 @@ class Node:
                     tg.create_task(self.centre.run(), name="contact-centre")
                     tg.create_task(self.app.telemetry.follow_queues(self.centre.ami),
                                    name="queue-metrics")
+                    if self.app.broadcast is not None:
+                        tg.create_task(self._broadcast_centre(self.centre, self.app.broadcast),
+                                       name="centre-broadcast")
                 if self.announcer is not None:
                     tg.create_task(self.announcer.run(), name="queue-announcer")
                 if self.dialer is not None:
@@ -518,6 +539,14 @@ class Node:
             self.web.should_exit = True
             logging.getLogger("ivr").removeHandler(errors)
             await self.agi.stop()
+
+
+CENTRE_BROADCAST_S = 2.0  # the console polls every few seconds; views expire after 15 s
+
+
+def asterisk_name(settings: Settings) -> str:
+    """This node's Asterisk as the other nodes' consoles name it: its ARI URL and app."""
+    return f"{settings.ari_url.rstrip('/')}/{settings.ari_app}"
 
 
 def build_node(app: App, *, recognizer: Recognizer | None = None,

@@ -38,8 +38,10 @@ def node_env(rig: Rig, **extra: str) -> dict[str, str]:
             "KANAAL_RIG_AGENT_BASE_PORT": str(rig.ports.agent_base), **extra}
 
 
-async def start_node_process(url: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    """This module as a process on database ``url``; returns once it prints READY."""
+async def start_node_process(url: str, env: dict[str, str], *,
+                             info: dict[str, int] | None = None) -> asyncio.subprocess.Process:
+    """This module as a process on database ``url``; returns once it prints READY.
+    ``info`` gets ``web_port``: where its web server and API listen."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ivr.testing.node_process", url,
         stdout=asyncio.subprocess.PIPE, env=env)
@@ -48,6 +50,8 @@ async def start_node_process(url: str, env: dict[str, str]) -> asyncio.subproces
         while (line := await proc.stdout.readline()) != b"READY\n":
             if not line:
                 raise RuntimeError("the node process ended before it was ready")
+            if line.startswith(b"WEB ") and info is not None:
+                info["web_port"] = int(line.split()[1])
     return proc
 
 
@@ -91,6 +95,7 @@ async def _serve(database_url: str) -> None:
         waiting.cancel()
         node.result()
         return
+    print(f"WEB {settings.web_port}", flush=True)
     print("READY", flush=True)
     await node
 

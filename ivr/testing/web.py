@@ -22,6 +22,7 @@ from sqlalchemy import Engine, insert, select
 
 from ivr.clock import SystemClock
 from ivr.config import Settings
+from ivr.contact_centre.remote import RemoteCentres
 from ivr.domain.flow import ContactLogObserver, FlowMetrics, ScreenPopObserver
 from ivr.domain.flow.events import (
     ActionTaken,
@@ -93,6 +94,8 @@ class WebCore:
     # POST /api/contacts (online, then by phone): the SQL store and the intent catalogue
     online: SqlOnlineContacts | None = None
     catalogue: IntentCatalogue | None = None
+    # the other Asterisks' wallboard views (App.remote_centres; a test delivers them)
+    remote_centres: RemoteCentres = field(default_factory=RemoteCentres)
 
     def observers(self) -> tuple[FlowObserver, ...]:
         """The node's observers, as ``App.observers``."""

@@ -38,6 +38,7 @@ from ivr.web.security import Passwords
 from ivr.web.timeline_routes import timeline_router
 
 if TYPE_CHECKING:
+    from ivr.contact_centre.remote import RemoteCentres
     from ivr.contact_centre.service import ContactCentre
     from ivr.domain.staffing import SplitSetting
 
@@ -97,12 +98,14 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     from ivr.web.callbacks_api import callbacks_router
 
     web.include_router(callbacks_router(auth, app))  # /api/callbacks, /cb/<token>
-    from ivr.app import build_links  # the links the node sends, to verify them
+    from ivr.app import asterisk_name, build_links  # the links the node sends, to verify
 
     web.include_router(timeline_router(auth, SqlTimeline(app.engine), build_links(settings),
                                        settings.link_secret))
     if centre is not None:
-        web.include_router(centre_router(auth, centre, app.engine, settings.timezone))
+        web.include_router(centre_router(auth, centre, app.engine, settings.timezone,
+                                         remote=getattr(app, "remote_centres", None),
+                                         own=asterisk_name(settings)))
     if getattr(app, "online", None) is not None and getattr(app, "catalogue", None) is not None:
         web.include_router(online_router(auth, app.online, app.catalogue,
                                          settings.phone_number,
@@ -111,8 +114,8 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     return web
 
 
-def centre_router(auth: Auth, centre: ContactCentre, engine: Engine,
-                  timezone: str) -> APIRouter:
+def centre_router(auth: Auth, centre: ContactCentre, engine: Engine, timezone: str, *,
+                  remote: RemoteCentres | None = None, own: str | None = None) -> APIRouter:
     """Agents, load splits and live queue and agent state of the node's contact centre."""
     from ivr.contact_centre.views import centre_view
     from ivr.web.agents_api import agents_router
@@ -140,7 +143,10 @@ def centre_router(auth: Auth, centre: ContactCentre, engine: Engine,
     async def queues(request: Request) -> JSONResponse:
         if (no := await guard(request, None)) is not None:
             return no
-        return JSONResponse(centre_view(centre.feed.snapshot(), stale_s=centre.feed.stale_s))
+        view = centre_view(centre.feed.snapshot(), stale_s=centre.feed.stale_s)
+        # The other Asterisks, as their nodes broadcast them (two Asterisks, one console).
+        view["others"] = [] if remote is None else remote.views(exclude=own)
+        return JSONResponse(view)
 
     @router.get("/api/agent-states")
     async def agent_states(request: Request) -> JSONResponse:

@@ -195,6 +195,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "js.not_synced": ("not synced yet", "nog niet gesynchroniseerd"),
     "js.stale_for": ("stale for", "verouderd sinds"),
     "js.queues_unavailable": ("queue state unavailable", "wachtrijstatus niet beschikbaar"),
+    "js.other_asterisk": ("Also on", "Ook op"),
     "js.nobody_queued": ("no agent in any queue and nobody waiting",
                          "geen agent in een wachtrij en niemand wacht"),
     "js.inactive": ("inactive", "inactief"),

@@ -1,4 +1,5 @@
-"""Two nodes, two Asterisks, one PostgreSQL restarted under calls: no contact is lost.
+"""Two nodes, two Asterisks, one PostgreSQL restarted under calls: no contact is lost;
+and each node's wallboard shows the other Asterisk's queues.
 
 Node A serves Asterisk A and node B serves Asterisk B, both on one PostgreSQL and one
 contact spool folder (what the compose file and README ask for). Two callers on each
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -57,6 +59,19 @@ async def _until(check: Any, timeout_s: float) -> Any:
             await asyncio.sleep(0.3)
 
 
+async def _other_centre(port: int, asterisk: str) -> dict[str, Any]:
+    """Asterisk ``asterisk``'s view in GET /api/queues of the node on ``port``."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={
+            "Authorization": "Bearer change-me"}) as http, asyncio.timeout(20):
+        while True:  # broadcast every 2 s
+            body = (await http.get("/api/queues")).json()
+            found: list[dict[str, Any]] = [o for o in body["others"]
+                                           if o["asterisk"] == asterisk]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.5)
+
+
 async def test_a_postgres_restart_under_calls_on_two_nodes_loses_no_contact(
         rig: Rig, rig2: Rig, tmp_path: Path) -> None:
     # Kept on disk, so it can start again as it was; outside pytest's tmp_path, which
@@ -69,11 +84,16 @@ async def test_a_postgres_restart_under_calls_on_two_nodes_loses_no_contact(
         url = pg.create_database("kanaal_restart")
         upgrade(url)
         engine = make_engine(url)
-        seed_demo(engine)
+        seed_demo(engine, staffed=True)  # agents in queues: the wallboards have rows
         engine.dispose()
         spool = {"IVR_SPOOL_DIR": str(tmp_path / "spool")}  # shared, as in production
-        nodes = list(await asyncio.gather(start_node_process(url, node_env(rig, **spool)),
-                                          start_node_process(url, node_env(rig2, **spool))))
+        web_a: dict[str, int] = {}
+        nodes = list(await asyncio.gather(
+            start_node_process(url, node_env(rig, **spool), info=web_a),
+            start_node_process(url, node_env(rig2, **spool))))
+        # Node A's wallboard shows Asterisk B's queues, broadcast by node B.
+        other = await _other_centre(web_a["web_port"], f"{rig2.ari_url}/"
+                                    f"{rig2.credentials.stasis_app}")
         audio = await asyncio.to_thread(synthesize_utterance, "what are your opening hours")
         calls = [asyncio.create_task(place_call(
             r, audio, caller, dialed="100", hangup_after_s=22, audio_delay_s=4.0))
@@ -109,5 +129,6 @@ async def test_a_postgres_restart_under_calls_on_two_nodes_loses_no_contact(
     print(f"\nPostgreSQL down {down_s:.1f}s; first callers: {[str(r) for r in results]}; "
           f"next: {[str(r) for r in following]}")
     print(sorted((r["caller"][-2:], r["outcome"]) for r in rows))
+    assert other["stale_s"] is not None and "general" in other["skills"], other  # synced once
     assert sorted(r["caller"] for r in rows) == sorted(everyone)  # one contact each
     assert all(r["question"] and r["ended_at"] is not None for r in rows), rows

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
 from ivr.cli.demo_cmd import demo_moment
+from ivr.contact_centre.remote import RemoteCentres
 from ivr.contact_centre.service import ContactCentre
 from ivr.domain.centre import CentreKind
 from ivr.domain.model import IntentSpec, RouteRequest, Scenario
@@ -183,16 +184,31 @@ async def test_sign_in_rate_limit(browser: Browser, base_url: str) -> None:
 
 async def test_supervisor_runs_the_live_centre(browser: Browser, centre_url: str,
                                                live: tuple[ContactCentre, FakeAmiServer],
-                                               ) -> None:
-    """With Asterisk's AMI (here FakeAmiServer) behind the node, at 1366x768: the
-    supervisor logs agent 1001 in and pauses them from the Agents panel, the Queues panel
+                                               core: WebCore) -> None:
+    """With Asterisk's AMI (here FakeAmiServer) behind the node, at 1366x768: another
+    Asterisk's queues (broadcast by its node) show below this one's; the supervisor logs
+    agent 1001 in and pauses them from the Agents panel, the Queues panel
     follows, and the general load split moved to 60/40 with the keyboard is stored and
     followed by the next routing decisions."""
     centre, _ = live
+    # Asterisk B's state as its node broadcasts it (ivr.contact_centre.remote)
+    other = "http://10.0.0.2:8088/ivr"
+    core.remote_centres.deliver(RemoteCentres.message(other, {
+        "stale_s": 0.0, "in_sync": True, "queues": {"tech": {
+            "waiting": 3, "longest_wait_s": 75.0, "by_priority": [[0, 3]]}},
+        "skills": {"tech": {"logged_in": 2, "staffed": 2, "ready": 0, "busy": 2, "paused": 0,
+                            "wrap_up": 0, "aht_s": None, "aht_samples": 0}}}))
     page, errors = await new_page(browser, 1366, 768)
     await sign_in(page, centre_url, "super")
     await expect(page).to_have_url(f"{centre_url}/supervisor")
     await expect(page.locator("#sync")).to_have_text("in sync with Asterisk")
+    remote = page.locator(f"#other-centres [data-asterisk='{other}']")
+    await expect(remote.locator("h3")).to_contain_text(f"Also on {other}")
+    tech = remote.locator("tr[data-skill='tech'] td")
+    await expect(tech.nth(3)).to_have_text("2")  # busy
+    await expect(tech.nth(6)).to_have_text("3")  # waiting, nobody ready: flagged
+    await expect(tech.nth(7)).to_have_text("1 min 15 s")
+    await expect(tech.nth(6)).to_have_class(re.compile("hot"))
     agent = page.locator("#agents tr[data-code='1001']")
     await expect(agent).to_contain_text("logged out")
     await agent.get_by_role("button", name="Log in Sanne Visser").click()

@@ -171,7 +171,8 @@ async def test_queues_api_is_for_supervisors_and_follows_asterisk(
             assert answer.status_code == 200
             body = answer.json()
             await asyncio.sleep(0.02)
-    assert set(body) == {"stale_s", "in_sync", "skills", "queues"}
+    assert set(body) == {"stale_s", "in_sync", "skills", "queues", "others"}
+    assert body["others"] == []  # one Asterisk (SQLite: no broadcast)
     assert body["in_sync"] is True and body["stale_s"] == 0.0
     assert body["skills"]["billing"] == {
         "logged_in": 1, "staffed": 1, "ready": 1, "busy": 0, "paused": 0, "wrap_up": 0,

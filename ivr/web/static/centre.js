@@ -68,6 +68,26 @@
     if (!names.length) {
       body.append(el("tr", {}, el("td", { class: "muted", colSpan: 8 }, t("js.nobody_queued"))));
     }
+    otherCentres(data.others, body.closest("table").tHead);
+  }
+
+  // The other Asterisks' queues, as their nodes broadcast them: with two Asterisks a
+  // supervisor on either node sees both. A node that stopped broadcasting drops out
+  // after 15 s (server side) rather than leaving a frozen table.
+  function otherCentres(others, head) {
+    const box = document.getElementById("other-centres");
+    if (!box) return;
+    box.replaceChildren(...(others || []).map((o) => {
+      const waiting = waitingBySkill(o.queues);
+      const names = [...new Set([...Object.keys(o.skills || {}), ...Object.keys(waiting)])].sort();
+      const [state, text] = o.in_sync ? ["ok", t("js.in_sync")] : ["warn", t("js.not_synced")];
+      return el("div", { class: "other-centre", "data-asterisk": o.asterisk },
+        el("h3", {}, t("js.other_asterisk") + " " + o.asterisk + " ",
+          el("span", { class: "badge " + state }, text)),
+        el("table", { class: "grid" }, head.cloneNode(true), el("tbody", {},
+          ...names.map((name) => queueRow(name, (o.skills || {})[name] || {},
+                                          waiting[name] || { waiting: 0, longest: 0 })))));
+    }));
   }
 
   // ---------------------------------------------------------------- agents
