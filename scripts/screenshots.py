@@ -22,6 +22,7 @@ from pathlib import Path
 from playwright.async_api import Page, ViewportSize, async_playwright, expect
 
 from ivr.config import load_settings
+from ivr.contact_centre.remote import RemoteCentres
 from ivr.contact_centre.service import ContactCentre
 from ivr.domain.centre import DeviceState
 from ivr.domain.model import Outcome, Step
@@ -77,6 +78,16 @@ async def sign_in(page: Page, base: str, username: str) -> None:
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", DEMO_PASSWORD)
     await page.click("button[type=submit]")
+
+
+SECOND_ASTERISK = {
+    "stale_s": 0.0, "in_sync": True,
+    "queues": {"tech": {"waiting": 2, "longest_wait_s": 48.0, "by_priority": [[0, 2]]}},
+    "skills": {
+        "general": {"logged_in": 3, "staffed": 3, "ready": 1, "busy": 2, "paused": 0,
+                    "wrap_up": 0, "aht_s": 312.0, "aht_samples": 41},
+        "tech": {"logged_in": 2, "staffed": 2, "ready": 0, "busy": 2, "paused": 0,
+                 "wrap_up": 0, "aht_s": 455.0, "aht_samples": 17}}}
 
 
 async def shoot(core: WebCore, base: str, out: Path) -> None:
@@ -136,6 +147,9 @@ async def main(out: Path) -> None:
         port = free_port()
         async with fake_centre(core.engine, settings) as (centre, ami):
             await staff(centre, ami)
+            # A second Asterisk's queues, as its node would broadcast them
+            core.remote_centres.deliver(RemoteCentres.message(
+                "http://10.20.0.12:8088/ivr", SECOND_ASTERISK))
             web = create_web_app(core, passwords=cheap_passwords(), centre=centre)
             async with web_server(web, "127.0.0.1", port):
                 await shoot(core, f"http://127.0.0.1:{port}", out)
