@@ -168,19 +168,22 @@ async def test_desktop_on_node_a_gets_the_pop_of_a_call_handled_by_node_b(
 @pytest.mark.postgres
 async def test_a_supervisor_alert_raised_on_one_node_reaches_the_other_nodes_consoles(
         postgres_url: str) -> None:
-    """Alerts (surges, outages) ride the same NOTIFY bus as pops, told apart by type, as
-    build_app wires them (ivr.app.from_other_node)."""
+    """Alerts (surges, outages) and other Asterisks' wallboard views ride the same NOTIFY
+    bus as pops, told apart by type, as build_app wires them (ivr.app.from_other_node)."""
     from ivr.app import from_other_node
+    from ivr.contact_centre.remote import RemoteCentres
     from ivr.outages.alerts import SupervisorAlerts
 
     nodes = []
+    remotes = []
     for _ in range(2):
-        hub, alerts = ScreenPopHub(), SupervisorAlerts()
-        bus = PgBroadcast(postgres_url,
-                          functools.partial(from_other_node, screenpop=hub, alerts=alerts),
-                          reconnect_s=0.2)
+        hub, alerts, remote = ScreenPopHub(), SupervisorAlerts(), RemoteCentres()
+        bus = PgBroadcast(postgres_url, functools.partial(
+            from_other_node, screenpop=hub, alerts=alerts, remote_centres=remote),
+            reconnect_s=0.2)
         hub.relay_to(bus.post)
         alerts.relay_to(bus.post)
+        remotes.append(remote)
         nodes.append((hub, alerts, bus, asyncio.create_task(bus.run())))
     try:
         async with asyncio.timeout(10):
@@ -192,6 +195,14 @@ async def test_a_supervisor_alert_raised_on_one_node_reaches_the_other_nodes_con
         assert (await _next(console_a))["kind"] == "surge"
         await hub_b.publish("s-9", {"skill": "tech"})
         assert (await _next(desk_a))["session"] == "s-9"
+        # Asterisk B's wallboard view, as node B's centre broadcast sends it
+        nodes[1][2].post(RemoteCentres.message("http://b:8088/ivr", {"in_sync": True}))
+        async with asyncio.timeout(10):
+            while True:  # delivered on the listener's task
+                if remotes[0].views():
+                    break
+                await asyncio.sleep(0.05)
+        assert remotes[0].views()[0]["asterisk"] == "http://b:8088/ivr"
         await asyncio.sleep(0.3)
         assert console_a.empty() and desk_a.empty()  # each went to its own kind only
     finally:
