@@ -93,6 +93,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
     from ivr.telephony.agi.route import FlowAgi
     from ivr.telephony.agi.server import FastAgiServer
     from ivr.telephony.ami import AmiClient
+    from ivr.telephony.ami.app_lost import AppLostCloser
     from ivr.telephony.ari.adopt import Mover, OrphanAdopter
     from ivr.telephony.ari.app import StasisApp
     from ivr.telephony.ari.channel import AriCallChannel
@@ -226,6 +227,8 @@ class App:
 
     async def __aenter__(self) -> App:
         task = asyncio.create_task(self.outbox.run(), name="outbox")
+        self._stack.push_async_callback(
+            _cancel, asyncio.create_task(self.contacts.run(), name="contact-spool"))
         if self.broadcast is not None:
             self._stack.push_async_callback(
                 _cancel, asyncio.create_task(self.broadcast.run(), name="broadcast"))
@@ -493,6 +496,8 @@ class Node:
     web: uvicorn.Server
     announcer: QueueAnnouncer | None = None
     dialer: CallbackDialer | None = None
+    # Closes the contacts of calls the lease saved from a dead node (needs AMI).
+    app_lost: AppLostCloser | None = None
 
     async def _broadcast_centre(self, centre: ContactCentre, broadcast: PgBroadcast) -> None:
         """This Asterisk's live state to the other nodes' consoles, every couple of
@@ -529,6 +534,8 @@ class Node:
                     tg.create_task(self.announcer.run(), name="queue-announcer")
                 if self.dialer is not None:
                     tg.create_task(self.dialer.run(), name="callback-dialer")
+                if self.app_lost is not None:
+                    tg.create_task(self.app_lost.run(), name="app-lost-contacts")
                 async with asyncio.timeout(30):
                     await self.ari.connected.wait()
                 log.info("ready: ARI %s app %s, FastAGI :%d, web :%d", s.ari_url, s.ari_app,
@@ -623,7 +630,20 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                         log_level="warning", log_config=None, lifespan="off",
                                         timeout_graceful_shutdown=2))
     return Node(app=app, ari=client, centre=centre, stasis=stasis, agi=agi, agi_route=route,
-                web=web, announcer=announcer, dialer=build_dialer(app, client, centre))
+                web=web, announcer=announcer, dialer=build_dialer(app, client, centre),
+                app_lost=build_app_lost(app, centre, stasis))
+
+
+def build_app_lost(app: App, centre: ContactCentre | None,
+                   stasis: StasisApp) -> AppLostCloser | None:
+    """Closes contacts of calls the dialplan noted as lost by their node (see
+    ivr.telephony.ami.app_lost); None without AMI (no live routing: no lease either)."""
+    from ivr.telephony.ami.app_lost import AppLostCloser
+
+    if centre is None:
+        return None
+    return AppLostCloser(centre.ami, app.contacts, clock=app.clock,
+                         is_live=lambda session: session in stasis.calls)
 
 
 async def contact_skill(app: App, contact: ContactSnapshot) -> str | None:

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from ivr.config import Settings
 from ivr.domain.model import ContactSnapshot, Language, as_language
-from ivr.domain.ports import Clock, Recognizer
+from ivr.domain.ports import Clock, PortError, Recognizer
 from ivr.testing.rig import Rig, rig_from_env
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class VoiceCallReport:
     duration_s: float = 0.0
     error: str | None = None
     acks: int = 0  # "One moment, let me check that" heard (slow answers)
+    session_id: str | None = None  # the call's contact id (None: never reached the IVR)
 
     def as_dict(self) -> dict[str, Any]:
         c = self.contact
@@ -149,8 +150,8 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
         await asyncio.sleep(0.1)
     channel = ended.pop(key, None)
     contact = await _saved_contact(app, channel.session_id) if channel else None
-    report = VoiceCallReport(spec, result.answered, contact,
-                             duration_s=duration_s)
+    report = VoiceCallReport(spec, result.answered, contact, duration_s=duration_s,
+                             session_id=channel.session_id if channel else None)
     report.turn_gap_ms = [g for g in (t.gap_ms for t in result.turns) if g is not None]
     report.spoke_until = [result.started_at + t.sent_end_s for t in result.turns
                           if t.sent_end_s is not None]
@@ -179,7 +180,10 @@ async def _saved_contact(app: App, session_id: str, within_s: float = 15.0
     (20 calls ending together on a loaded machine: every contact looked missing)."""
     contact = None
     for _ in range(int(within_s / 0.1)):
-        contact = await app.contacts.get(session_id)
+        try:
+            contact = await app.contacts.get(session_id)
+        except PortError:  # the database away (a fault row): the record may come later
+            contact = None
         if contact is not None and contact.ended_at is not None:
             break
         await asyncio.sleep(0.1)

@@ -475,10 +475,30 @@ class SpoolingContactLog:
     replays and deletes that file is never written into the deleted one.
     """
 
-    def __init__(self, inner: SqlContactLog, spool: Path) -> None:
+    def __init__(self, inner: SqlContactLog, spool: Path, *, replay_every_s: float = 5.0
+                 ) -> None:
         self._inner = inner
         self._spool = spool
         self._lock = asyncio.Lock()
+        self._replay_every_s = replay_every_s
+        self.replayed = 0  # contacts written from spool files (tests, logs)
+
+    async def run(self) -> None:
+        """Replay spooled contacts every ``replay_every_s`` once the database is back.
+
+        Without it a spool waits for the next contact saved: when every call spooled
+        during an outage has ended, that is the next call, maybe hours later, and the
+        records are missing from reports meanwhile."""
+        folder = self._spool.parent
+        while True:
+            await asyncio.sleep(self._replay_every_s)
+            if not await asyncio.to_thread(lambda: any(folder.glob("*.jsonl"))):
+                continue
+            try:
+                async with self._lock:
+                    await self._replay()
+            except PortError as exc:  # still down: the spool stays for the next round
+                log.info("spooled contacts not replayed yet: %s", exc)
 
     async def save(self, contact: ContactSnapshot) -> None:
         async with self._lock:
@@ -527,6 +547,7 @@ class SpoolingContactLog:
                 latest[snap.id] = snap  # later snapshots of a contact supersede earlier
             for snap in latest.values():
                 await self._inner.save(snap)
+            self.replayed += len(latest)
             if bad:  # kept for a person to look at, out of the replay's way
                 log.error("%d unreadable spooled lines kept in %s.rejected", len(bad), path)
                 await asyncio.to_thread(_keep_rejected, path, bad)

@@ -101,6 +101,7 @@ class FakeAmiServer:
         self.actions: list[AmiMessage] = []
         self.handlers: dict[str, Handler] = {}
         self.silent: set[str] = set()  # action names never answered (client timeouts)
+        self.astdb: dict[str, str] = {}  # AstDB: "family/key" -> value (DBPut/DBGetTree/DBDel)
         self.logins = 0
         self.failed_logins = 0
         self.connections = 0
@@ -324,7 +325,28 @@ class FakeAmiServer:
         await s.send(("Event", "QueueStatusComplete"), aid,
                      [("EventList", "Complete"), ("ListItems", items)])
 
+    async def _db_put(self, s: _Session, msg: AmiMessage) -> None:
+        self.astdb[f"{msg.get('Family')}/{msg.get('Key')}"] = msg.get("Val")
+        await s.respond(msg, True, "Updated database successfully")
+
+    async def _db_del(self, s: _Session, msg: AmiMessage) -> None:
+        found = self.astdb.pop(f"{msg.get('Family')}/{msg.get('Key')}", None)
+        await s.respond(msg, found is not None, "Key deleted successfully" if found is not None
+                        else "Database entry not found")
+
+    async def _db_get_tree(self, s: _Session, msg: AmiMessage) -> None:
+        # As Asterisk 22's db.c: a list answer whose Key is the whole path (/family/key).
+        prefix = f"{msg.get('Family')}/"
+        rows = [(k, v) for k, v in sorted(self.astdb.items()) if k.startswith(prefix)]
+        await s.respond(msg, True, "Result will follow", [("EventList", "start")])
+        for key, value in rows:
+            await s.send(("Event", "DBGetTreeResponse"), msg.action_id,
+                         [("Key", f"/{key}"), ("Val", value)])
+        await s.send(("Event", "DBGetTreeComplete"), msg.action_id,
+                     [("EventList", "Complete"), ("ListItems", len(rows))])
+
     _ACTIONS: Mapping[str, Callable[[FakeAmiServer, _Session, AmiMessage], Awaitable[None]]] = {
         "queueadd": _queue_add, "queueremove": _queue_remove, "queuepause": _queue_pause,
         "queuepenalty": _queue_penalty, "queuestatus": _queue_status,
+        "dbput": _db_put, "dbdel": _db_del, "dbgettree": _db_get_tree,
     }

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from ivr.clock import SystemClock
+from ivr.domain.model import Outcome
 from ivr.storage.db import make_engine, upgrade
+from ivr.storage.repositories import SqlContactLog
 from ivr.storage.seed import seed_demo
+from ivr.telephony.ami.app_lost import AppLostCloser
 from ivr.testing.centre import clear_queue_members, rig_ami
 from ivr.testing.node_process import node_env, start_node_process
 from ivr.testing.rig import Rig
@@ -79,3 +83,17 @@ async def test_caller_reaches_a_human_within_the_lease_after_kill_9(
     assert invite.get("x-ivr-fallback") == "app_lost", invite
     assert reached_s <= LEASE_S + 5
     assert result.answered
+    # Nobody was left to write the outcome: the dialplan's T path noted the session in
+    # AstDB, and a node on this Asterisk (the closer it runs) closes the record from it.
+    contacts = SqlContactLog(make_engine(f"sqlite:///{tmp_path / 'kanaal.db'}"))
+    session = invite.get("x-ivr-session", "")
+    left = await contacts.get(session)
+    assert left is not None and left.outcome is None and left.steps, left
+    async with rig_ami(rig) as ami:
+        closer = AppLostCloser(ami, contacts, clock=SystemClock())
+        assert any(n.session_id == session for n in await closer.notes())
+        assert session in await closer.sweep()
+        assert not any(n.session_id == session for n in await closer.notes())
+    closed = await contacts.get(session)
+    assert closed is not None and closed.outcome is Outcome.ERROR_TO_AGENT, closed
+    assert closed.steps[-1].detail["reason"] == "app_lost", closed.steps[-1]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -233,6 +236,31 @@ async def test_a_dead_nodes_spooled_contacts_are_replayed_by_another_node(
     (shared / "contacts-c.jsonl").write_text('{"id": "c-cut", "sta\n')
     await node_b.save(_contact("c-b4", None).snapshot())
     assert [p.name for p in shared.iterdir()] == ["contacts-c.jsonl.rejected"]
+
+
+async def test_spooled_contacts_are_replayed_without_a_new_call(tmp_path: Path) -> None:
+    """Every call of an outage ended while the database was down: the log's own loop
+    replays the spool once it is back, not only when the next contact is saved."""
+    url = f"sqlite:///{tmp_path / 'later.db'}"
+    spool = tmp_path / "spool" / "node.jsonl"
+    log = SpoolingContactLog(SqlContactLog(make_engine(url)), spool, replay_every_s=0.1)
+    await log.save(_contact("c-o1", None).snapshot())  # no schema yet: spooled
+    task = asyncio.create_task(log.run())
+    try:
+        await asyncio.sleep(0.5)
+        assert spool.exists() and log.replayed == 0  # still down: kept
+        upgrade(url)  # the database is back
+        async with asyncio.timeout(5):
+            for _ in itertools.count():  # a file on disk: nothing to await
+                if not spool.exists():
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert log.replayed == 1
+    assert await log.get("c-o1") is not None
 
 
 def test_migrations_upgrade_and_downgrade(db_url: str) -> None:
