@@ -5,9 +5,9 @@ Node A serves Asterisk A and node B serves Asterisk B, both on one PostgreSQL an
 contact spool folder (what the compose file and README ask for). Two callers on each
 Asterisk have asked their question when PostgreSQL stops for a few seconds and starts
 again on the same port. What the nodes could not save went to the spool
-(ivr.storage.repositories.SpoolingContactLog) and is replayed on the next save once the
-database is back: the next caller on each Asterisk. Every call then has exactly one
-contact with its question and an outcome.
+(ivr.storage.repositories.SpoolingContactLog), replayed every few seconds once the
+database is back. Every call then has exactly one contact with its question and an
+outcome.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from ivr.testing.sipcaller import place_call, synthesize_utterance
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 FIRST = ["+31655558801", "+31655558802", "+31655558803", "+31655558804"]
-NEXT = ["+31655558805", "+31655558806"]  # after the restart, one per Asterisk
 DOWN_S = 6.0
 
 
@@ -106,10 +105,7 @@ async def test_a_postgres_restart_under_calls_on_two_nodes_loses_no_contact(
         pg = start_postgres(root, port=pg.port)
         down_s = time.monotonic() - stopped_at
         results = await asyncio.gather(*calls)
-        following = await asyncio.gather(*(
-            place_call(r, audio, caller, dialed="100", hangup_after_s=14, audio_delay_s=4.0)
-            for r, caller in zip((rig, rig2), NEXT, strict=True)))
-        everyone = FIRST + NEXT
+        everyone = FIRST
 
         def all_closed() -> list[dict[str, Any]] | None:
             found = _contacts_of(url, everyone)
@@ -126,8 +122,7 @@ async def test_a_postgres_restart_under_calls_on_two_nodes_loses_no_contact(
             await node.wait()
         pg.keep = False  # remove the cluster with the test
         pg.stop()
-    print(f"\nPostgreSQL down {down_s:.1f}s; first callers: {[str(r) for r in results]}; "
-          f"next: {[str(r) for r in following]}")
+    print(f"\nPostgreSQL down {down_s:.1f}s; callers: {[str(r) for r in results]}")
     print(sorted((r["caller"][-2:], r["outcome"]) for r in rows))
     assert other["stale_s"] is not None and "general" in other["skills"], other  # synced once
     assert sorted(r["caller"] for r in rows) == sorted(everyone)  # one contact each
