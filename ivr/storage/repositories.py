@@ -445,6 +445,12 @@ def _still_named(fh: IO[str], path: Path) -> bool:
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
+def _progress(c: ContactSnapshot) -> tuple[int, int, int]:
+    """How far a contact's record got: ended with an outcome, then steps, then turns
+    (each only grows over a call), to tell a newer snapshot from an older one."""
+    return (c.outcome is not None, len(c.steps), len(c.transcript))
+
+
 def _keep_rejected(path: Path, lines: list[str]) -> None:
     with path.with_name(path.name + ".rejected").open("a", encoding="utf-8") as fh:
         fh.writelines(line + "\n" for line in lines)
@@ -546,15 +552,22 @@ class SpoolingContactLog:
                     continue
                 latest[snap.id] = snap  # later snapshots of a contact supersede earlier
             for snap in latest.values():
+                # The contact may have been saved since, newer than its spooled lines
+                # (its call's next step, once the database was back, saved first and
+                # then replayed this file): an older snapshot never replaces it.
+                stored = await self._inner.get(snap.id)
+                if stored is not None and _progress(stored) >= _progress(snap):
+                    continue
                 await self._inner.save(snap)
-            self.replayed += len(latest)
+                self.replayed += 1
             if bad:  # kept for a person to look at, out of the replay's way
                 log.error("%d unreadable spooled lines kept in %s.rejected", len(bad), path)
                 await asyncio.to_thread(_keep_rejected, path, bad)
             await asyncio.to_thread(path.unlink)
         finally:
             fh.close()  # releases the lock
-        log.info("replayed %d spooled contacts from %s", len(latest), path.name)
+        log.info("replayed %d spooled contacts from %s (older than their stored record "
+                 "skipped)", len(latest), path.name)
 
     async def get(self, contact_id: str) -> ContactSnapshot | None:
         return await self._inner.get(contact_id)

@@ -263,6 +263,25 @@ async def test_spooled_contacts_are_replayed_without_a_new_call(tmp_path: Path) 
     assert await log.get("c-o1") is not None
 
 
+async def test_a_replay_never_puts_an_older_snapshot_over_a_newer_record(
+        tmp_path: Path) -> None:
+    """A call's steps were spooled while the database was down; once it is back the
+    call ends and its final record (with the outcome) is saved, which replays the spool:
+    the older spooled snapshot must not overwrite that record (seen in the fault
+    matrix: a caller who hung up during the outage kept no outcome)."""
+    url = f"sqlite:///{tmp_path / 'back.db'}"
+    log = SpoolingContactLog(SqlContactLog(make_engine(url)), tmp_path / "spool" / "n.jsonl")
+    call = _contact("c-r1", None)
+    await log.save(call.snapshot())  # no schema yet: spooled
+    upgrade(url)  # the database is back
+    call.outcome = Outcome.ABANDONED
+    call.steps.append(StepRecord(Step.QUESTION, datetime(2026, 11, 24, 9, 0, 9, tzinfo=UTC)))
+    await log.save(call.snapshot())  # saved first, then the spool is replayed
+    stored = await log.get("c-r1")
+    assert stored is not None and stored.outcome is Outcome.ABANDONED
+    assert log.replayed == 0
+
+
 def test_migrations_upgrade_and_downgrade(db_url: str) -> None:
     """Alembic head creates every table; downgrade to base removes them."""
     eng = make_engine(db_url)
