@@ -16,7 +16,7 @@ import pytest
 from ivr.clock import PinnedClock
 from ivr.domain.model import ContactChannel, ContactSnapshot, Outcome, Step, StepRecord
 from ivr.domain.routing import fallback_decision
-from ivr.telephony.ari.adopt import OrphanAdopter
+from ivr.telephony.ari.adopt import Adopted, OrphanAdopter
 from ivr.telephony.ari.client import AriClient
 from ivr.testing.fake_ari import FakeAri, channel_json
 from ivr.testing.fakes import InMemoryContactLog
@@ -108,6 +108,20 @@ async def test_an_orphan_without_a_session_still_gets_the_fallback_queue(
     assert fake.variables[("c-9", "IVR_QUEUE")] == "general"
 
 
+async def _adopt_all(fake: FakeAri, contacts: InMemoryContactLog, **options: Any
+                     ) -> list[Adopted]:
+    """Every orphan of app ``ivr`` adopted, none held by a live call; general by default."""
+    adopter = OrphanAdopter(
+        contacts=contacts, screenpop=ScreenPopHub(), clock=PinnedClock(AT), **options,
+        fail_safe=lambda reason, session, skill: fallback_decision(
+            reason, session, skill=skill or "general"))
+    client = AriClient(fake.base_url, username="ivr", password="secret", app="ivr")
+    try:
+        return await adopter.adopt(client, lambda _cid: False)
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.parametrize(("guess", "queue"), [("retention", "retention"), (None, "general"),
                                               (RuntimeError("matcher down"), "general")])
 async def test_a_contact_killed_before_routing_goes_to_the_skill_its_question_needs(
@@ -124,15 +138,7 @@ async def test_a_contact_killed_before_routing_goes_to_the_skill_its_question_ne
             raise guess
         return guess
 
-    adopter = OrphanAdopter(
-        contacts=contacts, screenpop=ScreenPopHub(), clock=PinnedClock(AT),
-        skill_of=skill_of, fail_safe=lambda reason, session, skill: fallback_decision(
-            reason, session, skill=skill or "general"))
-    client = AriClient(fake.base_url, username="ivr", password="secret", app="ivr")
-    try:
-        adopted = await adopter.adopt(client, lambda _cid: False)
-    finally:
-        await client.aclose()
+    adopted = await _adopt_all(fake, contacts, skill_of=skill_of)
     assert seen == ["I want to cancel my contract"]
     assert [(a.channel_id, a.queue) for a in adopted] == [("c-7", queue)]
     assert contacts.records["s-7"].skill == queue
@@ -154,15 +160,7 @@ async def test_orphans_are_moved_over_ami_when_it_answers_else_over_ari(
         moved.append((channel, variables["__IVR_FALLBACK"], target))
         return None
 
-    adopter = OrphanAdopter(
-        contacts=InMemoryContactLog(), screenpop=ScreenPopHub(), clock=PinnedClock(AT),
-        move=move, fail_safe=lambda reason, session, skill: fallback_decision(
-            reason, session, skill=skill or "general"))
-    client = AriClient(fake.base_url, username="ivr", password="secret", app="ivr")
-    try:
-        adopted = await adopter.adopt(client, lambda _cid: False)
-    finally:
-        await client.aclose()
+    adopted = await _adopt_all(fake, InMemoryContactLog(), move=move)
     assert sorted(a.channel_id for a in adopted) == ["c-1", "c-2", "c-3"]
     continued = sorted(p for m, p, q in fake.requests if p.endswith("/continue"))
     if ami_fails:
