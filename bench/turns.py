@@ -12,10 +12,17 @@ talking within the same second (the spread is printed).
 
 The gap is measured by the caller at the wire (its last RTP frame of speech ->
 the first audible frame from Asterisk), so it includes the endpointer's silence
-wait. The node's own breakdown per turn: silence wait, ASR, flow
-(understanding + decision + lookups), prompt audio (TTS or cache), playback
-request; "rest" is what the wire adds (speech-end detection slack, Asterisk
-starting the playback, RTP).
+wait. The synthesised utterances end with ~0.25 s of their own quiet, so the gap
+from the caller's last *word* (its last loud frame) is also given
+(``last_word_gap_*``): that one is the caller's experience. The node's own
+breakdown per turn: silence wait, ASR, understanding (the intent matcher, its
+queue included), decision (the rest of the flow: routing, lookups, the contact
+record's saves), prompt audio (TTS or cache), playback request; "rest" is what the
+wire adds (speech-end detection slack, Asterisk starting the playback, RTP).
+``end_of_turn`` counts how each turn's end was decided ("adaptive": the short
+silence on a finished transcript; "endpoint: why not" otherwise) and
+``early_decode_ms`` is the speculative decode's wall time, which must be back
+within the adaptive end's silence to let it fire.
 
 The rig comes from KANAAL_RIG_* like the e2e tests (default: the shared rig).
 """
@@ -77,16 +84,23 @@ def utterance_s(text: str) -> float:
 def summarise(reports: list[VoiceCallReport], expected: list[str],
               spreads: list[float]) -> dict[str, Any]:
     gaps = [r.turn_gap_ms[0] for r in reports if r.turn_gap_ms]
+    word_gaps = [r.last_word_gap_ms[0] for r in reports if r.last_word_gap_ms]
     parts: dict[str, list[float]] = {k: [] for k in (
-        "silence_wait", "asr", "flow", "tts", "playback_start", "rest")}
+        "silence_wait", "asr", "understanding", "decision", "tts", "playback_start", "rest",
+        "early_decode")}
+    ends: dict[str, int] = {}
     for r in reports:
         timings = r.timings[:1]
         for t in timings:
             parts["silence_wait"].append(t.silence_wait_ms)
             parts["asr"].append(t.asr_ms)
-            parts["flow"].append(t.flow_ms)
+            parts["understanding"].append(t.understanding_ms)
+            parts["decision"].append(t.decision_ms)
             parts["tts"].append(t.tts_ms)
             parts["playback_start"].append(t.play_ms)
+            if t.early_decode_ms is not None:
+                parts["early_decode"].append(t.early_decode_ms)
+            ends[t.end_of_turn or t.reason] = ends.get(t.end_of_turn or t.reason, 0) + 1
             if r.turn_gap_ms:
                 parts["rest"].append(r.turn_gap_ms[0] - t.silence_wait_ms - t.response_ms)
     right = sum(1 for r, want in zip(reports, expected, strict=True)
@@ -95,6 +109,9 @@ def summarise(reports: list[VoiceCallReport], expected: list[str],
         "calls": len(reports), "turns_timed": len(gaps),
         "turn_gap_p50_ms": _r(pct(gaps, 50)), "turn_gap_p95_ms": _r(pct(gaps, 95)),
         "turn_gap_max_ms": _r(max(gaps, default=None)),
+        "last_word_gap_p50_ms": _r(pct(word_gaps, 50)),
+        "last_word_gap_p95_ms": _r(pct(word_gaps, 95)),
+        "end_of_turn": dict(sorted(ends.items(), key=lambda kv: -kv[1])),
         "routed_right": right, "routed_right_share": round(right / len(reports), 3),
         # Calls whose first reply was the "one moment" acknowledgement (IVR_ACK_AFTER_MS):
         # their gap is to that prompt, the answer came after it.
@@ -184,6 +201,9 @@ def main() -> None:
     print(f"turn gap (caller's last word -> first audio of the reply, at the wire): "
           f"p50 {out['turn_gap_p50_ms']} ms, p95 {out['turn_gap_p95_ms']} ms, "
           f"max {out['turn_gap_max_ms']} ms over {out['turns_timed']} turns")
+    print(f"from the caller's last word (its speech's own trailing quiet added): "
+          f"p50 {out['last_word_gap_p50_ms']} ms, p95 {out['last_word_gap_p95_ms']} ms")
+    print("end of turn: " + ", ".join(f"{k} {n}" for k, n in out["end_of_turn"].items()))
     print("breakdown (p50 / p95 ms): " + ", ".join(
         f"{k.replace('_', ' ')} {v['p50']} / {v['p95']}" for k, v in out["breakdown_ms"].items()))
     for m in out["misrouted"]:

@@ -196,10 +196,13 @@ class App:
                         observers=self.observers() if observers is None else observers,
                         contact_channel=contact_channel)
 
-    async def run_call(self, channel: CallChannel, language: Language | None = None
-                       ) -> FlowResult:
-        """Run one voice call to its end (ARI and FastAGI entry points)."""
-        return await self.flow(channel, ContactChannel.VOICE, language=language).run()
+    async def run_call(self, channel: CallChannel, language: Language | None = None, *,
+                       extra_observers: Sequence[FlowObserver] = ()) -> FlowResult:
+        """Run one voice call to its end (ARI and FastAGI entry points); ``extra_observers``
+        hear its flow events besides the node's own."""
+        observers = (*self.observers(), *extra_observers) if extra_observers else None
+        return await self.flow(channel, ContactChannel.VOICE, language=language,
+                               observers=observers).run()
 
     async def resume_call(self, channel: CallChannel, session_id: str) -> FlowResult:
         """A queued caller who left the queue by key: the same contact goes on.
@@ -455,8 +458,20 @@ def from_other_node(message: dict[str, Any], screenpop: ScreenPopHub,
         screenpop.deliver(message)
 
 
-def build_recognizer(settings: Settings) -> Recognizer:
-    """Vosk models where configured (unless IVR_ASR_ENGINE=whisper), else Whisper."""
+def turn_judge(app: App) -> Callable[[str, str], Awaitable[bool]] | None:
+    """What the recogniser's adaptive end of turn asks before ending a turn early: the
+    node's intent matcher, at the flow's confirm threshold (None: adaptive end off)."""
+    from ivr.nlu.matcher import HybridIntentMatcher, request_judge
+
+    if not app.settings.adaptive_end_of_turn or not isinstance(app.matcher, HybridIntentMatcher):
+        return None
+    return request_judge(app.matcher, app.flow_config.confirm_below)
+
+
+def build_recognizer(settings: Settings, *,
+                     judge: Callable[[str, str], Awaitable[bool]] | None = None) -> Recognizer:
+    """Vosk models where configured (unless IVR_ASR_ENGINE=whisper), else Whisper;
+    ``judge``: see ``turn_judge``."""
     from ivr.speech.recognizers import build_recognizer as build
 
     vosk = {lang: p for lang, p in (("en", settings.vosk_model_en),
@@ -465,7 +480,7 @@ def build_recognizer(settings: Settings) -> Recognizer:
                  whisper_model_dir=settings.whisper_model,
                  whisper_window=settings.whisper_window,
                  adaptive_end=settings.adaptive_end_of_turn,
-                 whisper_batch=settings.whisper_batch)
+                 whisper_batch=settings.whisper_batch, judge=judge)
 
 
 def file_transcriber(recognizer: Recognizer) -> Transcribe:
@@ -566,7 +581,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     from ivr.telephony.agi.route import FlowAgi
     from ivr.telephony.agi.server import FastAgiServer
     from ivr.telephony.ari.app import StasisApp
-    from ivr.telephony.ari.channel import AriChannelSettings
+    from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings, TurnTimingObserver
     from ivr.telephony.ari.client import AriClient
     from ivr.telephony.ari.whisper import AriWhisper
     from ivr.telephony.prompts import FilePromptResolver
@@ -576,7 +591,7 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     s = app.settings
     # Refuse before anything listens: a default secret off loopback is an open door.
     check_serving_secrets(s)
-    recognizer = recognizer or build_recognizer(s)
+    recognizer = recognizer or build_recognizer(s, judge=turn_judge(app))
     prompts = FilePromptResolver(tts=default_tts(), static_dir=s.sounds_dir,
                                  export_dir=s.prompt_dir,
                                  asterisk_dir=s.asterisk_prompt_dir or None)
@@ -587,7 +602,10 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
     client = AriClient(s.ari_url, username=s.ari_user, password=s.ari_password, app=s.ari_app)
 
     async def run_call(channel: CallChannel, language: Language | None = None) -> None:
-        await app.run_call(channel, language)
+        # An ARI call's turn timings split understanding from decision (the matcher's
+        # time comes from the flow's Matched events).
+        extra = (TurnTimingObserver(channel),) if isinstance(channel, AriCallChannel) else ()
+        await app.run_call(channel, language, extra_observers=extra)
 
     def call_ended(channel: AriCallChannel) -> None:
         app.telemetry.observe_call(channel.stats)  # turn gaps and ASR latency

@@ -60,12 +60,13 @@ async def serve_standby(settings: Settings, *, clock: Clock | None = None) -> No
     """Wait, warm, to serve another node's Asterisk: the app (database, matcher) is
     built now, the telephony (ARI app, AMI, web) only once this node owns that Asterisk,
     so a takeover does not wait for a model to load."""
-    from ivr.app import build_node, build_recognizer
+    from ivr.app import build_node, build_recognizer, turn_judge
     from ivr.storage.ownership import AsteriskOwnership
     from ivr.testing.app import running_app
 
-    recognizer = build_recognizer(settings)
     async with running_app(settings, clock=clock) as app:
+        recognizer = build_recognizer(settings, judge=turn_judge(app))
+
         async def term() -> None:
             await build_node(app, recognizer=recognizer).run()
 

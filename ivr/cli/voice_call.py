@@ -75,6 +75,8 @@ class VoiceCallReport:
     barge_in_wire_ms: list[float] = field(default_factory=list)
     # Heard by the caller at the wire: its last frame -> the IVR's first audible frame.
     turn_gap_ms: list[float] = field(default_factory=list)
+    # The same from the end of the caller's last word (its speech's trailing quiet added).
+    last_word_gap_ms: list[float] = field(default_factory=list)
     spoke_until: list[float] = field(default_factory=list)  # monotonic end of each turn sent
     timings: list[ResponseTiming] = field(default_factory=list)  # the node's, per turn
     duration_s: float = 0.0
@@ -98,6 +100,7 @@ class VoiceCallReport:
             "barge_in_ms": [round(x, 1) for x in self.barge_in_ms],
             "barge_in_wire_ms": [round(x, 1) for x in self.barge_in_wire_ms],
             "turn_gap_ms": [round(x, 1) for x in self.turn_gap_ms],
+            "last_word_gap_ms": [round(x, 1) for x in self.last_word_gap_ms],
             "duration_s": round(self.duration_s, 1), "error": self.error,
         }
 
@@ -153,6 +156,8 @@ async def _place(app: App, node: Node, rig: Rig, settings: Settings, spec: Voice
     report = VoiceCallReport(spec, result.answered, contact, duration_s=duration_s,
                              session_id=channel.session_id if channel else None)
     report.turn_gap_ms = [g for g in (t.gap_ms for t in result.turns) if g is not None]
+    report.last_word_gap_ms = [g for g in (t.last_word_gap_ms for t in result.turns)
+                               if g is not None]
     report.spoke_until = [result.started_at + t.sent_end_s for t in result.turns
                           if t.sent_end_s is not None]
     report.barge_in_wire_ms = [b for b in (t.barge_in_stop_ms for t in result.turns)
@@ -211,7 +216,7 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
     proxy in front of the rig's AMI) instead of the rig's. ``recognizer`` wraps the
     node's recogniser (the fault matrix breaks it on purpose).
     """
-    from ivr.app import build_node, build_recognizer
+    from ivr.app import build_node, build_recognizer, turn_judge
     from ivr.cli.serve_cmd import rig_settings
     from ivr.storage.db import upgrade
     from ivr.testing.app import running_app
@@ -236,7 +241,8 @@ async def voice_node(settings: Settings, *, rig: Rig | None = None, clock: Clock
 
     ready = asyncio.Event()
     async with running_app(settings, clock=clock) as app:
-        asr = None if recognizer is None else recognizer(build_recognizer(settings))
+        asr = None if recognizer is None else recognizer(
+            build_recognizer(settings, judge=turn_judge(app)))
         built = build_node(app, recognizer=asr, on_call_end=on_end)
         node = asyncio.create_task(built.run(ready))
         try:

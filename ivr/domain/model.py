@@ -162,11 +162,14 @@ class IntentMatch:
     ``unavailable``: the matcher could not answer in time (its bounded queue
     was full or it timed out); the flow offers the keypad menu instead of
     asking the caller to repeat a question that was never matched.
+    ``processing_ms``: how long the caller waited for the match (queue included;
+    0 when not measured), for turn timings.
     """
 
     ranked: tuple[IntentScore, ...]
     out_of_scope: bool
     unavailable: bool = False
+    processing_ms: float = field(default=0.0, compare=False)  # a timing, not the answer
 
     @property
     def best(self) -> IntentScore | None:

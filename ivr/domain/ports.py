@@ -112,6 +112,12 @@ class RecognitionEvent:
     endpoint: bool = False  # end of speech detected: call ``finish()``
     # With ``endpoint``: how much quiet after the last speech the endpointer waited for.
     silence_ms: float = 0.0
+    # With ``endpoint``: how the turn's end was decided ("adaptive", or "endpoint: " and
+    # why the early end did not apply); empty when the recogniser does not say.
+    end_of_turn: str = ""
+    # With ``endpoint``: wall time of the recogniser's speculative decode of the turn
+    # (started during the pause), None when there was none.
+    early_decode_ms: float | None = None
 
 
 class RecognizerStream(Protocol):

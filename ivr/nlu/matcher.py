@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.domain.model import IntentMatch, IntentScore, Language
+from ivr.domain.model import IntentMatch, IntentScore, Language, known_language
 from ivr.nlu.catalogue import YamlIntentCatalogue
 from ivr.nlu.classifier import ClassifierConfig, IntentClassifier, Prediction
 from ivr.nlu.embedder import CachedEmbedder, Embedder
@@ -21,6 +24,7 @@ _OUT_OF_SCOPE = IntentMatch(ranked=(), out_of_scope=True)
 # The matcher could not answer (queue full or too slow): the flow offers the keypad.
 UNAVAILABLE = IntentMatch(ranked=(), out_of_scope=True, unavailable=True)
 MAX_TEXT_CHARS = 500  # a transcript longer than this is noise; bound the work per query
+RECENT_MATCHES = 256  # answers kept for a repeat of the same words (see ``match``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,10 @@ class HybridIntentMatcher:
         # Per-language override of ``embedder`` (None in the map: no embeddings).
         self._embedders = dict(embedders or {})
         self._models: dict[str, IntentClassifier] = {}
+        # Recent answers by (language, text): the adaptive end of turn matches a caller's
+        # speculative transcript while they pause, and the flow then asks again for the
+        # same words; the second answer is this one. Touched on the event loop only.
+        self._recent: OrderedDict[tuple[str, str], IntentMatch] = OrderedDict()
 
     @classmethod
     def from_catalogue(
@@ -111,6 +119,7 @@ class HybridIntentMatcher:
         embedder = self._embedders.get(language, self._embedder)
         clf = IntentClassifier(embedder, self._config)
         self._models[language] = clf.fit(texts, labels)
+        self._recent.clear()  # answers of the old model
         return self
 
     def predict(self, text: str, language: str = "en") -> IntentMatch:
@@ -139,6 +148,16 @@ class HybridIntentMatcher:
         """
         if not isinstance(text, str) or not text.strip():
             return _OUT_OF_SCOPE
+        t0 = time.perf_counter()
+        key = (language, text)
+        match = self._recent.get(key)
+        if match is not None:
+            self._recent.move_to_end(key)
+        else:
+            match = await self._match(text, language)
+        return dataclasses.replace(match, processing_ms=(time.perf_counter() - t0) * 1000)
+
+    async def _match(self, text: str, language: Language) -> IntentMatch:
         job = self._submit(text, language)
         if job is None:
             log.warning("intent matcher busy (%d queries pending): keypad menu",
@@ -146,7 +165,11 @@ class HybridIntentMatcher:
             return UNAVAILABLE
         try:
             async with asyncio.timeout(self.limits.timeout_s):
-                return await asyncio.wrap_future(job)
+                match = await asyncio.wrap_future(job)
+            self._recent[(language, text)] = match
+            while len(self._recent) > RECENT_MATCHES:
+                self._recent.popitem(last=False)
+            return match
         except TimeoutError:
             log.warning("intent matching took over %.1f s: keypad menu", self.limits.timeout_s)
             return UNAVAILABLE
@@ -190,6 +213,26 @@ def _to_match(pred: Prediction) -> IntentMatch:
         ranked=tuple(IntentScore(intent, conf) for intent, conf in pred.ranked),
         out_of_scope=pred.out_of_scope,
     )
+
+
+def request_judge(matcher: HybridIntentMatcher,
+                  min_confidence: float) -> Callable[[str, str], Awaitable[bool]]:
+    """Whether a caller's (speculative) transcript is a request the flow would act on
+    without asking back: the matcher's best intent in scope at ``min_confidence`` or
+    more (the flow's ``confirm_below``). The recogniser's adaptive end of turn asks it
+    while the caller pauses. It never takes the matcher's last idle worker from the
+    flows' own queries: with none idle the answer is "not sure" (the turn then simply
+    ends on the endpointer's full silence)."""
+    async def judge(text: str, language: str) -> bool:
+        lang = known_language(language)
+        if lang is None or matcher.pending >= matcher.limits.workers:
+            return False
+        match = await matcher.match(text, lang)
+        best = match.best
+        return (best is not None and not match.out_of_scope and not match.unavailable
+                and best.confidence >= min_confidence)
+
+    return judge
 
 
 def default_matcher(

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivr.domain.model import Language
 from ivr.domain.ports import RecognitionResult, Recognizer, RecognizerStream
 from ivr.speech.base import SpeechError
+
+if TYPE_CHECKING:
+    from ivr.speech.whisper_engine import TurnJudge
 
 
 class FallbackRecognizer:
@@ -50,8 +54,10 @@ def build_recognizer(
     executor: Executor | None = None,
     adaptive_end: bool = True,
     whisper_batch: int = 8,
+    judge: TurnJudge | None = None,
 ) -> FallbackRecognizer:
-    """Vosk for every configured language first, then the bundled Whisper tiny.en for English."""
+    """Vosk for every configured language first, then the bundled Whisper tiny.en for English.
+    ``judge``: see ``WhisperRecognizer`` (adaptive end of turn on understood requests)."""
     from ivr.speech.vad import SileroVad
     from ivr.speech.vosk_engine import VoskRecognizer
     from ivr.speech.whisper_engine import WhisperRecognizer
@@ -65,7 +71,7 @@ def build_recognizer(
     languages = whisper_languages(whisper_model_dir) if whisper_model_dir else ("en",)
     engines.append(WhisperRecognizer(whisper_model_dir, languages=languages, executor=executor,
                                      vad=vad, window=whisper_window, adaptive_end=adaptive_end,
-                                     batch_max=whisper_batch))
+                                     batch_max=whisper_batch, judge=judge))
     return FallbackRecognizer(engines)
 
 

@@ -138,6 +138,11 @@ class DecodeBatcher:
         # in a batch of their own, right after.
         groups: dict[tuple[str, tuple[str, ...], int], list[_Request]] = {}
         for r in batch:
+            if r.future.cancelled():
+                # Given up while queued (a speculative decode the caller's next words
+                # made useless, or a closed call): not worth the decoder's time. Read
+                # across threads: a stale "not cancelled" only costs one decode.
+                continue
             groups.setdefault((r.language, r.phrases, r.beam_size), []).append(r)
         for group in groups.values():
             self._serve_group(group)

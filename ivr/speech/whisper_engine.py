@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +106,19 @@ class WhisperRecognizer:
         window: str = "auto",
         adaptive_end: bool = True,
         batch_max: int = 8,
+        judge: TurnJudge | None = None,
     ) -> None:
         """``batch_max``: open questions of calls whose turns end together are decoded up
-        to this many at once (``whisper_batch.DecodeBatcher``); 1 = one by one."""
+        to this many at once (``whisper_batch.DecodeBatcher``); 1 = one by one.
+        ``judge``: with adaptive end of turn, a speculative transcript ends the turn early
+        only when the judge (the intent matcher) understands it confidently; without one,
+        only when Whisper punctuated it as a finished sentence."""
         if window not in WINDOWS:
             raise SpeechError(f"Whisper window {window!r}: use one of {', '.join(WINDOWS)}")
         self._model_dir = model_dir
         self._window = window
         self._adaptive_end_on = adaptive_end
+        self.judge = judge
         self._load = DecodeLoad()
         self._grammar_mode = grammar_mode
         self._grammar_beam = max(1, grammar_beam_size)
@@ -205,6 +210,7 @@ class WhisperRecognizer:
             self._load,
             adaptive_end=self._adaptive_end_on,
             batcher=self.batcher,
+            judge=self.judge,
         )
 
     def transcribe_sync(
@@ -519,27 +525,59 @@ def _suppressed(tok: Any) -> list[int]:
 
 
 EARLY_MS = 250.0  # caller quiet this long: start decoding speculatively
+# With adaptive end of turn the speculative decode starts sooner: the turn can only end
+# early once it is back (and judged), and a short-window decode with the catalogue's
+# hotwords took 190-650 ms at load average 2-4 here (~100 ms idle). 180 ms (six 32 ms
+# VAD windows) is past the 32-160 ms gaps between flite's words in 18 of the 20 bench
+# questions; a superseded decode still queued is dropped (``DecodeBatcher``).
+EARLY_ADAPTIVE_MS = 180.0
 # Adaptive end of turn: after this much quiet, a speculative transcript that reads as
 # a finished, confident request ends the turn without waiting out the endpointer's
 # full silence (700 ms); a caller who pauses mid-sentence still gets the full wait.
 ADAPTIVE_END_MS = 300.0
-ADAPTIVE_MIN_CONFIDENCE = 0.5
+# Whisper's own confidence floor; the intent matcher (the judge) must be sure as well.
+# Bench questions read right at 0.49-0.5 ("somebody ring me back later today").
+ADAPTIVE_MIN_CONFIDENCE = 0.4
+# Words a request does not end on. Not "in", "on": "I can't log in", "from now on".
 _UNFINISHED_WORDS = (
     "a an the my your our their his her its this that to of for and or but with about "
-    "in on at from by i i'm is are was be can could would will want wanted like need "
+    "at from by i i'm is are was be can could would will want wanted like need "
     "have has do does did so because if when where what which who how than then")
 _UNFINISHED = frozenset(_UNFINISHED_WORDS.split())
+
+
+# (transcript, language) -> whether it is a request understood well enough to act on
+# (the composition root builds it on the intent matcher: ``ivr.nlu.matcher.request_judge``).
+TurnJudge = Callable[[str, str], Awaitable[bool]]
+
+
+def incomplete_reason(result: RecognitionResult, *, punctuation: bool = True) -> str | None:
+    """Why a speculative transcript does not read as a finished request (None: it does).
+    ``punctuation``: Whisper must have closed it with a full stop or question mark (only
+    meaningful without hotwords: a plain word list as the decoder's previous text makes
+    tiny.en write unpunctuated lower case). The reason names no caller words except a
+    closed-class last word ("ends on 'to'")."""
+    text = result.text.strip()
+    if not text:
+        return "empty"
+    if result.confidence < ADAPTIVE_MIN_CONFIDENCE:
+        return f"low confidence {result.confidence:.2f}"
+    if punctuation and not text.endswith((".", "?", "!")):
+        return "no closing punctuation"
+    if text.endswith(("..", "-", ",")):
+        return "trails off"
+    words = _WORD.findall(text.lower())
+    if len(words) < 2:
+        return "one word"
+    if words[-1] in _UNFINISHED:
+        return f"ends on {words[-1]!r}"
+    return None
 
 
 def reads_complete(result: RecognitionResult) -> bool:
     """A transcript that sounds finished: confident, two words or more, closed by Whisper
     with a full stop or question mark, and not ending on a word that needs a follower."""
-    text = result.text.strip()
-    if result.confidence < ADAPTIVE_MIN_CONFIDENCE or not text.endswith((".", "?", "!")) \
-            or text.endswith(".."):
-        return False
-    words = text.rstrip(".?!").lower().replace(",", " ").split()
-    return len(words) >= 2 and words[-1] not in _UNFINISHED
+    return incomplete_reason(result) is None
 
 
 class WhisperStream:
@@ -561,8 +599,12 @@ class WhisperStream:
         *,
         adaptive_end: bool = True,
         batcher: DecodeBatcher | None = None,
+        judge: TurnJudge | None = None,
     ) -> None:
         self._model = model
+        self._judge = judge
+        # The judge's verdict on the current speculative transcript (see _early_done).
+        self._judged: asyncio.Future[bool] | None = None
         self._batcher = batcher
         self._grammar = grammar
         self._window = window
@@ -585,6 +627,12 @@ class WhisperStream:
         self._early_end_ms: float | None = None
         self._adaptive_end = False  # the turn ended on a complete speculative transcript
         self._adaptive_end_on = adaptive_end
+        # Why the early end did not apply at the last check past ADAPTIVE_END_MS of quiet,
+        # and the speculative decode's wall time: reported with the endpoint (benches,
+        # the channel's turn timings) because the decision is invisible otherwise.
+        self._not_early = "no check" if adaptive_end else "off"
+        self._early_started: float | None = None
+        self.early_ms: float | None = None
 
     async def feed(self, pcm16: bytes) -> RecognitionEvent:
         if self._ended or self._failed:
@@ -607,30 +655,61 @@ class WhisperStream:
             self._ended = self._adaptive_end = True
         else:
             self._maybe_decode_early()
+        if not self._ended:
+            return RecognitionEvent(speech_started=update.speech_started)
         ep = self._vad.endpointer
-        quiet = (ep.position_ms - ep.end_ms if ep.end_ms is not None
-                 else ep.trailing_silence_ms) if self._ended else 0.0
-        return RecognitionEvent(speech_started=update.speech_started, endpoint=self._ended,
-                                silence_ms=quiet)
+        quiet = ep.position_ms - ep.end_ms if ep.end_ms is not None else ep.trailing_silence_ms
+        how = "adaptive" if self._adaptive_end else f"endpoint: {self._not_early}"
+        log.debug("end of turn after %.0f ms of quiet: %s (speculative decode %s ms)",
+                  quiet, how, None if self.early_ms is None else round(self.early_ms))
+        return RecognitionEvent(speech_started=update.speech_started, endpoint=True,
+                                silence_ms=quiet, end_of_turn=how, early_decode_ms=self.early_ms)
 
     def _complete_early(self) -> bool:
         """The caller paused and the speculative transcript of exactly this audio is done
         and reads as a finished, confident request (not in grammar mode: a pause between
         digits is not the end of a number)."""
         ep = self._vad.endpointer
-        early = self._early
-        if (not self._adaptive_end_on or self._grammar is not None or early is None
-                or not early.done()
-                or early.cancelled() or early.exception() is not None
-                or ep.trailing_silence_ms < ADAPTIVE_END_MS
-                or self._early_end_ms != ep.position_ms - ep.trailing_silence_ms):
+        if not self._adaptive_end_on or self._grammar is not None \
+                or ep.trailing_silence_ms < ADAPTIVE_END_MS:
+            if self._grammar is not None:
+                self._not_early = "grammar turn"
             return False
-        return reads_complete(early.result())
+        why = self._early_verdict(ep.position_ms - ep.trailing_silence_ms)
+        self._not_early = why or ""
+        return why is None
+
+    def _judge_verdict(self) -> str | None:
+        judged = self._judged
+        if judged is None:
+            return "not judged"
+        if not judged.done():
+            return "understanding not back"
+        if judged.cancelled() or judged.exception() is not None:
+            return "understanding failed"
+        return None if judged.result() else "not understood confidently"
+
+    def _early_verdict(self, end_ms: float) -> str | None:
+        """Why the speculative decode cannot end the turn now (None: it can)."""
+        early = self._early
+        if early is None:
+            return "no speculative decode"
+        if self._early_end_ms != end_ms:
+            return "speculative decode of other audio"
+        if not early.done():
+            return "speculative decode not back"
+        if early.cancelled() or early.exception() is not None:
+            return "speculative decode failed"
+        why = incomplete_reason(early.result(), punctuation=self._judge is None)
+        if why is not None or self._judge is None:
+            return why
+        return self._judge_verdict()
 
     def _maybe_decode_early(self) -> None:
         ep = self._vad.endpointer
         quiet = ep.trailing_silence_ms
-        if quiet < EARLY_MS:
+        if quiet < (EARLY_ADAPTIVE_MS if self._adaptive_end_on and self._grammar is None
+                    else EARLY_MS):
             return
         end_ms = ep.position_ms - quiet
         if self._early is not None and self._early_end_ms == end_ms:
@@ -638,11 +717,39 @@ class WhisperStream:
         audio = self._speech_audio(end_ms)
         if audio is None or audio.size < 1600:
             return
+        if self._early is not None and not self._early.done():
+            # The caller spoke again: that decode is of no use now. Cancelled, it is
+            # dropped if still queued (a running one cannot be stopped).
+            self._early.cancel()
+        if self._judged is not None and not self._judged.done():
+            self._judged.cancel()
         self._early_end_ms = end_ms
         # With adaptive end of turn the caller may be waiting for this very decode, so
         # it takes the short window (~4x faster) like any decode a caller waits for.
         self._early = asyncio.ensure_future(self._decode_async(
             audio, self._speech_s(end_ms), not self._adaptive_end_on))
+        self._early_started, self.early_ms, self._judged = time.perf_counter(), None, None
+        self._early.add_done_callback(self._early_done)
+
+    def _early_done(self, fut: asyncio.Future[RecognitionResult]) -> None:
+        """The speculative decode is back: time it, and have the judge read a transcript
+        that could end the turn (so the verdict is ready by the next packet or two)."""
+        if fut is not self._early or self._early_started is None:
+            return
+        self.early_ms = (time.perf_counter() - self._early_started) * 1000
+        if (self._judge is None or self._ended or fut.cancelled()
+                or fut.exception() is not None
+                or incomplete_reason(fut.result(), punctuation=False) is not None):
+            return
+        self._judged = asyncio.ensure_future(self._ask_judge(fut.result().text))
+
+    async def _ask_judge(self, text: str) -> bool:
+        assert self._judge is not None
+        try:
+            return await self._judge(text.strip(), self._language)
+        except Exception:  # only an early end is lost: the endpointer still ends the turn
+            log.exception("adaptive end of turn: the judge failed")
+            return False
 
     async def _decode_async(self, audio: np.ndarray, speech_s: float | None,
                             hidden: bool) -> RecognitionResult:
@@ -716,3 +823,5 @@ class WhisperStream:
         if self._early is not None and not self._early.done():
             # The decode thread cannot be interrupted; just let its result go.
             self._early.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if self._judged is not None and not self._judged.done():
+            self._judged.cancel()  # a queued matcher query is dropped with it

@@ -147,6 +147,18 @@ class RtpReceiver:
         """Next frame, or None if none arrives within ``within_s`` or when closed."""
         return await get_within(self._queue, within_s)
 
+    def take_queued(self, max_frames: int) -> bytes:
+        """Up to ``max_frames`` frames already queued, joined (b"" when none wait); never
+        waits and leaves the close marker in place."""
+        parts: list[bytes] = []
+        while len(parts) < max_frames and not self._queue.empty():
+            frame = self._queue.get_nowait()
+            if frame is None:
+                self._queue.put_nowait(None)
+                break
+            parts.append(frame)
+        return b"".join(parts)
+
     def drain(self) -> int:
         """Discard queued frames (audio from before a turn started); returns how many."""
         n = 0

@@ -80,6 +80,10 @@ class TurnTiming:
     # frame of the IVR's prompt while the caller spoke (when the prompt stopped).
     speech_onset_s: float | None = None
     prompt_heard_until_s: float | None = None
+    # Quiet at the end of the turn's speech after its last loud frame (synthesised
+    # speech ends with ~0.25 s of its own silence): the caller's last word came that
+    # long before its last frame.
+    speech_tail_s: float = 0.0
 
     @property
     def barge_in_stop_ms(self) -> float | None:
@@ -94,6 +98,13 @@ class TurnTiming:
         if self.sent_end_s is None or self.reply_start_s is None:
             return None
         return (self.reply_start_s - self.sent_end_s) * 1000
+
+    @property
+    def last_word_gap_ms(self) -> float | None:
+        """Caller's last loud frame (the end of its last word) -> first audible frame of
+        the IVR's reply: ``gap_ms`` plus the speech's own trailing quiet."""
+        gap = self.gap_ms
+        return None if gap is None else gap + self.speech_tail_s * 1000
 
 
 @dataclass(slots=True)
@@ -284,6 +295,7 @@ class TurnCaller:
                 mark = self._now()
                 continue
             timing.sent_at_s = self._now()
+            timing.speech_tail_s = _tail_s(turn.speech)
             timing.sent_end_s = await self._send_turn(turn)
             if turn.barge_in_after_s is not None:
                 timing.speech_onset_s = timing.sent_at_s + _onset_s(turn.speech)
@@ -523,6 +535,15 @@ def _onset_s(speech: bytes) -> float:
         frame = np.frombuffer(speech[i:i + FRAME_BYTES], dtype=np.uint8)
         if frame.size and float(np.abs(_ULAW[frame]).mean()) > LOUD_LEVEL:
             return i / 8000
+    return 0.0
+
+
+def _tail_s(speech: bytes) -> float:
+    """Seconds of quiet after the last loud frame of a mu-law utterance (0: none)."""
+    for i in range((len(speech) - 1) // FRAME_BYTES * FRAME_BYTES, -1, -FRAME_BYTES):
+        frame = np.frombuffer(speech[i:i + FRAME_BYTES], dtype=np.uint8)
+        if frame.size and float(np.abs(_ULAW[frame]).mean()) > LOUD_LEVEL:
+            return max(0.0, (len(speech) - (i + FRAME_BYTES)) / 8000)
     return 0.0
 
 

