@@ -47,6 +47,7 @@ from ivr.cli.demo_cmd import demo_moment
 from ivr.cli.voice_call import VoiceCallReport, VoiceCallSpec, voice_node
 from ivr.clock import PinnedClock
 from ivr.config import load_settings
+from ivr.stats import percentile_or_none as pct
 from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
 from ivr.testing.rig import rig_from_env
@@ -68,13 +69,6 @@ def load_questions() -> list[tuple[str, str]]:
     if copied:
         raise SystemExit(f"bench questions copied from the catalogue: {copied}")
     return rows
-
-
-def pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def utterance_s(text: str) -> float:
