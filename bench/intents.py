@@ -39,7 +39,10 @@ from ivr.nlu.evaluation import (  # noqa: E402
     load_dataset,
     peak_rss_mb,
 )
-from ivr.nlu.matcher import HybridIntentMatcher  # noqa: E402
+from ivr.nlu.matcher import HybridIntentMatcher, default_matcher  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "kanaal" / "nlu"  # the machine-wide embedding cache
+OPEN_SETS = ("heldout_e", "heldout_f")
 
 
 def public(name: str, data: Path, embedder: Embedder | None, folds: int) -> EvalResult:
@@ -58,24 +61,30 @@ def public(name: str, data: Path, embedder: Embedder | None, folds: int) -> Eval
     raise ValueError(name)
 
 
-def own(embedder: Embedder | None, nl_embedder: Embedder | None) -> list[tuple[str, str]]:
-    """Train on the catalogues, test on the paraphrase sets; return table rows."""
+def own(embedder: Embedder | None, nl_embedder: Embedder | None,
+        callers: int = 1) -> list[tuple[str, str]]:
+    """Train on the catalogues (the production set-up of this checkout,
+    default_matcher, with the machine-wide embedding cache; lexical only with
+    --no-embed), test on the paraphrase sets and the open sets; return table rows."""
     cat = load_catalogue(ROOT / "grammars")
     t0 = time.perf_counter()
-    matcher = HybridIntentMatcher.from_catalogue(cat, embedder=embedder,
-                                                 embedders={"nl": nl_embedder})
+    matcher = (default_matcher(cat, cache_dir=CACHE) if embedder is not None
+               else HybridIntentMatcher.from_catalogue(cat))
     start_s = time.perf_counter() - t0
     rows: list[tuple[str, str]] = []
     for lang in ("en", "nl"):
         with (ROOT / "tests" / "nlu" / "data" / f"paraphrases_{lang}.csv").open() as fh:
             tests = list(csv.DictReader(fh))
         lat: list[float] = []
+        cpu: list[float] = []  # CPU time of the process per query: less swayed by load
         results = []
         for r in tests:
-            q0 = time.perf_counter()
+            q0, c0 = time.perf_counter(), time.process_time()
             results.append(matcher.predict(r["text"], lang))
             lat.append((time.perf_counter() - q0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
         lat.sort()
+        cpu.sort()
         figs = []
         for subset in ("dev", "heldout", "heldout_b", "heldout_c", "heldout_d", "noisy"):
             sel = [(m, r) for m, r in zip(results, tests, strict=True)
@@ -88,25 +97,64 @@ def own(embedder: Embedder | None, nl_embedder: Embedder | None) -> list[tuple[s
                         f"{rej / len(sel):.0%})")
         p50, p95 = statistics.median(lat), lat[int(0.95 * len(lat))]
         print(f"own catalogue {lang}: " + "; ".join(figs)
-              + f"; latency p50 {p50:.2f} ms p95 {p95:.2f} ms")
+              + f"; latency p50 {p50:.2f} ms p95 {p95:.2f} ms; CPU per query p50 "
+              f"{statistics.median(cpu):.2f} ms p95 {cpu[int(0.95 * len(cpu))]:.2f} ms")
         emb = (nl_embedder if lang == "nl" else embedder)
         rows.append((f"own {lang} ({emb.name if emb else 'lexical'})",
                      f"| own catalogue {lang} | paraphrases: {'; '.join(figs)} | "
                      f"{p50:.2f} / {p95:.2f} | {start_s:.1f} (both languages) |"))
-        oos = open_set(matcher, lang)
-        if oos:
-            print(f"own catalogue {lang}, heldout_e: {oos}")
-            rows.append((f"own {lang} heldout_e",
-                         f"| own catalogue {lang}, heldout_e | {oos} | | |"))
+        if callers > 1:
+            c50, c95, busy = concurrent_latency(matcher, lang, callers)
+            print(f"own catalogue {lang}: {callers} callers at once through match(): "
+                  f"p50 {c50:.2f} ms p95 {c95:.2f} ms, unavailable {busy}")
+            rows.append((f"own {lang} x{callers}",
+                         f"| own catalogue {lang}, {callers} callers at once (bounded pool) | "
+                         f"{busy} unavailable | {c50:.2f} / {c95:.2f} | |"))
+        for name in OPEN_SETS:
+            oos = open_set(matcher, lang, name)
+            if oos:
+                print(f"own catalogue {lang}, {name}: {oos}")
+                rows.append((f"own {lang} {name}",
+                             f"| own catalogue {lang}, {name} | {oos} | | |"))
     return rows
 
 
-def open_set(matcher: HybridIntentMatcher, lang: str, confirm_below: float = 0.6) -> str:
-    """Figures on heldout_e (in-scope and out-of-scope rows, written without sight
-    of the catalogue): in-scope rows answered right and not rejected; out-of-scope
-    rows rejected, and those routed without even a confirmation (confidence at or
-    above the flow's IVR_CONFIRM_BELOW)."""
-    path = ROOT / "tests" / "nlu" / "data" / f"heldout_e_{lang}.csv"
+def concurrent_latency(matcher: HybridIntentMatcher, lang: str, callers: int,
+                       per_caller: int = 100) -> tuple[float, float, int]:
+    """``callers`` calls asking at once through the production path (``match``:
+    the bounded worker pool, as the flow calls it); each call sends its next
+    question when the last is answered. Returns p50, p95 (ms) and how many
+    answers were 'unavailable' (queue full or timed out)."""
+    import asyncio
+
+    with (ROOT / "tests" / "nlu" / "data" / f"paraphrases_{lang}.csv").open() as fh:
+        texts = [r["text"] for r in csv.DictReader(fh)]
+    lat: list[float] = []
+    busy = 0
+
+    async def call(k: int) -> None:
+        nonlocal busy
+        for j in range(per_caller):
+            q0 = time.perf_counter()
+            m = await matcher.match(texts[(k * per_caller + j) % len(texts)], lang)  # type: ignore[arg-type]
+            lat.append((time.perf_counter() - q0) * 1000)
+            busy += m.unavailable
+
+    async def run() -> None:
+        await asyncio.gather(*(call(k) for k in range(callers)))
+
+    asyncio.run(run())
+    lat.sort()
+    return statistics.median(lat), lat[int(0.95 * len(lat))], busy
+
+
+def open_set(matcher: HybridIntentMatcher, lang: str, name: str = "heldout_e",
+             confirm_below: float = 0.6) -> str:
+    """Figures on an open test set (heldout_e, heldout_f: in-scope and out-of-scope
+    rows, written without sight of the catalogue): in-scope rows answered right
+    and not rejected; out-of-scope rows rejected, and those routed without even a
+    confirmation (confidence at or above the flow's IVR_CONFIRM_BELOW)."""
+    path = ROOT / "tests" / "nlu" / "data" / f"{name}_{lang}.csv"
     if not path.is_file():
         return ""
     with path.open(newline="", encoding="utf-8") as fh:
@@ -131,6 +179,8 @@ def main() -> None:
     ap.add_argument("--only", default="clinc150,banking77,bitext,own")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--no-embed", action="store_true", help="lexical models only")
+    ap.add_argument("--callers", type=int, default=4,
+                    help="own catalogue: also time this many calls asking at once (1 = off)")
     args = ap.parse_args()
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     embedder = None if args.no_embed else OnnxMiniLmEmbedder()
@@ -138,7 +188,7 @@ def main() -> None:
     table: list[str] = []
     for name in wanted:
         if name == "own":
-            table += [line for _, line in own(embedder, nl_embedder)]
+            table += [line for _, line in own(embedder, nl_embedder, args.callers)]
             continue
         t0 = time.perf_counter()
         r = public(name, args.data, embedder, args.folds)
