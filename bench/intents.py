@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import time
@@ -42,7 +43,7 @@ from ivr.nlu.evaluation import (  # noqa: E402
 from ivr.nlu.matcher import HybridIntentMatcher, default_matcher  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "kanaal" / "nlu"  # the machine-wide embedding cache
-OPEN_SETS = ("heldout_e", "heldout_f")
+OPEN_SETS = ("heldout_e", "heldout_f", "heldout_g")
 
 
 def public(name: str, data: Path, embedder: Embedder | None, folds: int) -> EvalResult:
@@ -71,6 +72,11 @@ def own(embedder: Embedder | None, nl_embedder: Embedder | None,
     matcher = (default_matcher(cat, cache_dir=CACHE) if embedder is not None
                else HybridIntentMatcher.from_catalogue(cat))
     start_s = time.perf_counter() - t0
+    fits = {lang: m.report.seconds for lang in matcher.languages
+            if (m := matcher.model(lang)) is not None}
+    print(f"own catalogues trained in {start_s:.1f} s (both languages, embedding cache "
+          "warm; fit " + ", ".join(f"{k} {v:.1f} s" for k, v in fits.items())
+          + f"), load average {os.getloadavg()[0]:.2f}", flush=True)
     rows: list[tuple[str, str]] = []
     for lang in ("en", "nl"):
         with (ROOT / "tests" / "nlu" / "data" / f"paraphrases_{lang}.csv").open() as fh:
@@ -148,29 +154,55 @@ def concurrent_latency(matcher: HybridIntentMatcher, lang: str, callers: int,
     return statistics.median(lat), lat[int(0.95 * len(lat))], busy
 
 
+JUNK_WORDS = ("junk", "noise", "gibberish", "filler")
+
+
+def is_junk(row: dict[str, str]) -> bool:
+    """A junk row (a caller saying nothing useful): marked in its intent or in a
+    kind/type/category/group/set column."""
+    marks = [row.get(k) or "" for k in ("intent", "kind", "type", "category", "group", "set")]
+    return any(w in m.lower() for m in marks for w in JUNK_WORDS)
+
+
+def is_off_topic(row: dict[str, str]) -> bool:
+    return row["intent"] in ("oos", "out_of_scope") or is_junk(row)
+
+
 def open_set(matcher: HybridIntentMatcher, lang: str, name: str = "heldout_e",
              confirm_below: float = 0.6) -> str:
-    """Figures on an open test set (heldout_e, heldout_f: in-scope and out-of-scope
-    rows, written without sight of the catalogue): in-scope rows answered right
-    and not rejected; out-of-scope rows rejected, and those routed without even a
-    confirmation (confidence at or above the flow's IVR_CONFIRM_BELOW)."""
+    """Figures on an open test set (heldout_e, heldout_f, heldout_g: in-scope and
+    out-of-scope rows, written without sight of the catalogue): in-scope rows
+    answered right and not rejected; out-of-scope rows rejected, and those routed
+    without even a confirmation (confidence at or above the flow's
+    IVR_CONFIRM_BELOW); junk rows (a caller saying nothing useful), where the set
+    marks them, apart."""
     path = ROOT / "tests" / "nlu" / "data" / f"{name}_{lang}.csv"
     if not path.is_file():
         return ""
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     matches = matcher.predict_many([r["text"] for r in rows], lang)
-    ins = [(m, r) for m, r in zip(matches, rows, strict=True) if r["intent"] != "oos"]
-    out = [m for m, r in zip(matches, rows, strict=True) if r["intent"] == "oos"]
+    ins = [(m, r) for m, r in zip(matches, rows, strict=True) if not is_off_topic(r)]
+    out = [m for m, r in zip(matches, rows, strict=True)
+           if is_off_topic(r) and not is_junk(r)]
+    junk = [m for m, r in zip(matches, rows, strict=True) if is_junk(r)]
     top1 = sum(m.best is not None and m.best.intent == r["intent"] for m, r in ins)
     right = sum(not m.out_of_scope and m.best is not None and m.best.intent == r["intent"]
                 for m, r in ins)
     rejected = sum(m.out_of_scope for m in out)
     unconfirmed = sum(not m.out_of_scope and m.best is not None
-                      and m.best.confidence >= confirm_below for m in out)
-    return (f"in-scope {right / len(ins):.1%} right and accepted (top-1 {top1 / len(ins):.1%}, "
-            f"n={len(ins)}); out-of-scope rejected {rejected / len(out):.1%}, routed "
-            f"unconfirmed {unconfirmed / len(out):.1%} (n={len(out)})")
+                      and m.best.confidence >= confirm_below for m in out + junk)
+    figs = (f"in-scope {_share(right, len(ins))} right and accepted (top-1 "
+            f"{_share(top1, len(ins))}, n={len(ins)}); out-of-scope rejected "
+            f"{_share(rejected, len(out))} (n={len(out)})")
+    if junk:
+        figs += (f"; junk rejected {_share(sum(m.out_of_scope for m in junk), len(junk))} "
+                 f"(n={len(junk)})")
+    return figs + f"; off-topic routed unconfirmed {_share(unconfirmed, len(out) + len(junk))}"
+
+
+def _share(k: int, n: int) -> str:
+    return f"{k / n:.1%}" if n else "n/a"
 
 
 def main() -> None:
@@ -207,7 +239,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for line in table:
         print(line)
-    print(f"\npeak RSS {peak_rss_mb():.0f} MB; embedders: "
+    print(f"\nload average {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min)")
+    print(f"peak RSS {peak_rss_mb():.0f} MB; embedders: "
           f"{embedder.name if embedder else 'none'} (en), "
           f"{nl_embedder.name if nl_embedder else 'none'} (nl)")
 

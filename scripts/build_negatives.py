@@ -12,6 +12,9 @@ public sets nobody on this project wrote, plus a short hand-written Dutch list:
 * xSID 0.7 (CC BY-SA 4.0): voice-assistant requests (alarms, weather, music,
   reminders, restaurants), English and Dutch, half of the rows (the other half
   is dev);
+* ``scripts/negatives/junk_{en,nl}.txt``: what a recogniser produces when a
+  caller says nothing useful ("uh", "blah blah blah", "thank you", "thanks for
+  watching", background talk), written for this (``dev_junk_*`` is dev only);
 * ``scripts/negatives/written_{en,nl}.txt``: off-topic requests written for
   this, many close to a customer line's wording (ordering a pizza, a doctor's
   or garage appointment, train times, another company's insurance or bank),
@@ -93,6 +96,12 @@ def split(data: Path) -> dict[str, tuple[list[str], list[str]]]:
         out[lang][0].extend(_lines(WRITTEN / f"near_{lang}.txt"))
         out[lang][1].extend(_lines(WRITTEN / f"dev_near_{lang}.txt"))
         out[lang][0].extend(templated(lang, rng))
+        # What a recogniser hands over when the caller says nothing useful
+        # (hesitations, greetings, yes/no, gibberish, repeated syllables,
+        # Whisper's silence hallucinations, background talk): junk_* trains,
+        # dev_junk_* (written apart, other wordings) is dev only.
+        out[lang][0].extend(_lines(WRITTEN / f"junk_{lang}.txt"))
+        out[lang][1].extend(_lines(WRITTEN / f"dev_junk_{lang}.txt"))
     return out
 
 

@@ -48,7 +48,7 @@ import dataclasses
 import functools
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ivr.nlu.content_gate import ContentGate
 from ivr.nlu.embedder import Embedder
 
 FloatArray = npt.NDArray[np.float64]
@@ -457,6 +458,8 @@ class IntentClassifier:
         self._oos_class = False
         # Nearest-neighbour veto (see set_operating_point); None: off.
         self._veto: float | None = None
+        self._in_texts: tuple[str, ...] = ()  # in-scope training texts (the gate's vocabulary)
+        self._gate: ContentGate | None = None  # see set_content_gate; None: off
         self.report = FitReport()
 
     @property
@@ -478,6 +481,8 @@ class IntentClassifier:
         classes = tuple(sorted({lab for _, lab in ins}))
         index = {c: i for i, c in enumerate(classes)}
         x_text = [t for t, _ in ins]
+        self._in_texts = tuple(x_text)
+        self._gate = None
         y = np.array([index[lab] for _, lab in ins], dtype=np.int64)
         use_fuzzy = len(x_text) <= cfg.fuzzy_max_examples
 
@@ -617,6 +622,17 @@ class IntentClassifier:
         self._cal = dataclasses.replace(
             c, b=c.b - logit(confidence) + logit(self.config.oos_threshold))
 
+    def set_content_gate(self, function_words: Iterable[str] | None) -> None:
+        """Reject, whatever the models score, a text with no content word the
+        in-scope examples use (``ContentGate``: only ``function_words``, such as
+        hesitations, greetings and yes/no, or words the catalogue never uses:
+        "uh", "blah blah blah", "thanks for watching"). Its confidence is capped
+        below the threshold, as the veto does. ``None`` turns the gate off."""
+        if self._model is None:
+            raise RuntimeError("classifier is not fitted")
+        self._gate = None if function_words is None else ContentGate(self._in_texts,
+                                                                     function_words)
+
     def confidence(self, score: FloatArray, familiarity: float = 0.0, closeness: float = 0.0,
                    margin: FloatArray | float = 0.0,
                    oos_lead: FloatArray | float = 0.0,
@@ -662,13 +678,20 @@ class IntentClassifier:
                                        lead if self._cal.margin else 0.0,
                                        top - off[row] if self._cal.oos_lead else 0.0,
                                        float(nb[row]))
-                if veto is not None and fam[row] - nb[row] < veto:
+                if self._ruled_out(texts[i], float(fam[row] - nb[row]), veto):
                     conf = np.minimum(conf, cap)
                 ranked = tuple(
                     (self.classes[c], round(float(p), 4)) for c, p in zip(order, conf, strict=True)
                 )
                 out[i] = Prediction(ranked, bool(conf[0] < self.config.oos_threshold))
         return [p if p is not None else Prediction((), True) for p in out]
+
+    def _ruled_out(self, text: str, neighbour_margin: float, veto: float | None) -> bool:
+        """The rules beside the calibrated confidence: the nearest-neighbour veto
+        and the content gate."""
+        if veto is not None and neighbour_margin < veto:
+            return True
+        return self._gate is not None and not self._gate.has_content(text)
 
     def predict(self, text: str) -> Prediction:
         return self.predict_many([text])[0]

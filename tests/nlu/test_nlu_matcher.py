@@ -219,6 +219,24 @@ def test_optional_calibration_settings_still_reject_out_of_scope() -> None:
     assert clf.predict("moon tax desk").out_of_scope
 
 
+@pytest.mark.parametrize(("text", "lang"), [
+    ("blah blah blah", "en"), ("hmm", "en"), ("uh", "en"), ("um let me think", "en"),
+    ("yes", "en"), ("okay", "en"), ("hello", "en"), ("thank you", "en"),
+    ("thanks for watching", "en"), ("la la la", "en"), ("you", "en"),
+    ("bla bla bla", "nl"), ("ehm", "nl"), ("eh even kijken", "nl"), ("ja", "nl"),
+    ("dank je wel", "nl"), ("hallo", "nl"), ("lalala", "nl"),
+    ("ondertiteling door de amara org gemeenschap", "nl"),
+])
+async def test_junk_is_rejected(full: HybridIntentMatcher, text: str, lang: str) -> None:
+    """What a recogniser hands over when the caller says nothing useful (hesitation,
+    yes/no, greetings, repeated syllables, Whisper's silence hallucinations) is out
+    of scope: the flow asks again, then offers the keypad, never routes it (the
+    re-landed out-of-scope model alone sent "blah blah blah" to complaint at 0.76)."""
+    result = await full.match(text, lang)  # type: ignore[arg-type]
+    assert result.out_of_scope, result.best
+    assert result.best is None or result.best.confidence < 0.5
+
+
 def test_many_off_topic_examples_train_a_class_of_their_own() -> None:
     """With oos_class_min or more off-topic examples they form a class the SVM learns
     (never ranked as an intent), and the calibration weighs the lead over it."""
