@@ -28,14 +28,27 @@ similarity and about 96 % with both (with the fitted weights, 95.4 % at
 runner-up is a further feature; in 3-fold CV on CLINC150 train+oos_train its
 gain was within noise, so it is off. The calibration model and the final
 model are fitted side by side in two threads.
+
+With many out-of-scope examples (``oos_class_min``; the production matcher
+ships about 2,300 English and 860 Dutch off-topic requests, a third of them
+near misses of a telecom / web-shop line: "my gas bill", "my parcel from
+ikea", "the bank app's password") they are also a class of their own in the
+SVM and ridge, and the best intent's lead over that class is a calibration
+feature: that is what rejects "a pizza margherita please" or "wake me at
+seven", which familiarity alone let through (issue #18). So is the query's
+similarity to its nearest off-topic example (``off_topic_neighbour``), and a
+language may add a nearest-neighbour veto (``set_operating_point``). The class
+is never ranked, and its examples count for neither familiarity nor fuzzy
+matching.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +56,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ivr.nlu.content_gate import ContentGate
 from ivr.nlu.embedder import Embedder
 
 FloatArray = npt.NDArray[np.float64]
@@ -74,6 +88,15 @@ class ClassifierConfig:
     # With oos examples, also calibrate on the top score's lead over the runner-up.
     # Off: +0.2 points in 3-fold CV on CLINC150 train was within noise.
     margin_feature: bool = False
+    # With at least this many out-of-scope examples they also train a class of
+    # their own (the SVM and ridge learn where off-topic requests lie), and the
+    # calibration weighs the best intent's lead over that class. Fewer: they only
+    # calibrate. Off-topic examples never count for familiarity or fuzzy matching.
+    oos_class_min: int = 200
+    # With an out-of-scope class, also calibrate on the query's highest cosine
+    # similarity to an off-topic training example (a nearest-neighbour vote:
+    # "my energy bill" sits next to "my gas bill went up", not to our invoices).
+    off_topic_neighbour: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +130,8 @@ class _Calibration:
     familiarity: float = 0.0
     closeness: float = 0.0
     margin: float = 0.0
+    oos_lead: float = 0.0  # weight of the best intent's lead over the out-of-scope class
+    neighbour: float = 0.0  # weight (<= 0) of the similarity to the nearest off-topic example
 
     @property
     def uses_embedding(self) -> bool:
@@ -121,7 +146,9 @@ class _Model:
         self.use_fuzzy = use_fuzzy
 
     def fit(self, texts: Sequence[str], y: npt.NDArray[np.int64], emb: FloatArray | None,
-            n_classes: int) -> _Model:
+            n_classes: int, in_scope: int | None = None) -> _Model:
+        """Train on labels ``0..n_classes-1``; labels ``>= in_scope`` (the
+        out-of-scope class) train the SVM and ridge only."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
 
@@ -163,7 +190,15 @@ class _Model:
             self.ridge = np.asarray(np.linalg.solve(gram, a.T @ targets), dtype=np.float64)
         # Training embeddings for the familiarity feature (max cosine similarity),
         # sorted by class so a class's examples are one slice; and the class
-        # centroids for the closeness feature.
+        # centroids for the closeness feature. In-scope examples only.
+        real = y < (n_classes if in_scope is None else in_scope)
+        self.emb_off: npt.NDArray[np.float32] | None = None
+        if emb is not None and not real.all():
+            self.emb_off = np.asarray(emb[~real], dtype=np.float32)
+        if not real.all():
+            texts = [t for t, keep in zip(texts, real, strict=True) if keep]
+            y = y[real]
+            emb = emb[real] if emb is not None else None
         self.emb_train: npt.NDArray[np.float32] | None = None
         self.centroids: FloatArray | None = None
         if emb is not None and len(emb):
@@ -257,14 +292,23 @@ class _Model:
             fam[0] = max((float((self.emb_train[a:b] @ qf[0]).max())
                           for a, b in self.class_slices[best[0]] if b > a), default=0.0)
             return fam, near
-        present = self.class_slices[:, 1] > self.class_slices[:, 0]
+        slices = self.class_slices[: scores.shape[1]]  # in-scope classes only
+        present = slices[:, 1] > slices[:, 0]
         for lo in range(0, n, 512):  # bounded memory for large test sets
             sim = qf[lo:lo + 512] @ self.emb_train.T
             per_class = np.full((len(sim), scores.shape[1]), -1.0, dtype=np.float32)
-            per_class[:, present] = np.maximum.reduceat(
-                sim, self.class_slices[present, 0], axis=1)
+            per_class[:, present] = np.maximum.reduceat(sim, slices[present, 0], axis=1)
             fam[lo:lo + 512] = np.take_along_axis(per_class, best[lo:lo + 512], axis=1).max(axis=1)
         return fam, near
+
+    def off_topic_similarity(self, emb: FloatArray | None) -> FloatArray:
+        """Each query's highest cosine similarity to an off-topic training
+        example (zeros without them or without embeddings)."""
+        if emb is None or self.emb_off is None:
+            return np.zeros(0 if emb is None else len(emb))
+        q = np.asarray(emb, dtype=np.float32)
+        return np.concatenate([(q[lo:lo + 512] @ self.emb_off.T).max(axis=1)
+                               for lo in range(0, len(q), 512)]).astype(np.float64)
 
     def _features(self, texts: Sequence[str], emb: FloatArray | None, fit: bool = False) -> Any:
         import scipy.sparse as sp
@@ -333,6 +377,43 @@ def _margins(scores: FloatArray) -> FloatArray:
     return np.asarray(two[:, 0] - two[:, 1], dtype=np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class _QueryFeatures:
+    """What calibration sees of each query: its best in-scope intent and score,
+    that score's lead over the runner-up and over the out-of-scope class (0
+    without one), and the query's familiarity and closeness."""
+
+    best: npt.NDArray[np.int64]
+    top: FloatArray
+    margin: FloatArray
+    lead: FloatArray
+    fam: FloatArray
+    near: FloatArray
+    neighbour: FloatArray
+
+    def join(self, other: _QueryFeatures) -> _QueryFeatures:
+        return _QueryFeatures(*(np.concatenate([a, b]) for a, b in
+                                zip(self._parts(), other._parts(), strict=True)))
+
+    def _parts(self) -> tuple[Any, ...]:
+        return (self.best, self.top, self.margin, self.lead, self.fam, self.near,
+                self.neighbour)
+
+
+def _query_features(model: _Model, texts: Sequence[str], emb: FloatArray | None,
+                    n_in: int) -> _QueryFeatures:
+    every = model.scores(texts, emb)
+    scores = every[:, :n_in]
+    top = scores.max(axis=1)
+    lead = top - every[:, n_in] if every.shape[1] > n_in else np.zeros(len(top))
+    fam, near = model.closeness(emb, scores)
+    neighbour = model.off_topic_similarity(emb)
+    if len(neighbour) != len(top):
+        neighbour = np.zeros(len(top))
+    return _QueryFeatures(scores.argmax(axis=1), top, _margins(scores), lead, fam, near,
+                          neighbour)
+
+
 @functools.cache
 def one_blas_thread() -> None:
     """Put BLAS on one thread for the rest of the process (first call only).
@@ -362,7 +443,8 @@ class IntentClassifier:
     """Trainable hybrid classifier with calibrated confidence and out-of-scope.
 
     ``fit`` takes parallel lists of texts and labels; labels equal to
-    ``config.oos_label`` are used only to calibrate rejection.
+    ``config.oos_label`` calibrate rejection (and, from ``oos_class_min`` of
+    them on, also train an out-of-scope class that is never ranked).
     """
 
     def __init__(self, embedder: Embedder | None = None,
@@ -372,6 +454,12 @@ class IntentClassifier:
         self.classes: tuple[str, ...] = ()
         self._model: _Model | None = None
         self._cal = _Calibration()
+        self._n_in = 0
+        self._oos_class = False
+        # Nearest-neighbour veto (see set_operating_point); None: off.
+        self._veto: float | None = None
+        self._in_texts: tuple[str, ...] = ()  # in-scope training texts (the gate's vocabulary)
+        self._gate: ContentGate | None = None  # see set_content_gate; None: off
         self.report = FitReport()
 
     @property
@@ -393,14 +481,28 @@ class IntentClassifier:
         classes = tuple(sorted({lab for _, lab in ins}))
         index = {c: i for i, c in enumerate(classes)}
         x_text = [t for t, _ in ins]
+        self._in_texts = tuple(x_text)
+        self._gate = None
         y = np.array([index[lab] for _, lab in ins], dtype=np.int64)
         use_fuzzy = len(x_text) <= cfg.fuzzy_max_examples
 
         t0 = time.perf_counter()
-        emb_all = self._embed(x_text + oos)
+        # Embedded apart so a cached embedder keeps the (fixed, large) off-topic
+        # set's vectors when only the catalogue changes.
+        emb = self._embed(x_text)
+        emb_oos = self._embed(oos)
         embed_s = time.perf_counter() - t0
-        emb = emb_all[: len(x_text)] if emb_all is not None else None
-        emb_oos = emb_all[len(x_text):] if emb_all is not None else None
+        n_in = len(classes)
+        if len(oos) >= cfg.oos_class_min:
+            # Off-topic examples form one more class (index n_in).
+            x_text = x_text + oos
+            y = np.concatenate([y, np.full(len(oos), n_in, dtype=np.int64)])
+            if emb is not None and emb_oos is not None:
+                emb = np.vstack([emb, emb_oos])
+            oos, emb_oos = [], None
+            n_fit = n_in + 1
+        else:
+            n_fit = n_in
 
         report = FitReport(examples=len(pairs), intents=len(classes))
         # The calibration model and the final model are independent; liblinear
@@ -408,11 +510,13 @@ class IntentClassifier:
         # nearly halves training time (CLINC150: ~58 s -> ~35 s of fitting).
         with ThreadPoolExecutor(max_workers=1) as pool:
             calibration = (pool.submit if cfg.parallel_fit else _now)(
-                self._calibrate, x_text, y, emb, oos, emb_oos, len(classes), use_fuzzy, report
+                self._calibrate, x_text, y, emb, oos, emb_oos, (n_in, n_fit), use_fuzzy, report
             )
-            self._model = _Model(cfg, use_fuzzy).fit(x_text, y, emb, len(classes))
+            self._model = _Model(cfg, use_fuzzy).fit(x_text, y, emb, n_fit, n_in)
             self._cal = calibration.result()
         self.classes = classes
+        self._n_in = n_in
+        self._oos_class = n_fit > n_in
         report.embed_seconds = embed_s
         report.seconds = time.perf_counter() - started
         report.platt = (self._cal.a, self._cal.b)
@@ -427,10 +531,11 @@ class IntentClassifier:
         return np.asarray(self.embedder.embed(list(texts)), dtype=np.float64)
 
     def _calibrate(self, x_text: list[str], y: npt.NDArray[np.int64], emb: FloatArray | None,
-                   oos: list[str], emb_oos: FloatArray | None, n_classes: int,
+                   oos: list[str], emb_oos: FloatArray | None, sizes: tuple[int, int],
                    use_fuzzy: bool, report: FitReport) -> _Calibration:
-        """Fit Platt scaling ((top score, familiarity, closeness) -> P(correct))
-        on a held-out slice."""
+        """Fit Platt scaling ((top score, familiarity, closeness[, lead over the
+        out-of-scope class]) -> P(correct)) on a held-out slice."""
+        n_in, n_fit = sizes
         rng = np.random.default_rng(self.config.seed)
         hold = np.zeros(len(y), dtype=bool)
         for c in np.unique(y):
@@ -449,51 +554,95 @@ class IntentClassifier:
             train[keep] = True
         model = _Model(self.config, use_fuzzy).fit(
             [t for t, keep in zip(x_text, train, strict=True) if keep], y[train],
-            emb[train] if emb is not None else None, n_classes,
+            emb[train] if emb is not None else None, n_fit, n_in,
         )
         held_texts = [t for t, h in zip(x_text, hold, strict=True) if h]
-        emb_held = emb[hold] if emb is not None else None
-        s_in = model.scores(held_texts, emb_held)
-        top = s_in.max(axis=1)
-        margin = _margins(s_in)
-        fam, near = model.closeness(emb_held, s_in)
-        correct = (s_in.argmax(axis=1) == y[hold]).astype(int)
+        feats_in = _query_features(model, held_texts, emb[hold] if emb is not None else None,
+                                   n_in)
+        correct = (feats_in.best == y[hold]).astype(int)  # held off-topic rows: never right
+        feats = feats_in
         if oos:
-            s_oos = model.scores(oos, emb_oos)
-            top = np.concatenate([top, s_oos.max(axis=1)])
-            margin = np.concatenate([margin, _margins(s_oos)])
-            fam_oos, near_oos = model.closeness(emb_oos, s_oos)
-            fam = np.concatenate([fam, fam_oos])
-            near = np.concatenate([near, near_oos])
+            feats = feats_in.join(_query_features(model, oos, emb_oos, n_in))
             correct = np.concatenate([correct, np.zeros(len(oos), dtype=int)])
         if correct.min() == correct.max():
             # Every held-out example right (typical for a small clean catalogue):
             # anchor the curve so the weakest held-out score maps to ~0.7.
-            lo = float(np.quantile(top, 0.05))
+            lo = float(np.quantile(feats.top, 0.05))
             return _Calibration(6.0, 6.0 * (-lo) + 0.85)
+        return self._fit_platt(feats, correct, off_topic=bool(oos) or n_fit > n_in,
+                               has_emb=emb is not None, lead=n_fit > n_in)
+
+    def _fit_platt(self, f: _QueryFeatures, correct: npt.NDArray[np.int64], *,
+                   off_topic: bool, has_emb: bool, lead: bool) -> _Calibration:
         from sklearn.linear_model import LogisticRegression
 
         # Familiarity and closeness only help to reject what is unlike the
         # examples, so they are used only when out-of-scope examples show how
         # they should weigh.
-        use_fam = bool(oos) and emb is not None
+        use_fam = off_topic and has_emb
         use_margin = use_fam and self.config.margin_feature
-        cols = [top, fam, near] if use_fam else [top]
-        feats = np.column_stack([*cols, margin] if use_margin else cols)
-        lr = LogisticRegression(C=100.0).fit(feats, correct)
+        cols = [f.top, f.fam, f.near] if use_fam else [f.top]
+        if use_margin:
+            cols.append(f.margin)
+        if lead:
+            cols.append(f.lead)
+        use_neighbour = lead and has_emb and self.config.off_topic_neighbour
+        if use_neighbour:
+            cols.append(-f.neighbour)  # negated so every weight must be >= 0
+        lr = LogisticRegression(C=100.0).fit(np.column_stack(cols), correct)
         w = [max(float(v), 0.0) for v in lr.coef_[0, 1:]]  # more familiar never means less sure
         return _Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]),
                             familiarity=w[0] if use_fam else 0.0,
                             closeness=w[1] if use_fam else 0.0,
-                            margin=w[2] if use_margin else 0.0)
+                            margin=w[2] if use_margin else 0.0,
+                            oos_lead=w[2 * use_fam + use_margin] if lead else 0.0,
+                            neighbour=-w[-1] if use_neighbour else 0.0)
+
+    def set_operating_point(self, confidence: float, neighbour_veto: float | None = None
+                            ) -> None:
+        """Shift the calibration so a query that scored ``confidence`` now scores
+        ``config.oos_threshold``: the rejection point chosen on a language's dev
+        data (paraphrases and off-topic requests) becomes the one the matcher and
+        the flow use. Calibration alone is fitted on held-out catalogue examples,
+        which are closer to the rest of the catalogue than callers' wordings are.
+
+        ``neighbour_veto`` (needs embeddings and off-topic examples): a second,
+        independent check that also rejects a query whose nearest catalogue
+        example (among its best intents) is not at least this much more similar
+        than its nearest off-topic example; its confidence is then capped below
+        the threshold, so every consumer sees the same verdict."""
+        if not 0.0 < confidence < 1.0:
+            raise ValueError("operating point must be a probability strictly between 0 and 1")
+        self._veto = neighbour_veto
+
+        def logit(p: float) -> float:
+            return float(np.log(p / (1.0 - p)))
+
+        c = self._cal
+        self._cal = dataclasses.replace(
+            c, b=c.b - logit(confidence) + logit(self.config.oos_threshold))
+
+    def set_content_gate(self, function_words: Iterable[str] | None) -> None:
+        """Reject, whatever the models score, a text with no content word the
+        in-scope examples use (``ContentGate``: only ``function_words``, such as
+        hesitations, greetings and yes/no, or words the catalogue never uses:
+        "uh", "blah blah blah", "thanks for watching"). Its confidence is capped
+        below the threshold, as the veto does. ``None`` turns the gate off."""
+        if self._model is None:
+            raise RuntimeError("classifier is not fitted")
+        self._gate = None if function_words is None else ContentGate(self._in_texts,
+                                                                     function_words)
 
     def confidence(self, score: FloatArray, familiarity: float = 0.0, closeness: float = 0.0,
-                   margin: FloatArray | float = 0.0) -> FloatArray:
-        """Map fused scores (and the query's familiarity and closeness, and each
-        score's lead over the best other one) to calibrated probabilities."""
+                   margin: FloatArray | float = 0.0,
+                   oos_lead: FloatArray | float = 0.0,
+                   neighbour: float = 0.0) -> FloatArray:
+        """Map fused scores (and the query's familiarity and closeness, each
+        score's lead over the best other one and over the out-of-scope class)
+        to calibrated probabilities."""
         c = self._cal
         z = (c.a * score + c.familiarity * familiarity + c.closeness * closeness
-             + c.margin * margin + c.b)
+             + c.margin * margin + c.oos_lead * oos_lead + c.neighbour * neighbour + c.b)
         return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
     def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
@@ -510,9 +659,15 @@ class IntentClassifier:
         if live:
             live_texts = [texts[i] for i in live]
             emb = self._embed(live_texts)
-            scores = self._model.scores(live_texts, emb)
-            fam, near = self._model.closeness(emb if self._cal.uses_embedding else None,
-                                              scores)
+            every = self._model.scores(live_texts, emb)
+            scores = every[:, : self._n_in]
+            off = every[:, self._n_in] if self._oos_class else np.zeros(len(live))
+            veto = self._veto if self._model.emb_off is not None else None
+            fam, near = self._model.closeness(
+                emb if self._cal.uses_embedding or veto is not None else None, scores)
+            nb = (self._model.off_topic_similarity(emb) if self._cal.neighbour or veto is not None
+                  else np.zeros(len(live)))
+            cap = self.config.oos_threshold - 1e-4  # still below it after 4-digit rounding
             k = min(self.config.top_k, scores.shape[1])
             for row, i in enumerate(live):
                 order = np.argsort(-scores[row])[:k]
@@ -520,12 +675,37 @@ class IntentClassifier:
                 lead = top - (top[1] if len(top) > 1 else top[0] - 1.0)
                 lead[1:] = top[1:] - top[0]
                 conf = self.confidence(top, float(fam[row]), float(near[row]),
-                                       lead if self._cal.margin else 0.0)
+                                       lead if self._cal.margin else 0.0,
+                                       top - off[row] if self._cal.oos_lead else 0.0,
+                                       float(nb[row]))
+                if self._ruled_out(texts[i], float(fam[row] - nb[row]), veto):
+                    conf = np.minimum(conf, cap)
                 ranked = tuple(
                     (self.classes[c], round(float(p), 4)) for c, p in zip(order, conf, strict=True)
                 )
                 out[i] = Prediction(ranked, bool(conf[0] < self.config.oos_threshold))
         return [p if p is not None else Prediction((), True) for p in out]
 
+    def _ruled_out(self, text: str, neighbour_margin: float, veto: float | None) -> bool:
+        """The rules beside the calibrated confidence: the nearest-neighbour veto
+        and the content gate."""
+        if veto is not None and neighbour_margin < veto:
+            return True
+        return self._gate is not None and not self._gate.has_content(text)
+
     def predict(self, text: str) -> Prediction:
         return self.predict_many([text])[0]
+
+    def neighbour_margins(self, texts: Sequence[str]) -> FloatArray:
+        """Per text, how much more similar its nearest catalogue example (among its
+        best intents) is than its nearest off-topic example: what the
+        ``neighbour_veto`` compares (for choosing it on dev data)."""
+        if self._model is None:
+            raise RuntimeError("classifier is not fitted")
+        one_blas_thread()
+        emb = self._embed(texts)
+        if emb is None or self._model.emb_off is None:
+            return np.full(len(texts), np.inf)
+        scores = self._model.scores(texts, emb)[:, : self._n_in]
+        fam, _ = self._model.closeness(emb, scores)
+        return np.asarray(fam - self._model.off_topic_similarity(emb), dtype=np.float64)

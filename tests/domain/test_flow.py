@@ -21,6 +21,7 @@ from ivr.domain.model import (
     ChatStatus,
     Customer,
     IntentMatch,
+    IntentScore,
     Order,
     Outage,
     Outcome,
@@ -251,6 +252,27 @@ async def test_not_understood_reprompts_then_keypad(rig: Rig) -> None:
     assert "press 1" in ivr_text(ch)
     assert result.contact.intent == "order_status"
     assert Step.KEYPAD in steps(result)
+
+
+async def test_rejected_request_is_never_routed_even_with_a_confident_best(rig: Rig) -> None:
+    """A match flagged out of scope (e.g. by the matcher's nearest-neighbour veto)
+    is never routed on its best guess, however confident: the caller is asked
+    again, then offered the keypad menu."""
+
+    class RejectingMatcher:
+        async def match(self, text: str, language: str) -> IntentMatch:
+            return IntentMatch(ranked=(IntentScore("invoice_question", 0.95),),
+                               out_of_scope=True)
+
+    rig.matcher = RejectingMatcher()  # type: ignore[assignment]
+    result, ch = await rig.call(["my gas bill is too high", "my energy bill please",
+                                 "dtmf:1", "yes"], caller("+447700900123"))
+    assert "didn't catch that" in ivr_text(ch)
+    assert "press 1" in ivr_text(ch)
+    intent_steps = [s.detail for s in result.contact.steps if s.step is Step.INTENT]
+    assert [d.get("result") for d in intent_steps[:2]] == ["not_understood"] * 2
+    assert all(d.get("intent") != "invoice_question" for d in intent_steps)
+    assert result.contact.intent == "order_status"
 
 
 async def test_busy_matcher_offers_the_keypad_at_once(rig: Rig) -> None:

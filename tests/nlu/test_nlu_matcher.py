@@ -91,13 +91,17 @@ async def test_empty_or_letterless_text_is_out_of_scope(
 
 
 @pytest.mark.parametrize(
-    "text", ["qwxz plorf snargle", "what is the capital of peru", "play some jazz music"]
+    ("text", "lang"),
+    [("qwxz plorf snargle", "en"), ("what is the capital of peru", "en"),
+     ("play some jazz music", "en"), ("can you get me a large pepperoni pizza", "en"),
+     ("ik wil een pizza quattro formaggi laten bezorgen", "nl"),
+     ("hoeveel graden wordt het overmorgen in zeeland", "nl")],
 )
 async def test_garbage_and_unrelated_requests_are_rejected(
-    full: HybridIntentMatcher, text: str
+    full: HybridIntentMatcher, text: str, lang: str
 ) -> None:
     """Off-topic or nonsense text is flagged out of scope (the flow re-asks)."""
-    result = await full.match(text, "en")
+    result = await full.match(text, lang)  # type: ignore[arg-type]
     assert result.out_of_scope
     assert result.best is not None and result.best.confidence < 0.5
 
@@ -143,7 +147,8 @@ async def test_concurrent_matches_keep_the_loop_responsive(full: HybridIntentMat
             last = now
 
     task = asyncio.create_task(ticker())
-    limits, full.limits = full.limits, MatcherLimits(max_pending=64)  # room for all 50
+    # Room for all 50 and no time limit: this test is about the loop, not about load.
+    limits, full.limits = full.limits, MatcherLimits(max_pending=64, timeout_s=600)
     try:
         results = await asyncio.gather(
             *[full.match("my router has a red light", "en") for _ in range(50)]
@@ -218,6 +223,97 @@ def test_optional_calibration_settings_still_reject_out_of_scope() -> None:
     confs = [c for _, c in good.ranked]
     assert confs == sorted(confs, reverse=True)
     assert clf.predict("moon tax desk").out_of_scope
+
+
+@pytest.mark.parametrize(("text", "lang"), [
+    ("blah blah blah", "en"), ("hmm", "en"), ("uh", "en"), ("um let me think", "en"),
+    ("yes", "en"), ("okay", "en"), ("hello", "en"), ("thank you", "en"),
+    ("thanks for watching", "en"), ("la la la", "en"), ("you", "en"),
+    ("bla bla bla", "nl"), ("ehm", "nl"), ("eh even kijken", "nl"), ("ja", "nl"),
+    ("dank je wel", "nl"), ("hallo", "nl"), ("lalala", "nl"),
+    ("ondertiteling door de amara org gemeenschap", "nl"),
+])
+async def test_junk_is_rejected(full: HybridIntentMatcher, text: str, lang: str) -> None:
+    """What a recogniser hands over when the caller says nothing useful (hesitation,
+    yes/no, greetings, repeated syllables, Whisper's silence hallucinations) is out
+    of scope: the flow asks again, then offers the keypad, never routes it (the
+    re-landed out-of-scope model alone sent "blah blah blah" to complaint at 0.76)."""
+    result = await full.match(text, lang)  # type: ignore[arg-type]
+    assert result.out_of_scope, result.best
+    assert result.best is None or result.best.confidence < 0.5
+
+
+def test_many_off_topic_examples_train_a_class_of_their_own() -> None:
+    """With oos_class_min or more off-topic examples they form a class the SVM learns
+    (never ranked as an intent), and the calibration weighs the lead over it."""
+    texts, labels, rng = _three_word_topics(seed=4, per_topic=40)
+    off = ["moon", "tax", "shoe", "desk", "lamp", "pear"]
+    texts += [" ".join(rng.choice(off, size=3)) for _ in range(60)]
+    labels += ["oos"] * 60
+    clf = IntentClassifier(config=ClassifierConfig(oos_class_min=50)).fit(texts, labels)
+    assert "oos" not in clf.classes
+    assert clf._cal.oos_lead > 0  # the lead over the off-topic class is a feature
+    good = clf.predict("red green blue")
+    assert good.ranked[0][0] == "a" and not good.out_of_scope
+    assert all(name != "oos" for name, _ in good.ranked)
+    assert clf.predict("lamp pear moon").out_of_scope
+    # Below the minimum the same examples only calibrate: no lead feature.
+    few = IntentClassifier(config=ClassifierConfig(oos_class_min=61)).fit(texts, labels)
+    assert few._cal.oos_lead == 0.0
+
+
+def test_operating_point_moves_the_rejection_threshold() -> None:
+    """set_operating_point(p): what scored p now scores oos_threshold, so the matcher
+    and the flow reject at the point chosen on a language's dev data."""
+    texts, labels, rng = _three_word_topics(seed=5, per_topic=30)
+    texts += [" ".join(rng.choice(["moon", "tax", "shoe", "desk"], size=2)) for _ in range(20)]
+    labels += ["oos"] * 20
+    clf = IntentClassifier().fit(texts, labels)
+    query = "red blue moon"
+    before = clf.predict(query).ranked[0][1]
+    clf.set_operating_point(before)
+    after = clf.predict(query).ranked
+    assert after[0][1] == pytest.approx(clf.config.oos_threshold, abs=0.02)  # 4-digit rounding
+    clf.set_operating_point(0.01)  # far lower threshold: now clearly accepted
+    assert clf.predict(query).ranked[0][1] > 0.9
+    assert not clf.predict(query).out_of_scope
+    with pytest.raises(ValueError, match="operating point"):
+        clf.set_operating_point(1.0)
+
+
+class _WordVectors:
+    """Toy embedder: the normalised mean of a fixed random vector per word."""
+
+    name, dim = "toy-words", 16
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        rows = []
+        for text in texts:
+            vecs = [np.random.default_rng(sum(map(ord, w))).normal(size=self.dim)
+                    for w in text.split()] or [np.ones(self.dim)]
+            v = np.mean(vecs, axis=0)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32)
+
+
+def test_neighbour_veto_rejects_what_sits_nearer_the_off_topic_examples() -> None:
+    """The nearest-neighbour margin is positive next to the catalogue and negative
+    next to off-topic examples; with a veto, a query whose margin is below it is
+    rejected whatever its confidence, and its confidence is capped below the threshold."""
+    texts, labels, rng = _three_word_topics(seed=6, per_topic=40)
+    off = ["moon", "tax", "shoe", "desk", "lamp", "pear"]
+    texts += [" ".join(rng.choice(off, size=3)) for _ in range(60)]
+    labels += ["oos"] * 60
+    clf = IntentClassifier(_WordVectors(), ClassifierConfig(oos_class_min=50)).fit(texts, labels)
+    inside, outside = clf.neighbour_margins(["red green blue", "lamp pear moon"])
+    assert inside > 0 > outside
+    clf.set_operating_point(0.01)
+    assert not clf.predict("red green blue").out_of_scope
+    clf.set_operating_point(0.01, neighbour_veto=float(inside) + 0.01)
+    vetoed = clf.predict("red green blue")
+    assert vetoed.out_of_scope and vetoed.ranked[0][1] < clf.config.oos_threshold
+    clf.set_operating_point(0.01, neighbour_veto=float(inside) - 0.01)
+    assert not clf.predict("red green blue").out_of_scope
 
 
 def test_fit_rejects_unusable_data() -> None:
@@ -399,6 +495,38 @@ def test_paraphrase_accuracy_floor(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("lang", "in_floor", "oos_floor", "name"), [
+    # Measured 2026-11-30 with the content gate and junk negatives (bench/intents.py
+    # --only own): heldout_e en 93.5 % / 87.3 %, nl 98.1 % / 80.0 %; heldout_f en
+    # 88.9 % / 90.0 %, nl 88.0 % / 95.0 %; heldout_g (all 170 off-topic rows, junk
+    # included) en 91.9 % / 91.8 %, nl 90.4 % / 93.5 % (target 95 / 90).
+    ("en", 0.90, 0.84, "heldout_e"), ("nl", 0.93, 0.77, "heldout_e"),
+    ("en", 0.86, 0.87, "heldout_f"), ("nl", 0.85, 0.92, "heldout_f"),
+    ("en", 0.89, 0.89, "heldout_g"), ("nl", 0.87, 0.90, "heldout_g"),
+])
+def test_open_sets_reject_off_topic_and_keep_in_scope(
+    full: HybridIntentMatcher, lang: str, in_floor: float, oos_floor: float, name: str
+) -> None:
+    """Regression floors on heldout_e, heldout_f and heldout_g (written without sight
+    of the catalogue, each committed before the model it measures; never tuned on):
+    in-scope rows answered right and not rejected, out-of-scope rows rejected; on
+    heldout_g its 60 junk rows (the last ones) nearly all. Figures:
+    bench/intents.py --only own."""
+    with (DATA / f"{name}_{lang}.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    matches = full.predict_many([r["text"] for r in rows], lang)
+    ins = [(m, r) for m, r in zip(matches, rows, strict=True) if r["intent"] != "oos"]
+    out = [m for m, r in zip(matches, rows, strict=True) if r["intent"] == "oos"]
+    assert len(ins) >= 100 and len(out) >= 100
+    right = sum(not m.out_of_scope and m.best is not None and m.best.intent == r["intent"]
+                for m, r in ins)
+    assert right / len(ins) >= in_floor
+    assert sum(m.out_of_scope for m in out) / len(out) >= oos_floor
+    if name == "heldout_g":  # written as 70 near-domain, 40 far-off, then 60 junk rows
+        assert sum(m.out_of_scope for m in out[-60:]) >= 57
+
+
+@pytest.mark.slow
 def test_asr_noisy_phrases_still_match(full: HybridIntentMatcher) -> None:
     """Split words, misspellings and homophones from ASR mostly still find the intent."""
     for lang in ("en", "nl"):
@@ -450,8 +578,10 @@ def test_single_query_path_scores_like_the_batch_path(full: HybridIntentMatcher)
         for text, b in zip(texts, batch, strict=True):
             one = full.predict(text, lang)
             assert [s.intent for s in one.ranked] == [s.intent for s in b.ranked], text
+            # Confidences are rounded to 4 digits, and a batch embeds with padding
+            # (float noise ~1e-7): a value on a rounding edge may differ by one step.
             assert np.allclose([s.confidence for s in one.ranked],
-                               [s.confidence for s in b.ranked], atol=1e-6), text
+                               [s.confidence for s in b.ranked], atol=1.5e-4), text
 
 
 @pytest.mark.slow
