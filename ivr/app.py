@@ -516,10 +516,11 @@ class Node:
 
     async def _broadcast_centre(self, centre: ContactCentre, broadcast: PgBroadcast) -> None:
         """This Asterisk's live state to the other nodes' consoles, every couple of
-        seconds (ivr.contact_centre.remote)."""
+        seconds (ivr.contact_centre.remote). Named by its ARI URL, not the app: two nodes
+        on one Asterisk (compose) read the same queues and must not show them twice."""
         from ivr.contact_centre.views import centre_view
 
-        name = asterisk_name(self.app.settings)
+        name = self.app.settings.ari_url.rstrip("/")
         while True:
             view = centre_view(centre.feed.snapshot(), stale_s=centre.feed.stale_s)
             broadcast.post(RemoteCentres.message(name, view))

@@ -149,7 +149,7 @@ async def main(out: Path) -> None:
             await staff(centre, ami)
             # A second Asterisk's queues, as its node would broadcast them
             core.remote_centres.deliver(RemoteCentres.message(
-                "http://10.20.0.12:8088/ivr", SECOND_ASTERISK))
+                "http://10.20.0.12:8088", SECOND_ASTERISK))
             web = create_web_app(core, passwords=cheap_passwords(), centre=centre)
             async with web_server(web, "127.0.0.1", port):
                 await shoot(core, f"http://127.0.0.1:{port}", out)

@@ -59,13 +59,15 @@ async def _until(check: Any, timeout_s: float) -> Any:
 
 
 async def _other_centre(port: int, asterisk: str) -> dict[str, Any]:
-    """Asterisk ``asterisk``'s view in GET /api/queues of the node on ``port``."""
+    """Asterisk ``asterisk``'s view, with agents in it, in GET /api/queues of the node on
+    ``port``."""
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={
             "Authorization": "Bearer change-me"}) as http, asyncio.timeout(20):
         while True:  # broadcast every 2 s
             body = (await http.get("/api/queues")).json()
+            # once node B's AMI state is in: its first views may come before the resync
             found: list[dict[str, Any]] = [o for o in body["others"]
-                                           if o["asterisk"] == asterisk]
+                                           if o["asterisk"] == asterisk and o["skills"]]
             if found:
                 return found[0]
             await asyncio.sleep(0.5)
@@ -91,8 +93,7 @@ async def test_a_postgres_restart_under_calls_on_two_nodes_loses_no_contact(
             start_node_process(url, node_env(rig, **spool), info=web_a),
             start_node_process(url, node_env(rig2, **spool))))
         # Node A's wallboard shows Asterisk B's queues, broadcast by node B.
-        other = await _other_centre(web_a["web_port"], f"{rig2.ari_url}/"
-                                    f"{rig2.credentials.stasis_app}")
+        other = await _other_centre(web_a["web_port"], rig2.ari_url.rstrip("/"))
         audio = await asyncio.to_thread(synthesize_utterance, "what are your opening hours")
         calls = [asyncio.create_task(place_call(
             r, audio, caller, dialed="100", hangup_after_s=22, audio_delay_s=4.0))

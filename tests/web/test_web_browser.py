@@ -192,7 +192,7 @@ async def test_supervisor_runs_the_live_centre(browser: Browser, centre_url: str
     followed by the next routing decisions."""
     centre, _ = live
     # Asterisk B's state as its node broadcasts it (ivr.contact_centre.remote)
-    other = "http://10.0.0.2:8088/ivr"
+    other = "http://10.0.0.2:8088"
     core.remote_centres.deliver(RemoteCentres.message(other, {
         "stale_s": 0.0, "in_sync": True, "queues": {"tech": {
             "waiting": 3, "longest_wait_s": 75.0, "by_priority": [[0, 3]]}},
