@@ -516,11 +516,10 @@ class Node:
 
     async def _broadcast_centre(self, centre: ContactCentre, broadcast: PgBroadcast) -> None:
         """This Asterisk's live state to the other nodes' consoles, every couple of
-        seconds (ivr.contact_centre.remote). Named by its ARI URL, not the app: two nodes
-        on one Asterisk (compose) read the same queues and must not show them twice."""
+        seconds (ivr.contact_centre.remote)."""
         from ivr.contact_centre.views import centre_view
 
-        name = self.app.settings.ari_url.rstrip("/")
+        name = centre_name(self.app.settings)
         while True:
             view = centre_view(centre.feed.snapshot(), stale_s=centre.feed.stale_s)
             broadcast.post(RemoteCentres.message(name, view))
@@ -567,9 +566,10 @@ class Node:
 CENTRE_BROADCAST_S = 2.0  # the console polls every few seconds; views expire after 15 s
 
 
-def asterisk_name(settings: Settings) -> str:
-    """This node's Asterisk as the other nodes' consoles name it: its ARI URL and app."""
-    return f"{settings.ari_url.rstrip('/')}/{settings.ari_app}"
+def centre_name(settings: Settings) -> str:
+    """This node's Asterisk as the wallboards name it: its ARI URL, not the app (two nodes
+    on one Asterisk read the same queues and must not show them twice)."""
+    return settings.ari_url.rstrip("/")
 
 
 def build_node(app: App, *, recognizer: Recognizer | None = None,

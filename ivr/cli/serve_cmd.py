@@ -51,9 +51,7 @@ async def serve_node(settings: Settings, *, ready: asyncio.Event | None = None,
 def app_name(settings: Settings) -> str:
     """What one node at a time may serve: a Stasis app on an Asterisk (a web-only node
     has an app of its own on the same Asterisk, and must not wait for the caller app's)."""
-    from ivr.app import asterisk_name
-
-    return asterisk_name(settings)
+    return f"{settings.ari_url.rstrip('/')}/{settings.ari_app}"
 
 
 async def serve_standby(settings: Settings, *, clock: Clock | None = None) -> None:

@@ -98,14 +98,14 @@ def create_web_app(app: Any, *, passwords: Passwords | None = None,
     from ivr.web.callbacks_api import callbacks_router
 
     web.include_router(callbacks_router(auth, app))  # /api/callbacks, /cb/<token>
-    from ivr.app import build_links  # the links the node sends, to verify them
+    from ivr.app import build_links, centre_name  # links the node sends, to verify
 
     web.include_router(timeline_router(auth, SqlTimeline(app.engine), build_links(settings),
                                        settings.link_secret))
     if centre is not None:
         web.include_router(centre_router(auth, centre, app.engine, settings.timezone,
                                          remote=getattr(app, "remote_centres", None),
-                                         own=settings.ari_url.rstrip("/")))
+                                         own=centre_name(settings)))
     if getattr(app, "online", None) is not None and getattr(app, "catalogue", None) is not None:
         web.include_router(online_router(auth, app.online, app.catalogue,
                                          settings.phone_number,
