@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select
+from sqlalchemy import Engine, and_, bindparam, create_engine, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -127,6 +127,37 @@ _CUSTOMER_COLS = (
 )
 
 
+def _by_number() -> Any:
+    """The caller-ID lookup, one round trip: the probe on the number's primary key joins
+    back to all of the customer's numbers."""
+    probe = customer_numbers.alias("probe")
+    return (select(*_CUSTOMER_COLS, customer_numbers.c.number)
+            .select_from(probe)
+            .join(customers, customers.c.id == probe.c.customer_id)
+            .join(customer_numbers, customer_numbers.c.customer_id == customers.c.id)
+            .where(probe.c.number == bindparam("number")))
+
+
+def _autocommit_twin(engine: Engine) -> Engine:
+    """An engine on the same database whose connections run without a transaction.
+
+    On PostgreSQL a transaction makes the one-query lookup three round trips (BEGIN,
+    the query, the pool's ROLLBACK on return): p50 1.6-2.5 ms against 0.45 ms at 10 M
+    customers on this 2-core machine. A separate engine, not ``execution_options`` on
+    the shared one, because the shared pool then switches the isolation level on every
+    checkout and back on return (p50 0.6-0.9 ms). SQLite's transactions cost no round
+    trip, so it keeps the one engine."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    return create_engine(engine.url, isolation_level="AUTOCOMMIT",
+                         pool_reset_on_return=None, pool_pre_ping=False)
+
+
+# Built once: constructing the statement per call (alias, join, column proxies) cost
+# ~0.6 ms of the 0.8 ms p50 lookup at 10 M customers; built once, it takes 0.2 ms.
+_BY_NUMBER = _by_number()
+
+
 class SqlCustomerDirectory(_SqlAdapter):
     """CustomerDirectory over the customers/customer_numbers/orders tables.
 
@@ -140,6 +171,7 @@ class SqlCustomerDirectory(_SqlAdapter):
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         super().__init__(engine)
         self._pin_max, self._pin_window, self._now = pin_max_failures, pin_lock_s, now
+        self._reads = _autocommit_twin(engine)
 
     def _customer(self, conn: Any, row: Any) -> Customer:
         numbers = tuple(conn.execute(
@@ -148,20 +180,9 @@ class SqlCustomerDirectory(_SqlAdapter):
         return self._from_row(row, numbers)
 
     def lookup_number(self, e164: str) -> Customer | None:
-        """Synchronous lookup (also used by the benchmark).
-
-        One round trip: the probe on the number's primary key joins back to all of
-        the customer's numbers, so the hot path of every call is a single query.
-        """
-        probe = customer_numbers.alias("probe")
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(*_CUSTOMER_COLS, customer_numbers.c.number)
-                .select_from(probe)
-                .join(customers, customers.c.id == probe.c.customer_id)
-                .join(customer_numbers, customer_numbers.c.customer_id == customers.c.id)
-                .where(probe.c.number == e164)
-            ).all()
+        """Synchronous lookup (also used by the benchmark): one query, see _by_number."""
+        with self._reads.connect() as conn:
+            rows = conn.execute(_BY_NUMBER, {"number": e164}).all()
         if not rows:
             return None
         return self._from_row(rows[0], tuple(r.number for r in rows))

@@ -322,3 +322,35 @@ async def test_postgres_restart_is_survived_by_one_retry(postgres_server: object
     c = await d.find_by_number("+447700900123")
     assert c is not None and c.customer_no == "1002"
     eng.dispose()
+
+
+async def test_caller_id_lookup_survives_a_postgres_restart() -> None:
+    """The lookup runs on its own autocommit engine (one round trip instead of three):
+    a server restart under it still costs the caller nothing, the dropped connection
+    is retried once on a fresh one, like every other read."""
+    import shutil
+    import tempfile
+
+    from ivr.testing.postgres import PostgresUnavailable, start_postgres
+
+    root = Path(tempfile.mkdtemp(prefix="kanaal-pg-lookup-"))  # the postgres user enters
+    try:
+        server = start_postgres(root)
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is part of the rig: {exc}")
+    try:
+        url = server.create_database("kanaal")
+        upgrade(url)
+        engine = make_engine(url)
+        seed_demo(engine, today=TODAY)
+        d = SqlCustomerDirectory(engine)
+        assert (await d.find_by_number("+31201234000")) is not None
+        port = server.port
+        server.stop()
+        server = start_postgres(root, port=port)
+        c = await d.find_by_number("+31201234000")
+        assert c is not None and c.customer_no == "1003"
+        engine.dispose()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
