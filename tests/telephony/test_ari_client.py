@@ -195,13 +195,17 @@ async def test_reconnects_and_resyncs_vanished_channels(fake: FakeAri) -> None:
 # --------------------------------------------------------------- channel
 
 @contextlib.asynccontextmanager
-async def one_call(fake: FakeAri, cid: str = "c1") -> AsyncIterator[AriCallChannel]:
+async def one_call(fake: FakeAri, cid: str = "c1", *, recognizer: Any = None,
+                   settings: AriChannelSettings | None = None,
+                   ) -> AsyncIterator[AriCallChannel]:
+    """An answered call on a fake Asterisk; closed when the block ends."""
     client = make_client(fake)
     async with running(client, fake):
         await fake.start_call(cid)
         start, sub = await asyncio.wait_for(client.next_call(), 2)
-        ch = AriCallChannel(client, sub, start.channel, session_id="sess1", recognizer=None,
-                            prompts=Sounds(), settings=AriChannelSettings(inter_digit_s=0.3))
+        ch = AriCallChannel(client, sub, start.channel, session_id="sess1",
+                            recognizer=recognizer, prompts=Sounds(),
+                            settings=settings or AriChannelSettings(inter_digit_s=0.3))
         await ch.answer()
         try:
             yield ch

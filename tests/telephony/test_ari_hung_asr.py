@@ -7,7 +7,7 @@ import socket
 import struct
 
 import pytest
-from test_ari_client import Sounds, fake, make_client, p, running  # the ARI tests' fixtures
+from test_ari_client import fake, one_call, p  # the ARI tests' fixtures
 
 from ivr.telephony.ari.channel import AriCallChannel, AriChannelSettings
 from ivr.testing.fake_ari import FakeAri
@@ -40,36 +40,27 @@ async def test_listen_ends_when_the_recogniser_hangs_or_raises(
     caller in silence, and a keypad answer still works on the next turn."""
     asr = FaultyRecognizer(ScriptedRecognizer(["where is my order"] * 3), mode=mode,
                            where=(where,))
-    client = make_client(fake)
-    async with running(client, fake):
-        await fake.start_call("c1")
-        start, sub = await asyncio.wait_for(client.next_call(), 2)
-        ch = AriCallChannel(client, sub, start.channel, session_id="s1", recognizer=asr,
-                            prompts=Sounds(),
-                            settings=AriChannelSettings(asr_timeout_s=0.5, lease_s=0))
-        await ch.answer()
-        try:
-            talker = asyncio.create_task(talk(ch))
-            async with asyncio.timeout(6):
-                utt = await ch.listen(p("question"), timeout_s=1.0)
-            talker.cancel()
-            assert utt is None or not utt.text, utt
-            assert asr.tripped >= 1
+    async with one_call(fake, recognizer=asr,
+                        settings=AriChannelSettings(asr_timeout_s=0.5, lease_s=0)) as ch:
+        talker = asyncio.create_task(talk(ch))
+        async with asyncio.timeout(6):
+            utt = await ch.listen(p("question"), timeout_s=1.0)
+        talker.cancel()
+        assert utt is None or not utt.text, utt
+        assert asr.tripped >= 1
 
-            async def press() -> None:
-                await asyncio.sleep(0.3)
-                await fake.emit({"type": "ChannelDtmfReceived", "channel": fake.channels["c1"],
-                                 "digit": "3"})
-            presser = asyncio.create_task(press())
-            tripped = asr.tripped
-            t0 = asyncio.get_running_loop().time()
-            async with asyncio.timeout(6):
-                keyed = await ch.listen(p("question"), timeout_s=2.0)
-            waited = asyncio.get_running_loop().time() - t0
-            await presser
-            assert keyed is not None and keyed.dtmf == "3"
-            if mode == "hang" and where in ("open", "finish"):
-                # a hung engine is not asked again on this call: no silent wait first
-                assert asr.tripped == tripped and waited < 0.45, (asr.tripped, waited)
-        finally:
-            await ch.close()
+        async def press() -> None:
+            await asyncio.sleep(0.3)
+            await fake.emit({"type": "ChannelDtmfReceived", "channel": fake.channels["c1"],
+                             "digit": "3"})
+        presser = asyncio.create_task(press())
+        tripped = asr.tripped
+        t0 = asyncio.get_running_loop().time()
+        async with asyncio.timeout(6):
+            keyed = await ch.listen(p("question"), timeout_s=2.0)
+        waited = asyncio.get_running_loop().time() - t0
+        await presser
+        assert keyed is not None and keyed.dtmf == "3"
+        if mode == "hang" and where in ("open", "finish"):
+            # a hung engine is not asked again on this call: no silent wait first
+            assert asr.tripped == tripped and waited < 0.45, (asr.tripped, waited)
