@@ -661,7 +661,7 @@ def build_app_lost(app: App, centre: ContactCentre | None,
 
     if centre is None:
         return None
-    return AppLostCloser(centre.ami, app.contacts, clock=app.clock,
+    return AppLostCloser(centre.ami, app.contacts, clock=app.clock, screenpop=app.screenpop,
                          is_live=lambda session: session in stasis.calls)
 
 

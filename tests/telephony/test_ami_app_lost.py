@@ -21,6 +21,7 @@ from ivr.storage.repositories import SqlContactLog
 from ivr.telephony.ami import AmiClient
 from ivr.telephony.ami.app_lost import FAMILY, AppLostCloser, parse_note
 from ivr.testing.fake_ami import FakeAmiServer
+from ivr.testing.fakes import FakeScreenPop
 
 AT = datetime(2026, 11, 30, 12, tzinfo=UTC)
 NOTED = int((AT + timedelta(seconds=9)).timestamp())
@@ -90,9 +91,16 @@ async def test_a_lost_calls_contact_is_closed_once_and_its_note_removed(
     for session in ("lost1", "done1", "live1", "later1"):
         server.astdb[f"{FAMILY}/{session}"] = f"{NOTED} ivr-general"
     server.astdb[f"{FAMILY}/gone1"] = f"{NOTED - 2 * 86400} ivr-general"
+    pops = FakeScreenPop()
     closer = AppLostCloser(client, contacts, clock=PinnedClock(AT + timedelta(minutes=1)),
-                           is_live=lambda session: session == "live1")
+                           screenpop=pops, is_live=lambda session: session == "live1")
     assert await closer.sweep() == ["lost1"]
+    # the agent who answers the queued caller sees the question, not a bare call
+    assert list(pops.published) == ["lost1"]
+    pop = pops.published["lost1"]
+    assert pop["question"] == "I have a question about my invoice"
+    assert pop["transcript"][-1] == "caller: I have a question about my invoice"
+    assert pop["reason"] == "app_lost" and pop["skill"] == "billing"
     lost = await contacts.get("lost1")
     assert lost is not None and lost.outcome is Outcome.ERROR_TO_AGENT
     assert lost.ended_at == AT + timedelta(seconds=9) and lost.dropped_at is None
@@ -106,6 +114,7 @@ async def test_a_lost_calls_contact_is_closed_once_and_its_note_removed(
     assert live is not None and live.outcome is None
     assert sorted(server.astdb) == [f"{FAMILY}/later1", f"{FAMILY}/live1"]
     assert await closer.sweep() == []
+    assert list(pops.published) == ["lost1"]  # popped once
 
 
 async def test_the_dialplans_event_closes_the_contact_at_once(

@@ -13,7 +13,14 @@ from ivr.domain.flow.callback import offer_callback
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import ActionTaken, Concluded, Decided, HandedOff, Identified
 from ivr.domain.flow.states import STEP_OF, State
-from ivr.domain.model import OpeningStatus, Outcome, RouteDecision, Scenario, Step
+from ivr.domain.model import (
+    ContactSnapshot,
+    OpeningStatus,
+    Outcome,
+    RouteDecision,
+    Scenario,
+    Step,
+)
 from ivr.domain.ports import CallerHungUp
 
 log = logging.getLogger(__name__)
@@ -230,6 +237,20 @@ def screen_context(call: Call, decision: RouteDecision) -> dict[str, Any]:
             "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,
             "region": c.region, "language": c.language,
         },
+    }
+
+
+def saved_screen(contact: ContactSnapshot, *, reason: str, scenario: Scenario,
+                 skill: str | None, priority: int) -> dict[str, Any]:
+    """The screen of a caller whose node stopped serving them (adopted by a standby, or
+    queued by the dialplan after the lease ran out): :func:`screen_context`'s shape,
+    from the saved record alone, so the agent still sees the question and transcript."""
+    return {
+        "session": contact.id, "question": contact.question, "intent": contact.intent,
+        "scenario": scenario.value, "skill": skill, "priority": priority, "reason": reason,
+        "position": None, "expected_wait_s": None, "preferred_agent": None, "side": None,
+        "verified": False, "transcript": list(contact.transcript),
+        "customer": None if contact.customer_id is None else {"id": contact.customer_id},
     }
 
 

@@ -31,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from ivr.domain.model import ContactSnapshot, Outcome, Step, StepRecord
-from ivr.domain.ports import Clock, ContactLog, PortError
+from ivr.domain.flow.handoff import saved_screen
+from ivr.domain.model import ContactSnapshot, Outcome, Scenario, Step, StepRecord
+from ivr.domain.ports import Clock, ContactLog, PortError, ScreenPop
 from ivr.telephony.ami.client import AmiActionError, AmiClient, AmiSubscription
 from ivr.telephony.ami.events import AmiEvent, UnknownEvent
 
@@ -82,10 +83,12 @@ class AppLostCloser:
     """Closes the contact records of calls Asterisk noted as lost by their node."""
 
     def __init__(self, ami: AmiClient, contacts: ContactLog, *, clock: Clock,
+                 screenpop: ScreenPop | None = None,
                  is_live: Callable[[str], bool] = lambda _session: False,
                  every_s: float = 60.0, keep_unknown_s: float = 86400.0) -> None:
         self._ami = ami
         self._contacts = contacts
+        self._screenpop = screenpop
         self._clock = clock
         self._is_live = is_live
         self._every_s = every_s
@@ -138,7 +141,7 @@ class AppLostCloser:
                     continue  # not written yet (a spool not replayed): a later sweep
                 log.error("no contact %s for an app-lost note; note dropped", note.session_id)
             elif contact.outcome is None:
-                await self._contacts.save(closed(contact, note, self._clock.now()))
+                await self._close(contact, note)
                 done.append(note.session_id)
                 log.warning("contact %s closed: its node stopped serving it (%s)",
                             note.session_id, REASON)
@@ -146,6 +149,17 @@ class AppLostCloser:
                                    check=False)
         self.closed.extend(done)
         return done
+
+    async def _close(self, contact: ContactSnapshot, note: LostNote) -> None:
+        """Save the closed record, then pop it on the desktops: the caller is on their
+        way to an agent, who should see the question and transcript, not a bare call.
+        The pop reaches every node's desktops (the hub is broadcast over PostgreSQL)."""
+        done = closed(contact, note, self._clock.now())
+        await self._contacts.save(done)
+        if self._screenpop is not None:
+            await self._screenpop.publish(contact.id, saved_screen(
+                done, reason=REASON, scenario=contact.scenario or Scenario.AGENT,
+                skill=contact.skill, priority=0))
 
     def _stale(self, note: LostNote) -> bool:
         if note.at is None:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ivr.domain.flow.handoff import saved_screen
 from ivr.domain.model import (
     ContactSnapshot,
     Outcome,
@@ -170,12 +171,5 @@ class OrphanAdopter:
 
 
 def _screen(contact: ContactSnapshot, decision: RouteDecision) -> dict[str, Any]:
-    # The shape ivr.domain.flow.handoff.screen_context gives a live hand-off.
-    return {
-        "session": contact.id, "question": contact.question, "intent": contact.intent,
-        "scenario": decision.scenario.value, "skill": decision.skill,
-        "priority": decision.priority, "reason": REASON, "position": None,
-        "expected_wait_s": None, "preferred_agent": None, "side": None, "verified": False,
-        "transcript": list(contact.transcript),
-        "customer": None if contact.customer_id is None else {"id": contact.customer_id},
-    }
+    return saved_screen(contact, reason=REASON, scenario=decision.scenario,
+                        skill=decision.skill, priority=decision.priority)
