@@ -98,14 +98,17 @@ def match(text: str, lang: Language, directory: Path, no_embed: bool) -> None:
 @click.option("--label-column", default=None, help="CSV label column (default: auto)")
 @click.option("--oos-threshold", type=click.FloatRange(0, 1), default=None,
               help="confidence below which a text is out of scope")
+@click.option("--oos-label", default=None,
+              help="a data set's own out-of-scope label (e.g. HINT3's NO_NODES_DETECTED), "
+                   "read as 'oos'")
 @click.option("--no-embed", is_flag=True, help="TF-IDF + fuzzy only (no sentence embeddings)")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="use only the first N test examples (quick runs)")
 @click.option("--json", "as_json", is_flag=True, help="print figures as JSON")
 def eval_cmd(train_path: Path, test_path: Path | None, train_split: str, test_split: str,
              folds: int, text_column: str | None, label_column: str | None,
-             oos_threshold: float | None, no_embed: bool, limit: int | None,
-             as_json: bool) -> None:
+             oos_threshold: float | None, oos_label: str | None, no_embed: bool,
+             limit: int | None, as_json: bool) -> None:
     """Train on --train and report accuracy, OOS recall, macro-F1, latency, time, memory."""
     from ivr.nlu.classifier import ClassifierConfig
     from ivr.nlu.evaluation import (
@@ -114,6 +117,7 @@ def eval_cmd(train_path: Path, test_path: Path | None, train_split: str, test_sp
         evaluate,
         format_result,
         load_dataset,
+        with_oos_label,
     )
     from ivr.nlu.matcher import HybridIntentMatcher
 
@@ -129,6 +133,9 @@ def eval_cmd(train_path: Path, test_path: Path | None, train_split: str, test_sp
     except DatasetError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    if oos_label:
+        train = with_oos_label(train, oos_label)
+        test = None if test is None else with_oos_label(test, oos_label)
     if test is not None and limit:
         test = test[:limit]
     config = (ClassifierConfig(oos_threshold=oos_threshold) if oos_threshold is not None

@@ -50,6 +50,12 @@ def load_dataset(
     return _load_csv(path, text_column, label_column)
 
 
+def with_oos_label(data: Sequence[Example], label: str) -> list[Example]:
+    """``data`` with a set's own out-of-scope label (HINT3: ``NO_NODES_DETECTED``) read as
+    :data:`OOS`, so it is scored as a rejection, not as one more intent."""
+    return [(t, OOS if lab == label else lab) for t, lab in data]
+
+
 def _load_clinc(path: Path, splits: Sequence[str]) -> list[Example]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
