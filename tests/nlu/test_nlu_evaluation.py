@@ -162,3 +162,21 @@ def test_cli_match_lexical() -> None:
     assert result.exit_code == 0, result.output
     assert "in scope" in result.output
     assert result.output.splitlines()[1].split()[-1] == "address_change"
+
+
+def test_cli_eval_reads_a_sets_own_out_of_scope_label(
+        tmp_path: Path, catalogue: YamlIntentCatalogue) -> None:
+    """HINT3 marks out-of-scope rows NO_NODES_DETECTED: with --oos-label they are scored
+    as rejections (open set, an OOS recall), not as a 28th intent nobody trained."""
+    rows = [[t, i] for t, i in catalogue.examples("en")]
+    train = _write_csv(tmp_path / "train.csv", ["sentence", "label"], rows)
+    test = _write_csv(tmp_path / "test.csv", ["sentence", "label"], [
+        *rows[::7], ["what is the capital of peru", "NO_NODES_DETECTED"],
+        ["play some jazz music", "NO_NODES_DETECTED"]])
+    args = ["intents", "eval", "--train", str(train), "--test", str(test), "--json",
+            "--no-embed"]
+    plain = json.loads(CliRunner().invoke(cli, args).output)
+    assert plain["intents"] == 27 and plain["oos_recall"] is None  # a label, not OOS
+    labelled = json.loads(CliRunner().invoke(
+        cli, [*args, "--oos-label", "NO_NODES_DETECTED"]).output)
+    assert labelled["open_set"] and labelled["oos_recall"] is not None
