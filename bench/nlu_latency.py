@@ -132,20 +132,30 @@ def decisions(matcher: HybridIntentMatcher) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def differences(before: dict[str, Any], after: dict[str, Any], tol: float) -> list[str]:
-    """Rows whose outcome, intents or confidences (beyond ``tol``) differ."""
+def differences(before: dict[str, Any], after: dict[str, Any], tol: float
+                ) -> tuple[list[str], dict[str, int]]:
+    """Rows whose outcome, intents or confidences (beyond ``tol``) differ, and how
+    many differ by kind: ``outcome`` (routed vs rejected), ``ranking`` (the
+    ranked intents), ``confidence`` (only a confidence, beyond ``tol``)."""
     diffs: list[str] = []
+    kinds = {"outcome": 0, "ranking": 0, "confidence": 0}
     for key, rows in before.items():
         for a, b in zip(rows, after.get(key, []), strict=False):
-            same = (a["oos"] == b["oos"]
-                    and [r[0] for r in a["ranked"]] == [r[0] for r in b["ranked"]]
-                    and all(abs(x[1] - y[1]) <= tol
-                            for x, y in zip(a["ranked"], b["ranked"], strict=True)))
-            if not same:
-                diffs.append(f"{key}: {a['text']!r}: {a} -> {b}")
+            if a["oos"] != b["oos"]:
+                kind = "outcome"
+            elif [r[0] for r in a["ranked"]] != [r[0] for r in b["ranked"]]:
+                kind = "ranking"
+            elif any(abs(x[1] - y[1]) > tol + 1e-9  # 4-digit values: no float noise
+                     for x, y in zip(a["ranked"], b["ranked"], strict=True)):
+                kind = "confidence"
+            else:
+                continue
+            kinds[kind] += 1
+            diffs.append(f"{key}: {kind}: {a['text']!r}: {a} -> {b}")
         if len(after.get(key, [])) != len(rows):
+            kinds["outcome"] += 1
             diffs.append(f"{key}: {len(rows)} rows before, {len(after.get(key, []))} after")
-    return diffs
+    return diffs, kinds
 
 
 def main() -> int:
@@ -189,11 +199,14 @@ def main() -> int:
             args.save_decisions.write_text(json.dumps(got, ensure_ascii=False, indent=0))
             say(f"decisions on {sum(map(len, got.values()))} rows saved to {args.save_decisions}")
         if args.check_decisions:
-            diffs = differences(json.loads(args.check_decisions.read_text()), got, args.tolerance)
-            report["decision_differences"] = len(diffs)
+            diffs, kinds = differences(json.loads(args.check_decisions.read_text()), got,
+                                       args.tolerance)
+            report["decision_differences"] = kinds
             for d in diffs[:20]:
                 say("DIFFERS " + d)
-            say(f"decisions on {sum(map(len, got.values()))} rows: {len(diffs)} differ")
+            say(f"decisions on {sum(map(len, got.values()))} rows: {len(diffs)} differ "
+                f"({', '.join(f'{k} {v}' for k, v in kinds.items())}; confidences within "
+                f"{args.tolerance} count as equal)")
             rc = 1 if diffs else 0
     matcher.close()
     if args.json:
