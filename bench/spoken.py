@@ -24,6 +24,8 @@ re-asked, off-topic rejected.
     /work/main/.venv/bin/python bench/spoken.py
     /work/main/.venv/bin/python bench/spoken.py --voices flite-slt,espeak-us --json
     /work/main/.venv/bin/python bench/spoken.py --rows /tmp/rows.json   # per-utterance rows
+    /work/main/.venv/bin/python bench/spoken.py --rescore /tmp/rows.json --confirm-asr-below 0
+    IVR_WHISPER_WINDOW=short ... # the window a loaded node uses (4x less CPU per decode)
 
 Offline: no Asterisk, the recogniser and matcher the node builds from the settings.
 """
@@ -208,6 +210,9 @@ async def recognise_all(args: argparse.Namespace, settings: Settings) -> list[Ro
                             "speak_to_agent" if agent else (best.intent if best else None),
                             best.confidence if best else 0.0, bool(m and m.out_of_scope),
                             c.intent if c else None, "", ms, agent))
+        if args.rows:  # after each voice: a long run cut short can still be --rescore'd
+            Path(args.rows).write_text(  # noqa: ASYNC240 (a bench; nothing else waits)
+                json.dumps([asdict(r) for r in rows], indent=1))
     return rows
 
 
@@ -236,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "requests": len({r.text for r in rows}),
         "rescored_from": args.rescore or None,
         "hotwords": args.hotwords,
+        "whisper_window": settings.whisper_window,
         "confirm_below": cfg.confirm_below,
         "reject_below": cfg.reject_below,
         "confirm_asr_below": cfg.confirm_asr_below,
