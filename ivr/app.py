@@ -371,6 +371,7 @@ def flow_config(settings: Settings) -> FlowConfig:
         max_reprompts=settings.max_reprompts,
         confirm_below=settings.confirm_below,
         reject_below=settings.reject_below,
+        confirm_asr_below=settings.confirm_asr_below,
         csat_voice_skills=frozenset(settings.csat_voice_skills),
     )
 

@@ -79,6 +79,9 @@ class Settings:
     reject_below: float = field(
         default=0.35, metadata=_meta("treat as not understood below this confidence")
     )
+    confirm_asr_below: float = field(default=0.5, metadata=_meta(
+        "recogniser confidence from which heard words are trusted; below it a match is "
+        "scaled down by asr/this before the confirm check (0: off)"))
     pin_max_failures: int = field(default=6, metadata=_meta(
         "wrong PINs per customer (across calls) that lock their PIN; then a human"))
     pin_lock_s: float = field(default=86_400.0, metadata=_meta(
@@ -449,6 +452,8 @@ def _validate_choices(s: Settings) -> None:
 
 
 def _validate_thresholds(s: Settings) -> None:
+    if not 0 <= s.confirm_asr_below <= 1:
+        raise ConfigError("IVR_CONFIRM_ASR_BELOW must be between 0 and 1")
     if not 0 <= s.reject_below <= s.confirm_below <= 1:
         raise ConfigError(
             "IVR_REJECT_BELOW and IVR_CONFIRM_BELOW must satisfy 0 <= reject <= confirm <= 1"

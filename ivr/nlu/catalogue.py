@@ -7,6 +7,7 @@ line and field it concerns; nothing half-valid is ever handed to the call flow.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,12 +98,34 @@ class YamlIntentCatalogue:
         return list(self._examples.get(language, []))
 
     def phrases(self, language: Language) -> Sequence[str]:
-        """Distinct lower-case words of the examples (vocabulary hint for the recogniser)."""
-        seen: dict[str, None] = {}
+        """Distinct lower-case words of the labels and examples, most telling first: the
+        vocabulary hint for the recogniser, which keeps only the head of the list.
+
+        The intents' label words come first, then the examples' other words by how
+        often they occur; words that carry no request ("the", "my", "please") are left
+        out. Sorted alphabetically, Whisper's 500-character hotword budget held only
+        "a" to "automatically": "refund", "password" and "reset" never reached it."""
+        function = _function_words(language)
+        counts: Counter[str] = Counter()
         for text, _ in self._examples.get(language, []):
-            for word in _WORD_RE.findall(text.lower()):
-                seen.setdefault(word, None)
-        return sorted(seen)
+            # Contractions ("i'm", "don't") are grammar too.
+            counts.update(w for w in _WORD_RE.findall(text.lower())
+                          if w not in function and "'" not in w)
+        seen: dict[str, None] = {}
+        for spec in self._specs.values():
+            for word in _WORD_RE.findall(spec.label_for(language).lower()):
+                if word not in function:
+                    seen.setdefault(word, None)
+        for word, _n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            seen.setdefault(word, None)
+        return list(seen)
+
+
+def _function_words(language: Language) -> frozenset[str]:
+    from ivr.nlu.content_gate import load_function_words
+
+    path = Path(__file__).parent / "data" / f"function_words_{language}.txt"
+    return load_function_words(path) if path.is_file() else frozenset()
 
 
 def load_catalogue(

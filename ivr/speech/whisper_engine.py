@@ -235,7 +235,9 @@ def _hotwords(phrases: Sequence[str]) -> str | None:
             words.setdefault(w, None)
     if not words:
         return None
-    return " ".join(words)[:500]
+    text = " ".join(words)
+    # Cut at a word boundary: a stray fragment ("n") is a word Whisper may then write.
+    return text if len(text) <= 500 else text[:501].rsplit(" ", 1)[0]
 
 
 GRAMMAR_WORDS_PER_S = 4.0  # a caller says at most ~4 digits a second

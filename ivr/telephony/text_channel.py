@@ -1,8 +1,9 @@
 """A CallChannel over text: the real CallFlow without audio (`ivr call --text`).
 
 Caller turns come from a script: plain text is speech, ``dtmf:123#`` is keypad
-input, ``silence`` is no input and ``hangup`` ends the call at that turn. When
-the script runs out the caller stays silent.
+input, ``silence`` is no input and ``hangup`` ends the call at that turn.
+``asr=0.3:words`` is speech the recogniser heard with that confidence (plain
+text: 1.0), for a misheard turn. When the script runs out the caller stays silent.
 """
 
 from __future__ import annotations
@@ -84,8 +85,12 @@ class TextCallChannel:
             digits = item[5:].strip()
             self._emit("caller", f"[keys {digits}]")
             return Utterance(text="", dtmf=digits)
+        confidence = 1.0
+        if item.lower().startswith("asr="):
+            level, _, item = item[4:].partition(":")
+            confidence = float(level)
         self._emit("caller", item)
-        return Utterance(text=item, confidence=1.0)
+        return Utterance(text=item, confidence=confidence)
 
     async def collect_digits(
         self, prompt: Prompt, *, max_digits: int, timeout_s: float

@@ -244,6 +244,25 @@ async def test_low_confidence_rejected_then_rephrased(rig: Rig) -> None:
     assert result.outcome is Outcome.SELF_SERVED
 
 
+async def test_misheard_words_with_a_confident_match_are_confirmed_not_routed(rig: Rig) -> None:
+    """Whisper unsure of its words (0.2), the matcher sure of them (0.9): the caller is
+    asked "is it about ...?" instead of being routed on a mishearing; "no" asks again."""
+    result, ch = await rig.call(["asr=0.2:i have a question about my invoice", "no",
+                                 "where is my order"], caller("+447700900123"))
+    assert "Is your question about invoice question" in ivr_text(ch)
+    confirms = [s.detail for s in result.contact.steps if s.step is Step.CONFIRM]
+    assert confirms == [{"intent": "invoice_question", "reply": "no"}]
+    assert result.contact.intent == "order_status"
+
+
+async def test_well_heard_confident_match_is_routed_without_asking(rig: Rig) -> None:
+    """The same words heard clearly (0.8) are routed at once: no needless question."""
+    result, ch = await rig.call(["asr=0.8:i have a question about my invoice"],
+                                caller("+447700900123"))
+    assert Step.CONFIRM not in steps(result)
+    assert ch.handed_off is not None and ch.handed_off.intent == "invoice_question"
+
+
 async def test_not_understood_reprompts_then_keypad(rig: Rig) -> None:
     """Out of scope twice -> keypad menu; key 1 picks order status."""
     result, ch = await rig.call(["blah blah", "weather tomorrow", "dtmf:1", "yes"],

@@ -19,6 +19,9 @@ class FlowConfig:
     max_reprompts: int = 1
     confirm_below: float = 0.6
     reject_below: float = 0.35
+    # Whisper's confidence from which its words are taken at face value; below it the
+    # match confidence is scaled down (see understand.joint_confidence). 0: off.
+    confirm_asr_below: float = 0.5
     # "agent" in the answer wins unless an intent is this sure (e.g. "agent login problem").
     agent_words_unless_above: float = 0.9
     customer_no_tries: int = 2

@@ -3,11 +3,14 @@ confirmation of an unsure match, and the keypad menu when speech fails."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from ivr.domain.flow.config import FlowConfig
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import Matched, QuestionHeard, Understood
 from ivr.domain.flow.online import CODE_KEY
 from ivr.domain.flow.states import State
-from ivr.domain.model import IntentSpec, Step
+from ivr.domain.model import IntentMatch, IntentSpec, Step
 
 AGENT_INTENT = "speak_to_agent"
 
@@ -53,20 +56,55 @@ async def understand(call: Call) -> State:
         agent = call.ports.catalogue.spec(AGENT_INTENT)
         if agent is not None:
             return await accept(call, agent, 1.0, via="agent_words")
-    if best is None or match.out_of_scope or best.confidence < call.cfg.reject_below:
+    spec = call.ports.catalogue.spec(best.intent) if best is not None else None
+    if best is not None and spec is None:
+        raise LookupError(f"matcher returned unknown intent {best.intent!r}")
+    verdict = decide(match, call.cfg, sensitive=spec is not None and spec.sensitive,
+                     asr_confidence=u.confidence)
+    if verdict == "reject" or best is None or spec is None:
         d.misunderstood += 1
         await call.step(Step.INTENT, result="not_understood",
                         best=best.intent if best else None,
                         confidence=round(best.confidence, 3) if best else None,
                         count=d.misunderstood)
         return State.ASK if call.reprompts_left() else State.KEYPAD
-    spec = call.ports.catalogue.spec(best.intent)
-    if spec is None:
-        raise LookupError(f"matcher returned unknown intent {best.intent!r}")
-    if best.confidence < call.cfg.confirm_below and not spec.sensitive:
+    if verdict == "confirm":
         d.spec = spec
         return State.CONFIRM
     return await accept(call, spec, best.confidence, via="speech")
+
+
+Verdict = Literal["route", "confirm", "reject"]
+
+
+def joint_confidence(match_confidence: float, asr_confidence: float,
+                     trust_asr_from: float) -> float:
+    """The matcher's confidence, scaled down when the recogniser doubts its own words.
+
+    A matcher sure of words the caller never said is the dangerous case ("I want a
+    refund" heard as "i want to read" matched a new contract at 0.9): Whisper's
+    confidence at or above ``trust_asr_from`` leaves the match as it is, below it the
+    match counts for ``asr / trust_asr_from`` of itself. 0 turns the scaling off."""
+    if trust_asr_from <= 0 or asr_confidence >= trust_asr_from:
+        return match_confidence
+    return match_confidence * max(0.0, asr_confidence) / trust_asr_from
+
+
+def decide(match: IntentMatch, cfg: FlowConfig, *, sensitive: bool,
+           asr_confidence: float = 1.0) -> Verdict:
+    """What the flow does with a match: route it, confirm it first, or re-ask.
+
+    Rejection looks at the matcher alone (the words may be right even when Whisper
+    hesitated); routing without asking needs the joint confidence. A sensitive topic
+    is never asked back (a bereaved caller is not quizzed; a wrong guess still reaches
+    a person). Shared with bench/spoken.py, which measures this decision."""
+    best = match.best
+    if best is None or match.out_of_scope or best.confidence < cfg.reject_below:
+        return "reject"
+    joint = joint_confidence(best.confidence, asr_confidence, cfg.confirm_asr_below)
+    if joint < cfg.confirm_below and not sensitive:
+        return "confirm"
+    return "route"
 
 
 async def accept(call: Call, spec: IntentSpec, confidence: float, *, via: str) -> State:
