@@ -79,7 +79,7 @@ class Settings:
     reject_below: float = field(
         default=0.35, metadata=_meta("treat as not understood below this confidence")
     )
-    confirm_asr_below: float = field(default=0.5, metadata=_meta(
+    confirm_asr_below: float = field(default=0.4, metadata=_meta(
         "recogniser confidence from which heard words are trusted; below it a match is "
         "scaled down by asr/this before the confirm check (0: off)"))
     pin_max_failures: int = field(default=6, metadata=_meta(
