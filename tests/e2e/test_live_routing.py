@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from ivr.storage.seed import seed_demo
 from ivr.telephony.ami.events import AgentConnect, AmiEvent, QueueCallerJoin, QueueCallerLeave
 from ivr.testing.centre import clear_queue_members
 from ivr.testing.rig import Rig
-from ivr.testing.sipcaller import SippAgent
+from ivr.testing.sipcaller import SippAgent, answered
 from ivr.testing.tcp_proxy import KillableProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -108,20 +108,6 @@ class Seen:
                   and getattr(e, "caller_id_num", None) == number]
             return bool(at) and time.monotonic() - at[0] >= delay_s
         return done
-
-
-def answered(agents: Iterable[SippAgent], number: str, delay_s: float = 0.0
-             ) -> Callable[[], bool]:
-    """True ``delay_s`` after an agent's phone got the caller's INVITE (SIPp agents
-    answer at once). Not AMI's AgentConnect: a caller sent straight to a preferred
-    agent (region, repeat caller) is Dial()ed, never queued."""
-    first: list[float] = []
-
-    def done() -> bool:
-        if not first and any(number in i.get("from", "") for a in agents for i in a.invites()):
-            first.append(time.monotonic())
-        return bool(first) and time.monotonic() - first[0] >= delay_s
-    return done
 
 
 def centre_of(line: VoiceLine) -> ContactCentre:
@@ -365,19 +351,25 @@ async def test_ami_killed_mid_run_calls_still_route_and_state_resyncs(
             centre = centre_of(line)
             await staff(centre, "1001", "1003")
             resyncs = centre.feed.resyncs
+            revived = asyncio.Event()
+            # Each caller stays until something has happened, not for a fixed time:
+            # HANNAH talks to her agent until AMI is back, BOB until his agent answers.
             first = asyncio.create_task(line.place(VoiceCallSpec(
-                INVOICE, HANNAH, hangup_after_s=35)))
-            await asyncio.sleep(6)
-            await ami.kill()
+                INVOICE, HANNAH, hangup_after_s=90, leave_when=revived.is_set)))
+            await until(answered(agents.values(), HANNAH), timeout_s=60)
+            await ami.kill()  # HANNAH is with her agent
             second = asyncio.create_task(line.place(VoiceCallSpec(
-                "I would like to speak to someone", BOB, hangup_after_s=35)))
+                "I would like to speak to someone", BOB, hangup_after_s=60,
+                leave_when=answered(agents.values(), BOB, 2))))
             await until(lambda: centre.feed.stale_s > 0, timeout_s=10)
             with pytest.raises(MembershipUnavailable):
                 await centre.membership.login("1004")
-            await asyncio.sleep(20)
+            # BOB is routed while AMI is still dead (the static plan, asserted below).
+            await until(answered(agents.values(), BOB), timeout_s=60)
             stale_before_revive = centre.feed.stale_s
             await ami.revive()
             await until(lambda: centre.feed.resyncs > resyncs, timeout_s=30)
+            revived.set()
             reports = await asyncio.gather(first, second)
             status = await centre.ami.queue_status()
             snap = centre.feed.snapshot()
@@ -385,7 +377,7 @@ async def test_ami_killed_mid_run_calls_still_route_and_state_resyncs(
         for agent in agents.values():
             await agent.stop()
     print(f"\nstale for {stale_before_revive:.0f}s before AMI came back; resyncs "
-          f"{resyncs} -> {centre.feed.resyncs}")
+          f"{resyncs} -> {centre.feed.resyncs}; calls {[round(r.duration_s) for r in reports]}s")
     assert stale_before_revive > settings.routing_stale_s
     for r in reports:
         assert r.contact is not None and r.contact.outcome is Outcome.AGENT, (r.spec, r.error)
