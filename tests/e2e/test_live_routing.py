@@ -141,6 +141,7 @@ async def test_nobody_logged_in_hears_an_alternative_and_is_never_queued(
             # stays on the line while the IVR explains and sends the chat link
             report = await line.place(VoiceCallSpec(INVOICE, HANNAH, hangup_after_s=30))
             joined = await joins.get(within_s=0.5)
+    print(f"\ncall {report.duration_s:.0f}s")
     c = report.contact
     assert c is not None, report.error
     assert c.intent == "invoice_question", c.transcript
@@ -216,11 +217,16 @@ async def test_live_routing_split_priority_position_repeat_and_resync(
                 intent="invoice_question").snapshot())
             assert await centre.directory.record_agent("earlier-frank", "PJSIP/agent2")
             resyncs = centre.feed.resyncs
-            repeat = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, FRANK,
-                                                                  hangup_after_s=30)))
+            # FRANK leaves once his agent has had him 2 s (he used to hold the line
+            # for all 30 s); the resync is awaited instead of assumed done by then.
+            repeat = asyncio.create_task(line.place(VoiceCallSpec(
+                INVOICE, FRANK, hangup_after_s=30,
+                leave_when=answered([agents[2]], FRANK, 2))))
             await asyncio.sleep(4)
             await centre.ami.close_connection()  # AMI gone for a moment, mid-call
             repeat_report = await repeat
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: centre.feed.resyncs > resyncs, timeout_s=30)
             assert centre.feed.resyncs > resyncs, "no resync after the AMI drop"
     finally:
         for agent in agents.values():
@@ -238,7 +244,8 @@ async def test_live_routing_split_priority_position_repeat_and_resync(
         said = " ".join(r.contact.transcript)
         assert "You are number 1 in line" in said, said
         assert f"about {round(want / 60)} minutes" in said, said
-    print(f"\nannounced wait {want:.0f}s; actual holds (caller, s): {got['holds']}")
+    print(f"\nannounced wait {want:.0f}s; actual holds (caller, s): {got['holds']}; "
+          f"repeat call {repeat_report.duration_s:.0f}s")
     rc = repeat_report.contact
     assert rc is not None and rc.outcome is Outcome.AGENT, repeat_report.error
     frank_at_2 = [i for i in agents[2].invites() if FRANK in i.get("from", "")]
@@ -424,7 +431,8 @@ async def test_queued_caller_hears_updates_and_leaves_the_queue_for_a_link(
     finally:
         await agent.stop()
     told = [a for a in announcer.told if a.queue == "billing"]
-    print(f"\ntold while queued: {told}")
+    print(f"\ntold while queued: {told}; calls {first_report.duration_s:.0f}s, "
+          f"{bob.duration_s:.0f}s")
     assert told[0].position == 1 and told[0].expected_wait_s is not None
     c = bob.contact
     assert c is not None, bob.error
