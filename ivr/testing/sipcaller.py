@@ -31,6 +31,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from ivr.testing.rig import Rig
 
 ULAW_RATE = 8000
@@ -584,6 +586,21 @@ class SippAgent:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+def answered(agents: Iterable[SippAgent], number: str, delay_s: float = 0.0
+             ) -> Callable[[], bool]:
+    """True ``delay_s`` after an agent's phone got the caller's INVITE (SIPp agents
+    answer at once): a test caller's ``leave_when`` once they have reached a person.
+    Not AMI's AgentConnect: a caller sent straight to a preferred agent (region,
+    repeat caller) is Dial()ed, never queued."""
+    first: list[float] = []
+
+    def done() -> bool:
+        if not first and any(number in i.get("from", "") for a in agents for i in a.invites()):
+            first.append(time.monotonic())
+        return bool(first) and time.monotonic() - first[0] >= delay_s
+    return done
 
 
 # ----------------------------------------------------------------- helpers

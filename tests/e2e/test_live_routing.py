@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from ivr.storage.seed import seed_demo
 from ivr.telephony.ami.events import AgentConnect, AmiEvent, QueueCallerJoin, QueueCallerLeave
 from ivr.testing.centre import clear_queue_members
 from ivr.testing.rig import Rig
-from ivr.testing.sipcaller import SippAgent
+from ivr.testing.sipcaller import SippAgent, answered
 from ivr.testing.tcp_proxy import KillableProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -110,20 +110,6 @@ class Seen:
         return done
 
 
-def answered(agents: Iterable[SippAgent], number: str, delay_s: float = 0.0
-             ) -> Callable[[], bool]:
-    """True ``delay_s`` after an agent's phone got the caller's INVITE (SIPp agents
-    answer at once). Not AMI's AgentConnect: a caller sent straight to a preferred
-    agent (region, repeat caller) is Dial()ed, never queued."""
-    first: list[float] = []
-
-    def done() -> bool:
-        if not first and any(number in i.get("from", "") for a in agents for i in a.invites()):
-            first.append(time.monotonic())
-        return bool(first) and time.monotonic() - first[0] >= delay_s
-    return done
-
-
 def centre_of(line: VoiceLine) -> ContactCentre:
     centre = line.node.centre
     assert centre is not None, "live routing is on by default"
@@ -155,6 +141,7 @@ async def test_nobody_logged_in_hears_an_alternative_and_is_never_queued(
             # stays on the line while the IVR explains and sends the chat link
             report = await line.place(VoiceCallSpec(INVOICE, HANNAH, hangup_after_s=30))
             joined = await joins.get(within_s=0.5)
+    print(f"\ncall {report.duration_s:.0f}s")
     c = report.contact
     assert c is not None, report.error
     assert c.intent == "invoice_question", c.transcript
@@ -230,11 +217,16 @@ async def test_live_routing_split_priority_position_repeat_and_resync(
                 intent="invoice_question").snapshot())
             assert await centre.directory.record_agent("earlier-frank", "PJSIP/agent2")
             resyncs = centre.feed.resyncs
-            repeat = asyncio.create_task(line.place(VoiceCallSpec(INVOICE, FRANK,
-                                                                  hangup_after_s=30)))
+            # FRANK leaves once his agent has had him 2 s (he used to hold the line
+            # for all 30 s); the resync is awaited instead of assumed done by then.
+            repeat = asyncio.create_task(line.place(VoiceCallSpec(
+                INVOICE, FRANK, hangup_after_s=30,
+                leave_when=answered([agents[2]], FRANK, 2))))
             await asyncio.sleep(4)
             await centre.ami.close_connection()  # AMI gone for a moment, mid-call
             repeat_report = await repeat
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: centre.feed.resyncs > resyncs, timeout_s=30)
             assert centre.feed.resyncs > resyncs, "no resync after the AMI drop"
     finally:
         for agent in agents.values():
@@ -252,7 +244,8 @@ async def test_live_routing_split_priority_position_repeat_and_resync(
         said = " ".join(r.contact.transcript)
         assert "You are number 1 in line" in said, said
         assert f"about {round(want / 60)} minutes" in said, said
-    print(f"\nannounced wait {want:.0f}s; actual holds (caller, s): {got['holds']}")
+    print(f"\nannounced wait {want:.0f}s; actual holds (caller, s): {got['holds']}; "
+          f"repeat call {repeat_report.duration_s:.0f}s")
     rc = repeat_report.contact
     assert rc is not None and rc.outcome is Outcome.AGENT, repeat_report.error
     frank_at_2 = [i for i in agents[2].invites() if FRANK in i.get("from", "")]
@@ -365,19 +358,25 @@ async def test_ami_killed_mid_run_calls_still_route_and_state_resyncs(
             centre = centre_of(line)
             await staff(centre, "1001", "1003")
             resyncs = centre.feed.resyncs
+            revived = asyncio.Event()
+            # Each caller stays until something has happened, not for a fixed time:
+            # HANNAH talks to her agent until AMI is back, BOB until his agent answers.
             first = asyncio.create_task(line.place(VoiceCallSpec(
-                INVOICE, HANNAH, hangup_after_s=35)))
-            await asyncio.sleep(6)
-            await ami.kill()
+                INVOICE, HANNAH, hangup_after_s=90, leave_when=revived.is_set)))
+            await until(answered(agents.values(), HANNAH), timeout_s=60)
+            await ami.kill()  # HANNAH is with her agent
             second = asyncio.create_task(line.place(VoiceCallSpec(
-                "I would like to speak to someone", BOB, hangup_after_s=35)))
+                "I would like to speak to someone", BOB, hangup_after_s=60,
+                leave_when=answered(agents.values(), BOB, 2))))
             await until(lambda: centre.feed.stale_s > 0, timeout_s=10)
             with pytest.raises(MembershipUnavailable):
                 await centre.membership.login("1004")
-            await asyncio.sleep(20)
+            # BOB is routed while AMI is still dead (the static plan, asserted below).
+            await until(answered(agents.values(), BOB), timeout_s=60)
             stale_before_revive = centre.feed.stale_s
             await ami.revive()
             await until(lambda: centre.feed.resyncs > resyncs, timeout_s=30)
+            revived.set()
             reports = await asyncio.gather(first, second)
             status = await centre.ami.queue_status()
             snap = centre.feed.snapshot()
@@ -385,7 +384,7 @@ async def test_ami_killed_mid_run_calls_still_route_and_state_resyncs(
         for agent in agents.values():
             await agent.stop()
     print(f"\nstale for {stale_before_revive:.0f}s before AMI came back; resyncs "
-          f"{resyncs} -> {centre.feed.resyncs}")
+          f"{resyncs} -> {centre.feed.resyncs}; calls {[round(r.duration_s) for r in reports]}s")
     assert stale_before_revive > settings.routing_stale_s
     for r in reports:
         assert r.contact is not None and r.contact.outcome is Outcome.AGENT, (r.spec, r.error)
@@ -432,7 +431,8 @@ async def test_queued_caller_hears_updates_and_leaves_the_queue_for_a_link(
     finally:
         await agent.stop()
     told = [a for a in announcer.told if a.queue == "billing"]
-    print(f"\ntold while queued: {told}")
+    print(f"\ntold while queued: {told}; calls {first_report.duration_s:.0f}s, "
+          f"{bob.duration_s:.0f}s")
     assert told[0].position == 1 and told[0].expected_wait_s is not None
     c = bob.contact
     assert c is not None, bob.error

@@ -17,7 +17,7 @@ from ivr.storage.db import make_engine, upgrade
 from ivr.storage.seed import seed_demo
 from ivr.testing.app import running_app
 from ivr.testing.rig import Rig
-from ivr.testing.sipcaller import SippAgent
+from ivr.testing.sipcaller import SippAgent, answered
 from ivr.web.app import create_web_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -36,13 +36,15 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
                        data_dir=tmp_path, api_token="e2e-token",
                        no_input_timeout_s=3.0)  # keeps the keypad-fallback call short
     clock = PinnedClock(demo_moment())
+    agents = [SippAgent(rig, n) for n in (1, 2)]  # the billing queue's members
     specs = [
         VoiceCallSpec(say="where is my order", from_number="+447700900123"),
         VoiceCallSpec(say="I am moving house and need to change my address",
                       from_number="+447700900456"),
-        # Stays on the line until the billing agent has answered (screen-pop below).
+        # Stays on the line until the billing agent has answered (screen-pop below),
+        # then leaves (it used to hold the line for all 40 s).
         VoiceCallSpec(say="I have a question about my invoice", from_number="+31655556666",
-                      hangup_after_s=40),
+                      hangup_after_s=40, leave_when=answered(agents, "+31655556666", 2)),
         # Stays until the IVR hangs up after the chat link (the test caller otherwise hangs
         # up after the IVR's first reply). The limit counts from the start of the call,
         # and David first hears his region's outage message: 30 s was too short in CI.
@@ -51,7 +53,6 @@ async def test_scenarios_through_asterisk_with_agent_and_screenpop(rig: Rig,
         # Says nothing twice: the keypad menu comes, key 2 = invoice question (billing).
         VoiceCallSpec(say="", from_number="+447700900999", dtmf="2", silent_turns=2),
     ]
-    agents = [SippAgent(rig, n) for n in (1, 2)]  # the billing queue's members
     for agent in agents:
         await agent.start()
     try:
