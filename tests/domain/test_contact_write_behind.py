@@ -75,7 +75,7 @@ async def test_a_step_returns_before_its_save_and_writes_stay_in_order() -> None
     requested first); the saves that follow never write an older record after a newer
     one, and the end waits for them and writes the final record."""
     log = GatedLog()
-    obs = ContactLogObserver(log)  # type: ignore[arg-type]
+    obs = ContactLogObserver(log)
     c = _contact()
     for step in (Step.QUESTION, Step.INTENT, Step.SCENARIO):
         ev, snap = _step(c, step)
@@ -95,7 +95,7 @@ async def test_a_step_returns_before_its_save_and_writes_stay_in_order() -> None
 async def test_a_failed_save_is_logged_and_the_next_one_still_written() -> None:
     log = GatedLog(fail_first=1)
     log.gate.set()
-    obs = ContactLogObserver(log)  # type: ignore[arg-type]
+    obs = ContactLogObserver(log)
     c = _contact()
     await obs.on_event(*_step(c, Step.QUESTION))
     await obs.flush()
@@ -138,7 +138,7 @@ async def test_a_hang_up_right_after_the_reply_keeps_the_answer_and_outcome() ->
                       router=SimpleRouter(FakeAgentPool()), messenger=FakeMessenger(),
                       links=FakeLinks(), clock=FixedClock())
     flow = CallFlow(ch, ports=ports, config=FlowConfig(),
-                    observers=(ContactLogObserver(log),))  # type: ignore[arg-type]
+                    observers=(ContactLogObserver(log),))
     run = asyncio.create_task(flow.run())
     # The call runs to its end while no save can finish: it waits there for the writer.
     done, _ = await asyncio.wait({run}, timeout=2)
