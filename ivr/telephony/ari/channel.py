@@ -923,6 +923,11 @@ class AriCallChannel:
             if isinstance(ev, ChannelDestroyed) and ev.channel.id == self._id:
                 return None
 
+    async def prepare(self, prompt: Prompt) -> None:
+        """PromptWarmer: synthesise ``prompt`` into the prompt cache now, so saying it
+        later costs a cache hit (the resolver makes one file per text, once)."""
+        await self._prompts.resolve(prompt)
+
     async def close(self) -> None:
         """End of the call task: release media and the event subscription."""
         self._cancel_ack()
