@@ -19,6 +19,7 @@ import dataclasses
 import enum
 import logging
 import math
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -925,8 +926,15 @@ class AriCallChannel:
 
     async def prepare(self, prompt: Prompt) -> None:
         """PromptWarmer: synthesise ``prompt`` into the prompt cache now, so saying it
-        later costs a cache hit (the resolver makes one file per text, once)."""
-        await self._prompts.resolve(prompt)
+        later costs a cache hit (the resolver makes one file per text, once).
+
+        One such synthesis at a time on the node: it runs in the default executor's
+        threads, which the recogniser's voice detection and decodes and the database
+        lookups share; with every call warming its answers at once (five calls at load
+        17) the callers' speech went undetected. Ahead-of-time work must not take the
+        threads the live turns need."""
+        async with _warming():
+            await self._prompts.resolve(prompt)
 
     async def close(self) -> None:
         """End of the call task: release media and the event subscription."""
@@ -936,6 +944,19 @@ class AriCallChannel:
             await self._teardown_media()
         finally:
             self._events.close()
+
+
+_WARMING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+def _warming() -> asyncio.Semaphore:
+    """The node's (the running loop's) one slot for synthesis ahead of time."""
+    loop = asyncio.get_running_loop()
+    slot = _WARMING.get(loop)
+    if slot is None:
+        slot = _WARMING[loop] = asyncio.Semaphore(1)
+    return slot
 
 
 class TurnTimingObserver:
