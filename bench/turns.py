@@ -6,9 +6,11 @@ Real SIP calls through the Asterisk rig (a Python caller that waits its turn,
 Asterisk 22, the ARI node with Whisper, the matcher and SQLite). Each caller asks
 one question in its own words (``bench/turn_questions.csv``, written for this
 bench: none is a catalogue example, checked at start-up) from a number the CRM
-does not know. Callers go in groups of K started together; each group's
-utterances are led with silence to the same length, so the K callers stop
-talking within the same second (the spread is printed).
+does not know (``--known``: from seeded customers' numbers, so an order question gets
+the customer's order; ``--answers``: only the questions answered with data known at
+identification, the answers prepared while the caller speaks). Callers go in groups
+of K started together; each group's utterances are led with silence to the same
+length, so the K callers stop talking within the same second (the spread is printed).
 
 The gap is measured by the caller at the wire (its last RTP frame of speech ->
 the first audible frame from Asterisk), so it includes the endpointer's silence
@@ -54,6 +56,11 @@ from ivr.testing.rig import rig_from_env
 from ivr.testing.sipcaller import read_ulaw_wav, synthesize_utterance
 
 QUESTIONS = Path(__file__).with_name("turn_questions.csv")
+# --known: the seeded English-speaking customers' numbers (caller ID identifies them; the
+# Whisper model here is English-only), so their order questions are answered with CRM data.
+KNOWN_NUMBERS = ("+447700900123", "+31611112222", "+447700900456", "+31655556666")
+# --answers: the intents answered with data known at identification (prepared ahead).
+DATA_ANSWERS = ("opening_hours", "order_status", "outage_info")
 
 
 def load_questions() -> list[tuple[str, str]]:
@@ -133,8 +140,11 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-async def run(calls: int, together: int) -> dict[str, Any]:
+async def run(calls: int, together: int, *, known: bool = False, answers: bool = False
+              ) -> dict[str, Any]:
     questions = load_questions()
+    if answers:
+        questions = [q for q in questions if q[1] in DATA_ANSWERS]
     tmp = Path(tempfile.mkdtemp(prefix="kanaal-turns-"))
     url = f"sqlite:///{tmp / 'bench.db'}"
     upgrade(url)
@@ -156,7 +166,8 @@ async def run(calls: int, together: int) -> dict[str, Any]:
         while i < calls:
             group = [questions[(i + k) % len(questions)] for k in range(min(together, calls - i))]
             longest = max([await asyncio.to_thread(utterance_s, q) for q, _ in group])
-            specs = [VoiceCallSpec(say=q, from_number=f"+3120888{i + k:04d}",
+            specs = [VoiceCallSpec(say=q, from_number=(
+                KNOWN_NUMBERS[(i + k) % len(KNOWN_NUMBERS)] if known else f"+3120888{i + k:04d}"),
                                    pad_to_s=longest + 0.1 if together > 1 else None)
                      for k, (q, _) in enumerate(group)]
             got = await asyncio.gather(*(line.place(s) for s in specs))
@@ -166,7 +177,8 @@ async def run(calls: int, together: int) -> dict[str, Any]:
             expected += [want for _, want in group]
             i += len(group)
     out = summarise(reports, expected, spreads)
-    out.update(together=together, wall_s=round(time.monotonic() - t0, 1),
+    out.update(together=together, known_callers=known, data_answers_only=answers,
+               wall_s=round(time.monotonic() - t0, 1),
                adaptive_end_of_turn=settings.adaptive_end_of_turn,
                whisper_window=settings.whisper_window, whisper_batch=settings.whisper_batch,
                ack_after_ms=settings.ack_after_ms, load_average=_load())
@@ -178,12 +190,16 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--together", type=int, default=1,
                     help="callers started together, who stop talking in the same second")
+    ap.add_argument("--known", action="store_true",
+                    help="call from seeded customers' numbers (identified by caller ID)")
+    ap.add_argument("--answers", action="store_true",
+                    help="only the questions answered with data (opening hours, order, outage)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args()
     if args.calls < 1 or args.together < 1:
         ap.error("--calls and --together must be at least 1")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    out = asyncio.run(run(args.calls, args.together))
+    out = asyncio.run(run(args.calls, args.together, known=args.known, answers=args.answers))
     if args.json:
         print(json.dumps(out, indent=2))
         return

@@ -92,6 +92,15 @@ class CallChannel(Protocol):
         """End the call (the IVR is done and no agent is needed)."""
 
 
+@runtime_checkable
+class PromptWarmer(Protocol):
+    """A channel that can make a prompt's audio ready before it is said (audio
+    channels: synthesised into the prompt cache); text channels do not have it."""
+
+    async def prepare(self, prompt: Prompt) -> None:
+        """Have ``prompt``'s audio ready; may raise (then it is made when said)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecognitionResult:
     """Final result of one recognition turn."""

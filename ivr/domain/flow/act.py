@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import date
 from typing import assert_never
 
+from ivr.domain.flow import prepare
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import ActionTaken, Concluded, Decided
 from ivr.domain.flow.identify import order_params
@@ -78,14 +79,18 @@ async def answer(call: Call, spec: IntentSpec) -> State:
         for o in outages:
             await call.say("outage_info", message=o.message(call.language))
         detail = ",".join(str(o.id) for o in outages) or "none"
+    elif (got := prepare.ready(call, ref)) is not None:
+        # Looked up and synthesised while the caller spoke: said at once.
+        await call.say_prompt(got.prompt)
+        detail = got.detail
     else:
         template = await call.ports.knowledge.answer(key, call.language)
         if template is None:
             call.dialogue.escalate_reason = f"no answer for {key}"
             await call.step(Step.ACTION, action="answer_missing", key=key)
             return State.HANDOFF
-        params = await _answer_params(call, c)
-        await call.say("answer", text=template.format_map(_Missing(params)))
+        params = await prepare.answer_params(call, c)
+        await call.say("answer", text=prepare.fill(template, params))
         detail = key
     await call.emit(ActionTaken(f"answer:{spec.name}"))
     await call.step(Step.ACTION, action="answer", intent=spec.name, detail=detail)
@@ -93,6 +98,10 @@ async def answer(call: Call, spec: IntentSpec) -> State:
 
 
 async def _say_order_status(call: Call, c: Customer) -> str:
+    got = prepare.ready(call, prepare.ORDER_STATUS)
+    if got is not None:  # looked up and synthesised while the caller spoke
+        await call.say_prompt(got.prompt)
+        return got.detail
     orders = call.dialogue.orders or await call.ports.directory.orders(c.id)
     recent = sorted(orders, key=lambda o: (o.is_open, o.eta or date.min), reverse=True)
     if not recent:
@@ -100,19 +109,6 @@ async def _say_order_status(call: Call, c: Customer) -> str:
         return "none"
     await call.say("order_status", **order_params(call, recent[0]))
     return recent[0].order_no
-
-
-async def _answer_params(call: Call, c: Customer | None) -> dict[str, str]:
-    voice = await call.ports.knowledge.opening("voice", call.now())
-    if voice.is_open and voice.closes_at is not None:
-        today = call.text("today_open", closes=f"{call.local(voice.closes_at):%H:%M}")
-    elif voice.next_open is not None:
-        nxt = call.local(voice.next_open)
-        today = call.text("today_closed", date=call.say_date(nxt), time=f"{nxt:%H:%M}")
-    else:
-        today = ""
-    return {"today_status": today, "name": c.name if c else "",
-            "customer_no": c.customer_no if c else ""}
 
 
 async def feedback(call: Call) -> State:
@@ -170,10 +166,3 @@ async def send_link(call: Call, spec: IntentSpec, *, chat: bool) -> State:
         return State.HANDOFF
     await call.emit(Concluded(Outcome.CHAT if chat else Outcome.LINK_SENT))
     return State.CLOSE
-
-
-class _Missing(dict[str, str]):
-    """format_map helper: unknown placeholders stay empty instead of raising."""
-
-    def __missing__(self, key: str) -> str:
-        return ""

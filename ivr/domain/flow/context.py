@@ -7,11 +7,12 @@ turns and never goes into the record (counters, the last utterance).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from ivr.domain.flow.config import FlowConfig
@@ -45,6 +46,9 @@ from ivr.domain.ports import (
 )
 from ivr.domain.prompts import MONTHS, WEEKDAYS, render, words
 from ivr.domain.troubleshoot import EMPTY_BOOK, ScriptBook
+
+if TYPE_CHECKING:
+    from ivr.domain.flow.prepare import Ready
 
 Reply = Literal["yes", "no", "agent", "none", "other"]
 
@@ -104,6 +108,10 @@ class Call:
         self.cfg = config
         self.journal = journal
         self.dialogue = Dialogue()
+        # Answers prepared while the caller speaks (ivr.domain.flow.prepare): the task
+        # doing it, and what is ready by answer_ref.
+        self.preparing: asyncio.Task[None] | None = None
+        self.ready: dict[str, Ready] = {}
         self._tz = ZoneInfo(config.timezone)
 
     # ---------------------------------------------------------------- record
@@ -145,6 +153,11 @@ class Call:
     async def say(self, key: str, **params: object) -> None:
         prompt = self.prompt(key, **params)
         await self.emit(Said(prompt.text, key))
+        await self.channel.say(prompt)
+
+    async def say_prompt(self, prompt: Prompt) -> None:
+        """Say an already rendered prompt (e.g. one prepared ahead)."""
+        await self.emit(Said(prompt.text, prompt.key))
         await self.channel.say(prompt)
 
     async def listen(self, key: str | None, **params: object) -> Utterance | None:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from ivr.domain.flow import act, handoff, identify, online, survey, understand
+from ivr.domain.flow import act, handoff, identify, online, prepare, survey, understand
 from ivr.domain.flow.config import FlowConfig
 from ivr.domain.flow.context import Call, FlowPorts
 from ivr.domain.flow.events import Ended
@@ -110,6 +110,10 @@ class CallFlow:
         outcome: Outcome | None = None
         try:
             while self._state is not State.DONE:
+                if self._state is State.GREET:
+                    # Identified by caller ID (or not): the likely answers are prepared
+                    # while the greeting plays and the caller asks.
+                    prepare.start(self._call)
                 nxt = await self._handlers[self._state](self._call)
                 self._state = check_transition(self._state, nxt)
         except CallerHungUp:
@@ -121,6 +125,7 @@ class CallFlow:
             if not await handoff.fail_safe(self._call, self._state, exc):
                 dropped, outcome = Step.HANDOFF, Outcome.ABANDONED
         finally:
+            await prepare.stop(self._call)
             # A caller who hangs up after being served keeps that outcome.
             outcome = outcome or self.contact.outcome or Outcome.ABANDONED
             await self.journal.emit(Ended(outcome, self._call.now(), dropped))

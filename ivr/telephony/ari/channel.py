@@ -19,6 +19,7 @@ import dataclasses
 import enum
 import logging
 import math
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -923,6 +924,18 @@ class AriCallChannel:
             if isinstance(ev, ChannelDestroyed) and ev.channel.id == self._id:
                 return None
 
+    async def prepare(self, prompt: Prompt) -> None:
+        """PromptWarmer: synthesise ``prompt`` into the prompt cache now, so saying it
+        later costs a cache hit (the resolver makes one file per text, once).
+
+        One such synthesis at a time on the node: it runs in the default executor's
+        threads, which the recogniser's voice detection and decodes and the database
+        lookups share; with every call warming its answers at once (five calls at load
+        17) the callers' speech went undetected. Ahead-of-time work must not take the
+        threads the live turns need."""
+        async with _warming():
+            await self._prompts.resolve(prompt)
+
     async def close(self) -> None:
         """End of the call task: release media and the event subscription."""
         self._cancel_ack()
@@ -931,6 +944,19 @@ class AriCallChannel:
             await self._teardown_media()
         finally:
             self._events.close()
+
+
+_WARMING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+def _warming() -> asyncio.Semaphore:
+    """The node's (the running loop's) one slot for synthesis ahead of time."""
+    loop = asyncio.get_running_loop()
+    slot = _WARMING.get(loop)
+    if slot is None:
+        slot = _WARMING[loop] = asyncio.Semaphore(1)
+    return slot
 
 
 class TurnTimingObserver:

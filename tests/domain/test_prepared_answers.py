@@ -1,0 +1,127 @@
+"""Answers prepared while the caller speaks: the opening hours and a known caller's
+order are looked up (and, on an audio channel, synthesised) after identification, so
+the reply needs no lookup once the intent is understood; the work ends with the call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from ivr.domain.flow import CallFlow, FlowConfig, FlowPorts
+from ivr.domain.model import (
+    Caller,
+    Customer,
+    Language,
+    OpeningStatus,
+    Order,
+    Outcome,
+    Presentation,
+    Utterance,
+)
+from ivr.domain.ports import Prompt
+from ivr.domain.routing import SimpleRouter
+from ivr.telephony.text_channel import TextCallChannel
+from ivr.testing.fakes import (
+    FakeAgentPool,
+    FakeCatalogue,
+    FakeDirectory,
+    FakeKnowledge,
+    FakeLinks,
+    FakeMessenger,
+    Faults,
+    FixedClock,
+    KeywordMatcher,
+)
+
+BOB = Customer(id=2, customer_no="1002", name="Bob Smith", language="en", region="Leeds",
+               postcode="LS1", tier="standard", numbers=("+447700900123",))
+
+
+def _caller(number: str) -> Caller:
+    return Caller(raw=number, number=number, presentation=Presentation.VALID)
+
+
+@dataclass
+class WarmingChannel(TextCallChannel):
+    """A text channel with a prompt cache to warm; the caller takes a moment to ask
+    (real time passes while the question is spoken), and then the ``faults`` given
+    take the back end down: what is said after that must have been prepared."""
+
+    prepared: list[Prompt] = field(default_factory=list)
+    down_after_question: Faults | None = None
+
+    async def prepare(self, prompt: Prompt) -> None:
+        self.prepared.append(prompt)
+
+    async def listen(self, prompt: Prompt | None, *, timeout_s: float,
+                     phrases: Sequence[str] = ()) -> Utterance | None:
+        await asyncio.sleep(0.2)  # the caller speaks
+        if self.down_after_question is not None and prompt is not None \
+                and prompt.key == "ask_question":
+            self.down_after_question.fail("knowledge")
+            self.down_after_question.fail("directory")
+        return await super().listen(prompt, timeout_s=timeout_s, phrases=phrases)
+
+
+def _flow(ch: TextCallChannel, faults: Faults, knowledge: FakeKnowledge | None = None
+          ) -> CallFlow:
+    directory = FakeDirectory(customers=[BOB], order_book={
+        2: [Order("B777", "processing", date(2026, 11, 28))]}, faults=faults)
+    knowledge = knowledge or FakeKnowledge(answers={
+        ("opening_hours", "en"): "We are open weekdays from 8 to 18. {today_status}"},
+        faults=faults)
+    ports = FlowPorts(directory=directory, knowledge=knowledge, catalogue=FakeCatalogue(),
+                      matcher=KeywordMatcher(), router=SimpleRouter(FakeAgentPool()),
+                      messenger=FakeMessenger(), links=FakeLinks(), clock=FixedClock())
+    return CallFlow(ch, ports=ports, config=FlowConfig())
+
+
+async def test_the_opening_hours_answer_is_ready_before_the_question_is_heard() -> None:
+    """Prepared while the caller spoke: with the knowledge base down from the question
+    on, the caller still hears today's opening hours (a lookup then would have sent them
+    to a human), in the very words synthesised ahead."""
+    faults = Faults()
+    ch = WarmingChannel(caller_info=_caller("+31699999999"),
+                        script=["what are your opening hours", "yes"],
+                        down_after_question=faults)
+    result = await _flow(ch, faults).run()
+    said = [t.text for t in ch.turns if t.speaker == "ivr"]
+    answer = next(s for s in said if "open weekdays" in s)
+    assert [p.text for p in ch.prepared] == [answer]
+    assert result.outcome is Outcome.SELF_SERVED
+    assert result.contact.action == "answer:opening_hours"
+
+
+async def test_a_known_callers_order_status_is_ready_before_the_question() -> None:
+    faults = Faults()
+    ch = WarmingChannel(caller_info=_caller("+447700900123"),
+                        script=["where is my order", "yes"], down_after_question=faults)
+    result = await _flow(ch, faults).run()
+    said = [t.text for t in ch.turns if t.speaker == "ivr"]
+    status = next(s for s in said if "7 7 7" in s)
+    assert status in [p.text for p in ch.prepared]
+    assert result.outcome is Outcome.SELF_SERVED
+
+
+class HangingKnowledge(FakeKnowledge):
+    """A knowledge base whose opening-hours lookup never returns."""
+
+    async def opening(self, channel: str, at: datetime) -> OpeningStatus:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def answer(self, key: str, language: Language) -> str | None:
+        return "We are open. {today_status}"
+
+
+async def test_what_is_still_being_prepared_is_cancelled_when_the_caller_hangs_up() -> None:
+    ch = TextCallChannel(caller_info=_caller("+31699999999"), script=["hangup"])
+    flow = _flow(ch, Faults(), HangingKnowledge())
+    task = asyncio.create_task(flow.run())
+    async with asyncio.timeout(5):
+        result = await task
+    assert result.outcome is Outcome.ABANDONED
+    assert flow._call.preparing is None  # stopped (and awaited) at the call's end
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "prepare-answers"]
