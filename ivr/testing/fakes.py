@@ -40,6 +40,10 @@ from ivr.domain.model import (
 )
 from ivr.domain.ports import PortError
 
+# The tests' known caller: a caller-ID customer with one number, no PIN, in Leeds.
+BOB = Customer(id=2, customer_no="1002", name="Bob Smith", language="en", region="Leeds",
+               postcode="LS1", tier="standard", numbers=("+447700900123",))
+
 PortName = Literal["directory", "knowledge", "matcher", "agents", "contacts", "messenger",
                    "recognizer"]
 PORT_NAMES: frozenset[str] = frozenset(get_args(PortName))

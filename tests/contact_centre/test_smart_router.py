@@ -24,6 +24,7 @@ from ivr.domain.model import Caller, ChatStatus, Customer, Outcome, Presentation
 from ivr.domain.smart_routing import RoutingPolicy, expected_wait_s
 from ivr.telephony.text_channel import TextCallChannel
 from ivr.testing.fakes import (
+    BOB,
     FakeAgentPool,
     FakeCatalogue,
     FakeDirectory,
@@ -38,8 +39,6 @@ from ivr.testing.fakes import (
 NOW = 1_000_000.0
 GOLD = Customer(id=7, customer_no="1007", name="Gail Gold", language="en", region="Leeds",
                 postcode="LS1", tier="gold", numbers=("+447700900777",))
-BOB = Customer(id=2, customer_no="1002", name="Bob Smith", language="en", region="Leeds",
-               postcode="LS1", tier="standard", numbers=("+447700900123",))
 
 
 def agent(n: int, skills: dict[str, int], region: str = "Leeds",

@@ -12,7 +12,6 @@ from datetime import date, datetime
 from ivr.domain.flow import CallFlow, FlowConfig, FlowPorts
 from ivr.domain.model import (
     Caller,
-    Customer,
     Language,
     OpeningStatus,
     Order,
@@ -24,6 +23,7 @@ from ivr.domain.ports import Prompt
 from ivr.domain.routing import SimpleRouter
 from ivr.telephony.text_channel import TextCallChannel
 from ivr.testing.fakes import (
+    BOB,
     FakeAgentPool,
     FakeCatalogue,
     FakeDirectory,
@@ -34,9 +34,6 @@ from ivr.testing.fakes import (
     FixedClock,
     KeywordMatcher,
 )
-
-BOB = Customer(id=2, customer_no="1002", name="Bob Smith", language="en", region="Leeds",
-               postcode="LS1", tier="standard", numbers=("+447700900123",))
 
 
 def _caller(number: str) -> Caller:

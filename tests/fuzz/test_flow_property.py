@@ -26,6 +26,7 @@ from ivr.domain.model import Caller, Customer, Order, Outcome, Presentation
 from ivr.domain.routing import SimpleRouter
 from ivr.telephony.text_channel import TextCallChannel
 from ivr.testing.fakes import (
+    BOB,
     FakeAgentPool,
     FakeCatalogue,
     FakeDirectory,
@@ -39,8 +40,6 @@ from ivr.testing.fakes import (
 
 ANNA = Customer(id=1, customer_no="1001", name="Anna de Vries", language="nl", region="Utrecht",
                 postcode="3511AB", tier="gold", numbers=("+31612345678",), has_pin=True)
-BOB = Customer(id=2, customer_no="1002", name="Bob Smith", language="en", region="Leeds",
-               postcode="LS1", tier="standard", numbers=("+447700900123",))
 
 
 @dataclass

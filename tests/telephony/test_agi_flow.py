@@ -12,7 +12,6 @@ import pytest
 from ivr.domain.flow import CallFlow, ContactLogObserver, FlowConfig, FlowPorts
 from ivr.domain.model import (
     ContactChannel,
-    Customer,
     Language,
     Order,
     Outcome,
@@ -25,6 +24,7 @@ from ivr.telephony.agi import FastAgiServer
 from ivr.telephony.agi.route import FlowAgi
 from ivr.testing.fake_agi import FakeAsterisk, env_block
 from ivr.testing.fakes import (
+    BOB,
     FakeAgentPool,
     FakeCatalogue,
     FakeDirectory,
@@ -36,9 +36,6 @@ from ivr.testing.fakes import (
     InMemoryContactLog,
     KeywordMatcher,
 )
-
-BOB = Customer(id=2, customer_no="1002", name="Bob Smith", language="en", region="Leeds",
-               postcode="LS1", tier="standard", numbers=("+447700900123",))
 
 
 class Sounds:
