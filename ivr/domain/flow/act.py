@@ -5,7 +5,6 @@ the hand-off phase)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
 from typing import assert_never
 
 from ivr.domain.flow import prepare
@@ -102,13 +101,12 @@ async def _say_order_status(call: Call, c: Customer) -> str:
     if got is not None:  # looked up and synthesised while the caller spoke
         await call.say_prompt(got.prompt)
         return got.detail
-    orders = call.dialogue.orders or await call.ports.directory.orders(c.id)
-    recent = sorted(orders, key=lambda o: (o.is_open, o.eta or date.min), reverse=True)
-    if not recent:
+    order = await prepare.latest_order(call, c)
+    if order is None:
         await call.say("no_orders")
         return "none"
-    await call.say("order_status", **order_params(call, recent[0]))
-    return recent[0].order_no
+    await call.say("order_status", **order_params(call, order))
+    return order.order_no
 
 
 async def feedback(call: Call) -> State:

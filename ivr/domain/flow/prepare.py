@@ -22,7 +22,7 @@ from datetime import date, datetime
 
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.identify import order_params
-from ivr.domain.model import Customer
+from ivr.domain.model import Customer, Order
 from ivr.domain.ports import Prompt, PromptWarmer
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,20 @@ async def _warm(call: Call, ref: str, got: Ready | None) -> None:
     call.ready[ref] = got
 
 
+async def latest_order(call: Call, c: Customer) -> Order | None:
+    """The order a caller asking about "my order" means: an open one first, then the
+    latest expected; None without orders."""
+    orders = call.dialogue.orders or await call.ports.directory.orders(c.id)
+    return max(orders, key=lambda o: (o.is_open, o.eta or date.min), default=None)
+
+
 async def _order_status(call: Call, c: Customer) -> Ready | None:
     at = call.now()
-    orders = call.dialogue.orders or await call.ports.directory.orders(c.id)
-    recent = sorted(orders, key=lambda o: (o.is_open, o.eta or date.min), reverse=True)
-    if not recent:
+    order = await latest_order(call, c)
+    if order is None:
         return None
-    return Ready(call.prompt("order_status", **order_params(call, recent[0])),
-                 recent[0].order_no, at, c.id)
+    return Ready(call.prompt("order_status", **order_params(call, order)),
+                 order.order_no, at, c.id)
 
 
 async def _opening_hours(call: Call, c: Customer | None) -> Ready | None:
