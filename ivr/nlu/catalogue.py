@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ivr.domain.model import LANGUAGES, IntentSpec, Language, Scenario
+from ivr.nlu.content_gate import shipped_function_words
 
 SKILLS: frozenset[str] = frozenset(
     {
@@ -105,7 +106,7 @@ class YamlIntentCatalogue:
         often they occur; words that carry no request ("the", "my", "please") are left
         out. Sorted alphabetically, Whisper's 500-character hotword budget held only
         "a" to "automatically": "refund", "password" and "reset" never reached it."""
-        function = _function_words(language)
+        function = shipped_function_words(language) or frozenset()
         counts: Counter[str] = Counter()
         for text, _ in self._examples.get(language, []):
             # Contractions ("i'm", "don't") are grammar too.
@@ -121,11 +122,6 @@ class YamlIntentCatalogue:
         return list(seen)
 
 
-def _function_words(language: Language) -> frozenset[str]:
-    from ivr.nlu.content_gate import load_function_words
-
-    path = Path(__file__).parent / "data" / f"function_words_{language}.txt"
-    return load_function_words(path) if path.is_file() else frozenset()
 
 
 def load_catalogue(

@@ -46,6 +46,13 @@ def load_function_words(path: Path) -> frozenset[str]:
     return frozenset(out)
 
 
+def shipped_function_words(language: str) -> frozenset[str] | None:
+    """The content gate's function words for ``language`` (hesitations, greetings,
+    grammar words; ivr/nlu/data/function_words_<lang>.txt); None when not shipped."""
+    path = Path(__file__).parent / "data" / f"function_words_{language}.txt"
+    return load_function_words(path) if path.is_file() else None
+
+
 class ContentGate:
     """Built from the in-scope training texts and a language's function words."""
 

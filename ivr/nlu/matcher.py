@@ -16,7 +16,7 @@ from pathlib import Path
 from ivr.domain.model import IntentMatch, IntentScore, Language, known_language
 from ivr.nlu.catalogue import YamlIntentCatalogue
 from ivr.nlu.classifier import ClassifierConfig, IntentClassifier, Prediction
-from ivr.nlu.content_gate import load_function_words
+from ivr.nlu.content_gate import shipped_function_words
 from ivr.nlu.embedder import CachedEmbedder, Embedder
 
 log = logging.getLogger(__name__)
@@ -288,13 +288,6 @@ def shipped_negatives(language: str) -> list[str]:
     if not path.is_file():
         return []
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def shipped_function_words(language: str) -> frozenset[str] | None:
-    """The content gate's function words for ``language`` (hesitations, greetings,
-    grammar words; ivr/nlu/data/function_words_<lang>.txt); None when not shipped."""
-    path = _DATA / f"function_words_{language}.txt"
-    return load_function_words(path) if path.is_file() else None
 
 
 def default_matcher(

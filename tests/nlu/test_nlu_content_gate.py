@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from ivr.nlu.classifier import IntentClassifier
-from ivr.nlu.content_gate import ContentGate, load_function_words, words
-from ivr.nlu.matcher import shipped_function_words
+from ivr.nlu.content_gate import ContentGate, load_function_words, shipped_function_words, words
 
 EXAMPLES = ["where is my order", "my invoice is too high", "cancel my contract",
             "ik wil mijn abonnement opzeggen", "er is een internetstoring",
