@@ -71,7 +71,7 @@ class SqlTimeline(_SqlAdapter):
         return out
 
     def timeline_sync(self, customer_id: int, limit: int = 50) -> list[TimelineEntry]:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return merge_timeline(self._contacts(conn, customer_id, limit),
                                   self._events(conn, customer_id, limit), limit=limit)
 

@@ -173,18 +173,34 @@ def customer_card_of(app: Any) -> CustomerCard:
     recent cross-channel history and the timeline (calls, messages, links opened)."""
     timeline = SqlTimeline(app.engine)
 
-    async def customer_card(customer_id: int) -> dict[str, Any] | None:
-        c = await app.directory.find_by_id(customer_id)
-        if c is None:
-            return None
-        orders = await app.directory.orders(customer_id)
-        history = await app.contacts.history(customer_id=customer_id, limit=6)
-        outages = await app.knowledge.outages(c.region, app.clock.now())
+    async def events_of(customer_id: int) -> list[dict[str, Any]]:
         try:
-            events = [e.as_dict() for e in await timeline.timeline(customer_id, 12)]
+            return [e.as_dict() for e in await timeline.timeline(customer_id, 12)]
         except PortError as exc:  # the screen-pop goes out without it
             log.warning("timeline of customer %s unavailable: %s", customer_id, exc)
-            events = []
+            return []
+
+    async def customer_card(customer_id: int) -> dict[str, Any] | None:
+        # The reads run side by side: one after another they were five thread hops and
+        # round-trip chains, and the agent waits for the slowest only (on PostgreSQL at
+        # 10 M contacts: screen-pop p99 51.9 ms in sequence).
+        try:
+            async with asyncio.TaskGroup() as tg:
+                found = tg.create_task(app.directory.find_by_id(customer_id))
+                orders_t = tg.create_task(app.directory.orders(customer_id))
+                history_t = tg.create_task(app.contacts.history(customer_id=customer_id,
+                                                                limit=6))
+                events_t = tg.create_task(events_of(customer_id))
+        except ExceptionGroup as group:  # callers handle the port's one named error
+            port = group.subgroup(PortError)
+            if port is None:
+                raise
+            raise port.exceptions[0] from group
+        c = found.result()
+        if c is None:
+            return None
+        orders, history, events = orders_t.result(), history_t.result(), events_t.result()
+        outages = await app.knowledge.outages(c.region, app.clock.now())
         return {
             "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,
             "language": c.language, "region": c.region, "postcode": c.postcode,

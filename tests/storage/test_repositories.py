@@ -350,7 +350,51 @@ async def test_caller_id_lookup_survives_a_postgres_restart() -> None:
         server = start_postgres(root, port=port)
         c = await d.find_by_number("+31201234000")
         assert c is not None and c.customer_no == "1003"
+        # The screen-pop's reads share the same autocommit engine, and its retry.
+        server.stop()
+        server = start_postgres(root, port=port)
+        assert (await d.find_by_id(c.id)) == c
+        assert [o.order_no for o in await d.orders(c.id)] == [
+            o.order_no for o in await SqlCustomerDirectory(engine).orders(c.id)]
         engine.dispose()
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_reads_share_one_autocommit_twin_disposed_with_the_engine(engine: Engine) -> None:
+    """One-statement reads run without a transaction on PostgreSQL (one round trip, not
+    three), on one twin per engine that goes when the engine is disposed; SQLite keeps
+    its one engine."""
+    from ivr.storage.db import read_engine
+
+    twin = read_engine(engine)
+    assert read_engine(engine) is twin
+    if engine.dialect.name == "sqlite":
+        assert twin is engine
+        return
+    with twin.connect() as conn:  # psycopg's own flag: no BEGIN is sent
+        assert conn.connection.dbapi_connection.autocommit is True  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        assert conn.connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
+    assert twin.pool.checkedin() == 1  # type: ignore[attr-defined]
+    engine.dispose()
+    assert twin.pool.checkedin() == 0  # type: ignore[attr-defined]
+
+
+async def test_customer_card_on_a_broken_database_raises_the_ports_error(
+        tmp_path: Path) -> None:
+    """The card's reads run side by side in a task group; a failing read still reaches
+    the screen-pop as the port's one named error (it then shows the contact without
+    the card), not as an exception group."""
+    from ivr.clock import PinnedClock
+    from ivr.web.app import customer_card_of
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no schema: every read fails
+    app = type("App", (), {
+        "engine": engine, "directory": SqlCustomerDirectory(engine),
+        "contacts": SqlContactLog(engine), "knowledge": SqlKnowledgeBase(engine),
+        "clock": PinnedClock(datetime(2026, 11, 24, 12, tzinfo=UTC))})()
+    with pytest.raises(PortError, match="database error"):
+        await customer_card_of(app)(1)
+    engine.dispose()
