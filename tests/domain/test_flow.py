@@ -293,6 +293,28 @@ async def test_rejected_request_is_never_routed_even_with_a_confident_best(rig: 
     assert result.contact.intent == "order_status"
 
 
+async def test_a_rejected_guess_outside_the_catalogue_is_asked_again(rig: Rig) -> None:
+    """A rejected match is re-asked whatever intent it names, even one the catalogue
+    lacks (a model trained on more intents than the line serves): the caller is asked
+    again, not sent to the fail-safe."""
+
+    class StrayMatcher:
+        async def match(self, text: str, language: str) -> IntentMatch:
+            if "order" in text:
+                return IntentMatch(ranked=(IntentScore("order_status", 0.95),),
+                                   out_of_scope=False)
+            return IntentMatch(ranked=(IntentScore("book_flight", 0.91),), out_of_scope=True)
+
+    rig.matcher = StrayMatcher()  # type: ignore[assignment]
+    result, ch = await rig.call(["book me a flight", "where is my order"],
+                                caller("+447700900123"))
+    assert "didn't catch that" in ivr_text(ch)
+    intent_steps = [s.detail for s in result.contact.steps if s.step is Step.INTENT]
+    assert intent_steps[0].get("result") == "not_understood"
+    assert intent_steps[0].get("best") == "book_flight"
+    assert result.contact.intent == "order_status"
+
+
 async def test_busy_matcher_offers_the_keypad_at_once(rig: Rig) -> None:
     """An overloaded matcher (queue full or too slow) gives the keypad menu straight
     away: no "say that again" that would only queue more work; the call goes on."""

@@ -57,17 +57,19 @@ async def understand(call: Call) -> State:
         if agent is not None:
             return await accept(call, agent, 1.0, via="agent_words")
     spec = call.ports.catalogue.spec(best.intent) if best is not None else None
-    if best is not None and spec is None:
-        raise LookupError(f"matcher returned unknown intent {best.intent!r}")
     verdict = decide(match, call.cfg, sensitive=spec is not None and spec.sensitive,
                      asr_confidence=u.confidence)
-    if verdict == "reject" or best is None or spec is None:
+    if verdict == "reject" or best is None:
         d.misunderstood += 1
         await call.step(Step.INTENT, result="not_understood",
                         best=best.intent if best else None,
                         confidence=round(best.confidence, 3) if best else None,
                         count=d.misunderstood)
         return State.ASK if call.reprompts_left() else State.KEYPAD
+    if spec is None:
+        # Checked after rejection: a rejected guess is re-asked whatever it named; one
+        # the flow would act on must be in the catalogue (the fail-safe: a human).
+        raise LookupError(f"matcher returned unknown intent {best.intent!r}")
     if verdict == "confirm":
         d.spec = spec
         return State.CONFIRM
