@@ -5,6 +5,7 @@ every unexpected error takes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -216,28 +217,35 @@ async def queue_exit(call: Call) -> State:
     return State.HANDOFF
 
 
+def _screen(*, session: str, question: str | None, intent: str | None, scenario: Scenario,
+            skill: str | None, priority: int, reason: str | None, transcript: Sequence[str],
+            verified: bool, customer: dict[str, Any] | None,
+            decision: RouteDecision | None = None) -> dict[str, Any]:
+    """The one shape of a screen-pop, live or from a saved record: the desktop and the
+    hub read these keys, so both builders below go through here."""
+    return {
+        "session": session, "question": question, "intent": intent,
+        "scenario": scenario.value, "skill": skill, "priority": priority, "reason": reason,
+        "position": decision.position if decision else None,
+        "expected_wait_s": decision.expected_wait_s if decision else None,
+        "preferred_agent": decision.preferred_agent if decision else None,
+        "side": decision.side if decision else None,
+        "verified": verified, "transcript": list(transcript), "customer": customer,
+    }
+
+
 def screen_context(call: Call, decision: RouteDecision) -> dict[str, Any]:
     """What the agent's screen pops with: question, transcript, routing, customer."""
     c = call.journal.customer
-    return {
-        "session": call.journal.contact.id,
-        "question": call.journal.contact.question,
-        "intent": decision.intent,
-        "scenario": decision.scenario.value,
-        "skill": decision.skill,
-        "priority": decision.priority,
-        "reason": decision.reason,
-        "position": decision.position,
-        "expected_wait_s": decision.expected_wait_s,
-        "preferred_agent": decision.preferred_agent,
-        "side": decision.side,
-        "verified": call.journal.authenticated or call.journal.identified_by == "cli",
-        "transcript": list(decision.transcript),
-        "customer": None if c is None else {
+    return _screen(
+        session=call.journal.contact.id, question=call.journal.contact.question,
+        intent=decision.intent, scenario=decision.scenario, skill=decision.skill,
+        priority=decision.priority, reason=decision.reason, transcript=decision.transcript,
+        verified=call.journal.authenticated or call.journal.identified_by == "cli",
+        customer=None if c is None else {
             "id": c.id, "customer_no": c.customer_no, "name": c.name, "tier": c.tier,
             "region": c.region, "language": c.language,
-        },
-    }
+        }, decision=decision)
 
 
 def saved_screen(contact: ContactSnapshot, *, reason: str, scenario: Scenario,
@@ -245,13 +253,11 @@ def saved_screen(contact: ContactSnapshot, *, reason: str, scenario: Scenario,
     """The screen of a caller whose node stopped serving them (adopted by a standby, or
     queued by the dialplan after the lease ran out): :func:`screen_context`'s shape,
     from the saved record alone, so the agent still sees the question and transcript."""
-    return {
-        "session": contact.id, "question": contact.question, "intent": contact.intent,
-        "scenario": scenario.value, "skill": skill, "priority": priority, "reason": reason,
-        "position": None, "expected_wait_s": None, "preferred_agent": None, "side": None,
-        "verified": False, "transcript": list(contact.transcript),
-        "customer": None if contact.customer_id is None else {"id": contact.customer_id},
-    }
+    return _screen(
+        session=contact.id, question=contact.question, intent=contact.intent,
+        scenario=scenario, skill=skill, priority=priority, reason=reason,
+        transcript=contact.transcript, verified=False,
+        customer=None if contact.customer_id is None else {"id": contact.customer_id})
 
 
 async def close(call: Call) -> State:
