@@ -12,6 +12,12 @@ public sets nobody on this project wrote, plus a short hand-written Dutch list:
 * xSID 0.7 (CC BY-SA 4.0): voice-assistant requests (alarms, weather, music,
   reminders, restaurants), English and Dutch, half of the rows (the other half
   is dev);
+* NLU++ (CC BY 4.0): hotel requests (bookings, rooms, spa, restaurant,
+  parking), near misses of a customer line's wording; folds 0-9 train, 10-19
+  are dev;
+* for Dutch also the English CLINC150 and NLU++ rows and the English near
+  misses (``CROSS_LINGUAL``): Dutch has no such public sets, and its encoder
+  (multilingual e5) is cross-lingual;
 * ``scripts/negatives/junk_{en,nl}.txt``: what a recogniser produces when a
   caller says nothing useful ("uh", "blah blah blah", "thank you", "thanks for
   watching", background talk), written for this (``dev_junk_*`` is dev only);
@@ -40,6 +46,8 @@ PER_INTENT = 15
 PER_TEMPLATE = 8
 DEV_INTENT_SHARE = 0.2
 SEED = 18
+CROSS_LINGUAL = True  # Dutch also trains on the English CLINC150 / NLU++ / near-miss rows
+NLUPP_HOTELS = True
 
 # CLINC150 intents a Kanaal caller could mean one of our intents by (bills and
 # payments, accounts and PINs, orders, devices, "cancel", "are you a person").
@@ -77,6 +85,10 @@ def split(data: Path) -> dict[str, tuple[list[str], list[str]]]:
     for label in sorted(dev_intents):
         en_dev += rng.sample(by_intent[label], 10)
 
+    clinc_en = list(en_train)  # CLINC150's part, before xSID and the written rows
+    hotels_train, hotels_dev = _nlupp_hotels(data)
+    en_train += hotels_train
+    en_dev += hotels_dev
     xsid_idx = list(range(300))
     rng.shuffle(xsid_idx)
     half = set(xsid_idx[:150])
@@ -86,6 +98,13 @@ def split(data: Path) -> dict[str, tuple[list[str], list[str]]]:
         train += [r for i, r in enumerate(rows) if i in half]
         dev += [r for i, r in enumerate(rows) if i not in half]
         out[lang] = (train, dev)
+    if CROSS_LINGUAL:
+        # Dutch has no CLINC150 or NLU++: its encoder (multilingual e5) places an
+        # English request near its Dutch wording, so the English off-topic rows
+        # also teach the Dutch model where other domains lie (dev, Dutch only:
+        # near misses rejected 82.5 -> 83.9 %, in scope 95.0 -> 95.2 %).
+        out["nl"][0].extend(clinc_en + hotels_train)
+        out["nl"][0].extend(_lines(WRITTEN / "near_en.txt"))
     for lang in ("en", "nl"):
         written = _lines(WRITTEN / f"written_{lang}.txt")
         out[lang][0].extend(w for i, w in enumerate(written) if i % 3)
@@ -103,6 +122,22 @@ def split(data: Path) -> dict[str, tuple[list[str], list[str]]]:
         out[lang][0].extend(_lines(WRITTEN / f"junk_{lang}.txt"))
         out[lang][1].extend(_lines(WRITTEN / f"dev_junk_{lang}.txt"))
     return out
+
+
+def _nlupp_hotels(data: Path) -> tuple[list[str], list[str]]:
+    """NLU++ (CC BY 4.0) hotel requests (bookings, rooms, spa, restaurant, parking):
+    near misses of a customer line ("how do i cancel my restaurant booking");
+    folds 0-9 train, 10-19 dev. Empty when the set is absent."""
+    root = data / "nlupp" / "nlupp" / "data" / "hotels"
+    if not NLUPP_HOTELS or not root.is_dir():
+        return [], []
+    train: list[str] = []
+    dev: list[str] = []
+    for k in range(20):
+        rows = json.loads((root / f"fold{k}.json").read_text(encoding="utf-8"))
+        texts = [str(r["text"]).strip() for r in rows if r.get("intents")]
+        (train if k < 10 else dev).extend(t for t in texts if t)
+    return train, dev
 
 
 def templated(lang: str, rng: random.Random) -> list[str]:

@@ -30,7 +30,7 @@ gain was within noise, so it is off. The calibration model and the final
 model are fitted side by side in two threads.
 
 With many out-of-scope examples (``oos_class_min``; the production matcher
-ships about 2,300 English and 860 Dutch off-topic requests, a third of them
+ships about 2,800 English and 3,100 Dutch off-topic requests, many of them
 near misses of a telecom / web-shop line: "my gas bill", "my parcel from
 ikea", "the bank app's password") they are also a class of their own in the
 SVM and ridge, and the best intent's lead over that class is a calibration
