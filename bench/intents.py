@@ -43,7 +43,7 @@ from ivr.nlu.evaluation import (  # noqa: E402
 from ivr.nlu.matcher import HybridIntentMatcher, default_matcher  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "kanaal" / "nlu"  # the machine-wide embedding cache
-OPEN_SETS = ("heldout_e", "heldout_f", "heldout_g")
+OPEN_SETS = ("heldout_e", "heldout_f", "heldout_g", "heldout_h")
 
 
 def public(name: str, data: Path, embedder: Embedder | None, folds: int) -> EvalResult:
@@ -174,10 +174,23 @@ def is_off_topic(row: dict[str, str]) -> bool:
     return row["intent"] in ("oos", "out_of_scope") or is_junk(row)
 
 
-def oos_groups(name: str, rows: list[dict[str, str]]) -> list[str]:
-    """Per off-topic row (in file order), its group: 'junk' or 'other', or the
-    set's own groups (OOS_GROUPS)."""
+def _kinds_file(name: str, lang: str) -> dict[str, str]:
+    """text -> group from ``<set>_oos_kinds.csv`` (lang,text,kind), which later sets
+    (heldout_h on) ship beside their rows; empty when the set has none."""
+    path = ROOT / "tests" / "nlu" / "data" / f"{name}_oos_kinds.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {r["text"]: r["kind"] for r in csv.DictReader(fh) if r["lang"] == lang}
+
+
+def oos_groups(name: str, rows: list[dict[str, str]], lang: str = "en") -> list[str]:
+    """Per off-topic row (in file order), its group: the set's own groups (a kinds
+    file, or OOS_GROUPS), else 'junk' or 'other'."""
     off = [r for r in rows if is_off_topic(r)]
+    kinds = _kinds_file(name, lang)
+    if kinds and all(r["text"] in kinds for r in off):
+        return [kinds[r["text"]] for r in off]
     spec = OOS_GROUPS.get(name)
     if spec is None or sum(n for _, n in spec) != len(off):
         return ["junk" if is_junk(r) else "other" for r in off]
@@ -186,7 +199,7 @@ def oos_groups(name: str, rows: list[dict[str, str]]) -> list[str]:
 
 def open_set(matcher: HybridIntentMatcher, lang: str, name: str = "heldout_e",
              confirm_below: float = 0.6) -> str:
-    """Figures on an open test set (heldout_e, heldout_f, heldout_g: in-scope and
+    """Figures on an open test set (heldout_e to heldout_h: in-scope and
     out-of-scope rows, written without sight of the catalogue): in-scope rows
     answered right and not rejected; out-of-scope rows rejected (junk rows, a
     caller saying nothing useful, apart; other groups where the set has them),
@@ -200,7 +213,7 @@ def open_set(matcher: HybridIntentMatcher, lang: str, name: str = "heldout_e",
     matches = matcher.predict_many([r["text"] for r in rows], lang)
     ins = [(m, r) for m, r in zip(matches, rows, strict=True) if not is_off_topic(r)]
     off = [m for m, r in zip(matches, rows, strict=True) if is_off_topic(r)]
-    groups = oos_groups(name, rows)
+    groups = oos_groups(name, rows, lang)
     top1 = sum(m.best is not None and m.best.intent == r["intent"] for m, r in ins)
     right = sum(not m.out_of_scope and m.best is not None and m.best.intent == r["intent"]
                 for m, r in ins)

@@ -499,15 +499,18 @@ def test_paraphrase_accuracy_floor(
     # Measured 2026-12-01 with the NLU++ hotel and (Dutch) cross-lingual negatives
     # (bench/intents.py --only own): heldout_e en 93.5 % / 87.3 %, nl 96.3 % / 84.5 %;
     # heldout_f en 88.9 % / 90.0 %, nl 88.0 % / 95.8 %; heldout_g (110 off-topic rows,
-    # junk apart) en 92.6 % / 87.3 %, nl 89.6 % / 90.0 % (target 95 / 90).
+    # junk apart) en 92.6 % / 87.3 %, nl 89.6 % / 90.0 % (target 95 / 90); heldout_h
+    # (170 off-topic rows, junk included; measured once, after the change it
+    # measures) en 95.6 % / 89.4 %, nl 91.1 % / 91.8 %.
     ("en", 0.90, 0.84, "heldout_e"), ("nl", 0.93, 0.81, "heldout_e"),
     ("en", 0.86, 0.87, "heldout_f"), ("nl", 0.85, 0.92, "heldout_f"),
     ("en", 0.89, 0.89, "heldout_g"), ("nl", 0.87, 0.90, "heldout_g"),
+    ("en", 0.93, 0.87, "heldout_h"), ("nl", 0.89, 0.89, "heldout_h"),
 ])
 def test_open_sets_reject_off_topic_and_keep_in_scope(
     full: HybridIntentMatcher, lang: str, in_floor: float, oos_floor: float, name: str
 ) -> None:
-    """Regression floors on heldout_e, heldout_f and heldout_g (written without sight
+    """Regression floors on heldout_e to heldout_h (written without sight
     of the catalogue, each committed before the model it measures; never tuned on):
     in-scope rows answered right and not rejected, out-of-scope rows rejected; on
     heldout_g its 60 junk rows (the last ones) nearly all. Figures:
