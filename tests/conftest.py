@@ -42,3 +42,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = request.getfixturevalue("postgres_url")
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_understanding() -> Iterator[object]:
+    """Every App this session builds gets the intent matcher trained once per catalogue
+    (ivr.testing.understanding): fitting it took 25-45 s per App on CI."""
+    import ivr.app
+    from ivr.testing.understanding import SharedUnderstanding
+
+    shared = SharedUnderstanding(ivr.app.build_understanding)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ivr.app, "build_understanding", shared)
+        yield shared
