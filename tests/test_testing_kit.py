@@ -75,7 +75,7 @@ async def test_shared_understanding_trains_once_and_hands_out_independent_matche
     content; each App gets its own limits, pool and memo over the same models; a
     changed catalogue trains again."""
     from ivr.nlu.matcher import HybridIntentMatcher
-    from ivr.testing.understanding import SharedUnderstanding
+    from ivr.testing.shared_models import SharedUnderstanding
 
     built: list[HybridIntentMatcher] = []
 
@@ -108,3 +108,26 @@ async def test_shared_understanding_trains_once_and_hands_out_independent_matche
         (tmp_path / "en.yaml").read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
     shared(base)
     assert shared.trained == 2
+
+
+def test_shared_whisper_models_load_once_per_arguments_and_never_keep_a_failure() -> None:
+    """The session's Whisper stand-in (tests/conftest.py): one load per model and
+    options; other options load again; a failed load raises and is retried."""
+    from ivr.testing.shared_models import SharedWhisperModels
+
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    def load(path: str, **options: object) -> object:
+        calls.append((path, options))
+        if path == "broken":
+            raise RuntimeError("no model.bin")
+        return object()
+
+    shared = SharedWhisperModels(load)
+    a = shared("tiny", device="cpu", cpu_threads=1)
+    assert shared("tiny", cpu_threads=1, device="cpu") is a and shared.loads == 1
+    assert shared("tiny", device="cpu", cpu_threads=2) is not a and shared.loads == 2
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="no model"):
+            shared("broken", device="cpu")
+    assert len(calls) == 4 and shared.loads == 2

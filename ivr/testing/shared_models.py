@@ -1,22 +1,32 @@
-"""One trained intent matcher per test session, for every App a test process builds.
+"""Models a test session loads once instead of once per node it builds.
 
+**The intent matcher.**
 Training the production matcher (``ivr.app.build_understanding``: both languages'
 classifiers fitted on the catalogue plus the shipped negatives) takes 25-45 s on
 the 2-core CI machine, and every e2e test built its own node: several minutes of
 the CI budget went on fitting the same models on the same data again. The test
-session patches ``build_understanding`` with :func:`shared_understanding`: the
+session patches ``build_understanding`` with :class:`SharedUnderstanding`: the
 first App per catalogue content trains through the real function; later ones get
 a fresh matcher (its own worker pool, pending count and answer memo, the limits
-of its settings) over those same fitted models. Production code never imports
-this module.
+of its settings) over those same fitted models.
+
+**Whisper.** Every node's recogniser loaded its own ``faster_whisper.WhisperModel``
+(about 2 s at load 4) on its first call; :class:`SharedWhisperModels` hands later
+recognisers asking for the same model the one already loaded (CTranslate2 models
+serve concurrent decodes; the recogniser's own state, its batcher, grammars and
+load tracking, stays per recogniser).
+
+Production code never imports this module (tests/conftest.py installs both).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ivr.config import Settings
 from ivr.domain.model import LANGUAGES, Language
@@ -79,3 +89,24 @@ class SharedUnderstanding:
                                max_pending=settings.nlu_max_pending,
                                timeout_s=settings.nlu_timeout_s)
         return catalogue, fresh_view(template, limits)
+
+
+class SharedWhisperModels:
+    """A stand-in for ``faster_whisper.WhisperModel``: one model per set of arguments
+    (a load that fails raises as before and is not remembered)."""
+
+    def __init__(self, load: Callable[..., Any]) -> None:
+        self._load = load
+        self._loaded: dict[tuple[object, ...], Any] = {}
+        self.loads = 0  # real loads (tests of this kit)
+        self._lock = threading.Lock()
+
+    def __call__(self, model_size_or_path: str, **options: Any) -> Any:
+        key = (model_size_or_path, *sorted(options.items()))
+        with self._lock:  # recognisers load from worker threads
+            model = self._loaded.get(key)
+            if model is None:
+                model = self._load(model_size_or_path, **options)
+                self.loads += 1
+                self._loaded[key] = model
+            return model
