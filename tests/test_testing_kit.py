@@ -77,6 +77,11 @@ async def test_shared_understanding_trains_once_and_hands_out_independent_matche
     from ivr.nlu.matcher import HybridIntentMatcher
     from ivr.testing.shared_models import SharedUnderstanding
 
+    # fresh_view resets the runtime state by name: new matcher state must be sorted
+    # into "fitted, shared" or "per matcher, reset" there before this passes.
+    assert set(vars(HybridIntentMatcher())) == {
+        "_embedder", "_embedders", "_config", "_models",  # fitted: shared
+        "limits", "_pool", "_pending", "_lock", "_recent"}  # per matcher
     built: list[HybridIntentMatcher] = []
 
     def build(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
