@@ -42,3 +42,30 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = request.getfixturevalue("postgres_url")
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_understanding() -> Iterator[object]:
+    """Every App this session builds gets the intent matcher trained once per catalogue
+    (ivr.testing.shared_models): fitting it took 25-45 s per App on CI."""
+    import ivr.app
+    from ivr.testing.shared_models import SharedUnderstanding
+
+    shared = SharedUnderstanding(ivr.app.build_understanding)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ivr.app, "build_understanding", shared)
+        yield shared
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_whisper_models() -> Iterator[object]:
+    """Every recogniser this session builds shares one loaded Whisper model per model
+    directory and options (ivr.testing.shared_models): ~2 s per node otherwise."""
+    import faster_whisper
+
+    from ivr.testing.shared_models import SharedWhisperModels
+
+    shared = SharedWhisperModels(faster_whisper.WhisperModel)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(faster_whisper, "WhisperModel", shared)
+        yield shared

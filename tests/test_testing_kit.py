@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
-from ivr.domain.ports import PortError
+from ivr.config import Settings, load_settings
+from ivr.domain.ports import IntentCatalogue, IntentMatcher, PortError
+from ivr.nlu.catalogue import load_catalogue
 from ivr.testing.fakes import FakeDirectory, Faults, InMemoryContactLog, KeywordMatcher
 from ivr.testing.recognizers import ScriptedRecognizer
 
@@ -62,3 +67,72 @@ async def test_scripted_recognizer_can_be_down() -> None:
     faults.fail("recognizer")
     with pytest.raises(PortError):
         await rec.open_stream("en", sample_rate=8000)
+
+
+async def test_shared_understanding_trains_once_and_hands_out_independent_matchers(
+        tmp_path: Path) -> None:
+    """The session's shared matcher (tests/conftest.py): one training per catalogue
+    content; each App gets its own limits, pool and memo over the same models; a
+    changed catalogue trains again."""
+    from ivr.nlu.matcher import HybridIntentMatcher
+    from ivr.testing.shared_models import SharedUnderstanding
+
+    # fresh_view resets the runtime state by name: new matcher state must be sorted
+    # into "fitted, shared" or "per matcher, reset" there before this passes.
+    assert set(vars(HybridIntentMatcher())) == {
+        "_embedder", "_embedders", "_config", "_models",  # fitted: shared
+        "limits", "_pool", "_pending", "_lock", "_recent"}  # per matcher
+    built: list[HybridIntentMatcher] = []
+
+    def build(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
+        m = HybridIntentMatcher().fit(["where is my order", "opening hours", "my bill"],
+                                      ["order_status", "opening_hours", "invoice"])
+        built.append(m)
+        return load_catalogue(settings.grammars_dir, languages=("en",)), m
+
+    (tmp_path / "en.yaml").write_bytes((Path("grammars") / "en.yaml").read_bytes())
+    base = replace(load_settings(env_file=None, environ={}), grammars_dir=tmp_path,
+                   languages=("en",))
+    shared = SharedUnderstanding(build)
+    _, one = shared(base)
+    _, two = shared(replace(base, nlu_max_pending=3))
+    assert shared.trained == 1 and len(built) == 1
+    assert isinstance(one, HybridIntentMatcher) and isinstance(two, HybridIntentMatcher)
+    assert one is not built[0] and two is not one
+    assert two.limits.max_pending == 3 and one.limits.max_pending == base.nlu_max_pending
+    try:
+        first = await one.match("where is my order", "en")
+        assert first.ranked == built[0].predict("where is my order", "en").ranked
+        assert two.pending == 0 and one._recent and not two._recent
+        one.fit(["hello there", "goodbye now"], ["greet", "bye"])  # retrains only `one`
+        assert two.model("en") is built[0].model("en") is not one.model("en")
+    finally:
+        one.close()
+        two.close()
+    (tmp_path / "en.yaml").write_text(
+        (tmp_path / "en.yaml").read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    shared(base)
+    assert shared.trained == 2
+
+
+def test_shared_whisper_models_load_once_per_arguments_and_never_keep_a_failure() -> None:
+    """The session's Whisper stand-in (tests/conftest.py): one load per model and
+    options; other options load again; a failed load raises and is retried."""
+    from ivr.testing.shared_models import SharedWhisperModels
+
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    def load(path: str, **options: object) -> object:
+        calls.append((path, options))
+        if path == "broken":
+            raise RuntimeError("no model.bin")
+        return object()
+
+    shared = SharedWhisperModels(load)
+    a = shared("tiny", device="cpu", cpu_threads=1)
+    assert shared("tiny", cpu_threads=1, device="cpu") is a and shared.loads == 1
+    assert shared("tiny", device="cpu", cpu_threads=2) is not a and shared.loads == 2
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="no model"):
+            shared("broken", device="cpu")
+    assert len(calls) == 4 and shared.loads == 2
