@@ -45,6 +45,9 @@ class Settings:
     )
     default_language: str = field(default="en", metadata=_meta("language for unknown callers"))
     languages: tuple[str, ...] = field(default=LANGUAGES, metadata=_meta("supported languages"))
+    language_offer: bool = field(default=True, metadata=_meta(
+        "callers the CRM does not know hear the other language offered after the greeting "
+        "('Voor Nederlands, druk 2'); known customers keep their CRM language"))
     timezone: str = field(default="Europe/Amsterdam", metadata=_meta("IANA zone of opening hours"))
     default_region: str = field(default="NL", metadata=_meta("country for national CLIs"))
     log_level: str = field(default="INFO", metadata=_meta("DEBUG, INFO, WARNING, ERROR"))

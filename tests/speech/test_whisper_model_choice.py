@@ -42,3 +42,41 @@ def test_setting_selects_the_model_and_it_loads(tmp_path: Path) -> None:
     assert whisper.supports("en") and not whisper.supports("nl")
     assert whisper._model_dir == model  # type: ignore[attr-defined]
     whisper.model()  # loads from the copy
+
+
+def test_node_speech_languages_follow_the_model(tmp_path: Path) -> None:
+    """The flow's keypad-only rule reads the languages from the settings alone: tiny.en hears
+    English; a multilingual Whisper directory English and Dutch; a Vosk Dutch model Dutch."""
+    from ivr.app import speech_languages
+
+    base = replace(load_settings(env_file=None, environ={}), vosk_model_en=None,
+                   vosk_model_nl=None)
+    assert speech_languages(base) == ("en",)
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    (multi / "model.bin").write_bytes(b"")
+    (multi / "vocabulary.json").write_text(json.dumps([f"t{i}" for i in range(51866)]))
+    assert speech_languages(replace(base, whisper_model=multi)) == ("en", "nl")
+    assert speech_languages(replace(base, vosk_model_nl=tmp_path)) == ("en", "nl")
+
+
+async def test_detection_is_ignored_by_the_english_only_model() -> None:
+    """tiny.en cannot tell languages apart: a detecting stream decodes English and names no
+    language (the flow then keeps the caller's language)."""
+    from ivr.speech.recognizers import recognize_pcm
+    from ivr.speech.tts import FliteTts
+    from ivr.speech.whisper_engine import WhisperRecognizer, detect_language
+
+    rec = WhisperRecognizer(languages=("en",))
+    pcm = FliteTts().synthesize_pcm("what are your opening hours", "en") + bytes(16000)
+    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
+    for i in range(0, len(pcm), 320):
+        if (await stream.feed(pcm[i:i + 320])).endpoint:
+            break
+    result = await stream.finish()
+    await stream.close()
+    assert "opening hours" in result.text.lower() and result.language is None
+    assert (await recognize_pcm(rec, pcm, 8000, "en")).text == result.text
+    import numpy as np
+
+    assert detect_language(rec.model(), np.zeros(16000, dtype=np.float32), ("en", "nl")) is None

@@ -96,6 +96,12 @@ class Dialogue:
     callback_offered: bool = False
     # An online question found for the caller's number (GREET -> ONLINE).
     online: OnlineContact | None = None
+    # The language offered after the greeting (None: no offer), and whether the caller's
+    # language is settled (chosen, detected, or the first question went by).
+    language_offered: Language | None = None
+    language_settled: bool = False
+    # The caller was told once that their language has no speech recognition.
+    keypad_only_told: bool = False
 
 
 class Call:
@@ -160,14 +166,23 @@ class Call:
         await self.emit(Said(prompt.text, prompt.key))
         await self.channel.say(prompt)
 
-    async def listen(self, key: str | None, **params: object) -> Utterance | None:
-        """Ask (barge-in allowed) and return the caller's words or keys, None on silence."""
+    async def say_in(self, language: Language, key: str, **params: object) -> None:
+        """Say a prompt in ``language`` rather than the caller's (the language offer)."""
+        prompt = render(key, language, **params)
+        await self.emit(Said(prompt.text, key))
+        await self.channel.say(prompt)
+
+    async def listen(self, key: str | None, *, detect_language: bool = False,
+                     **params: object) -> Utterance | None:
+        """Ask (barge-in allowed) and return the caller's words or keys, None on silence.
+        ``detect_language``: the caller may answer in another language (see language.py)."""
         prompt = self.prompt(key, **params) if key else None
         if prompt is not None:
             await self.emit(Said(prompt.text, prompt.key))
         utterance = await self.channel.listen(
             prompt, timeout_s=self.cfg.no_input_timeout_s,
             phrases=self.ports.catalogue.phrases(self.language),
+            **({"detect_language": True} if detect_language else {}),
         )
         if utterance is not None:
             await self.emit(Heard(utterance.text or f"[keypad {utterance.dtmf}]"))

@@ -105,7 +105,9 @@ class AgiCallChannel:
         await self._play(prompt, "")
 
     async def listen(self, prompt: Prompt | None, *, timeout_s: float,
-                     phrases: Sequence[str] = ()) -> Utterance | None:
+                     phrases: Sequence[str] = (),
+                     detect_language: bool = False) -> Utterance | None:
+        # A recorded turn is transcribed in the prompt's language (no detection here).
         if prompt is not None:
             key = await self._play(prompt, KEYS)
             if key is not None:
