@@ -387,7 +387,7 @@ def speech_languages(settings: Settings) -> tuple[Language, ...]:
 def flow_config(settings: Settings) -> FlowConfig:
     return FlowConfig(
         default_language=as_language(settings.default_language),
-        language_offer=settings.language_offer and len(set(settings.languages)) > 1,
+        language_offer=settings.language_offer if len(set(settings.languages)) > 1 else "off",
         timezone=settings.timezone,
         no_input_timeout_s=settings.no_input_timeout_s,
         max_reprompts=settings.max_reprompts,

@@ -56,6 +56,10 @@ class Prompt:
     text: str
     language: Language
     params: tuple[tuple[str, str], ...] = ()
+    # Prompts played right after this one as the same turn (one playback on ARI): the
+    # caller may answer over them. The language offer follows the open question this
+    # way, so the question itself is not delayed by it.
+    then: tuple[Prompt, ...] = ()
 
 
 class CallChannel(Protocol):

@@ -82,8 +82,8 @@ class TextCallChannel:
         self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = (),
         detect_language: bool = False,
     ) -> Utterance | None:
-        if prompt is not None:
-            await self.say(prompt)
+        for part in (prompt, *prompt.then) if prompt is not None else ():
+            await self.say(part)
         item = self._next()
         if item is None or item.strip().lower() == "silence":
             self._emit("caller", "(silence)")

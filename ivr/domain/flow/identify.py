@@ -3,7 +3,6 @@ CRM already knows (proactive message), and the PIN when an action needs one."""
 
 from __future__ import annotations
 
-from ivr.domain.flow import language
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import Authenticated, Identified
 from ivr.domain.flow.online import waiting_by_number
@@ -38,7 +37,6 @@ async def greet(call: Call) -> State:
         await call.say("greeting_named", name=c.name.split()[0])
     else:
         await call.say("greeting")
-        await language.offer(call)  # unknown callers only: "Voor Nederlands, druk 2"
     await call.step(Step.GREETING, personal=c is not None)
     # Asked online first (POST /api/contacts): put through with that question.
     if await waiting_by_number(call):

@@ -1,13 +1,18 @@
-"""The caller's language before identification: the offer after the greeting, the
+"""The caller's language before identification: the offer after the open question, the
 choice by key or voice, language detection on the first question, and the keypad for a
 language no recogniser hears.
 
-A customer the CRM knows keeps their CRM language and hears no offer (nothing slows
-them down). An unknown caller hears the other language offered after the greeting
-("Voor Nederlands, druk 2" / "For English, press 1"); the choice is taken on the first
-question, where the caller may press that key, say the language's name, or simply ask
-in it (a multilingual recogniser detects it). After the first question the language is
-settled and later turns never switch it.
+Ask first: nothing is played between the greeting and the open question. A customer the
+CRM knows keeps their CRM language and hears no offer. An unknown caller hears the other
+language offered right *after* the question, in the same playback, while the question
+already listens ("... how can I help you? Voor Nederlands, druk 2"): an English caller
+just answers (over the offer, or after it); a Dutch caller presses 2, says "Nederlands",
+or simply asks in Dutch (a multilingual recogniser detects it). An offer played before
+the question cost every unknown caller ~2.3 s before they could ask (the reverted first
+version). The offer is left out where it cannot help: by default (``auto``) when no
+recogniser on this node hears the offered language (saying its name still chooses it,
+and the keypad-only path follows), and for numbers from a country where it is not
+spoken. After the first question the language is settled and later turns never switch.
 """
 
 from __future__ import annotations
@@ -16,12 +21,18 @@ import re
 
 from ivr.domain.flow.context import Call
 from ivr.domain.model import LANGUAGES, Language, Step, Utterance
-from ivr.domain.prompts import words
+from ivr.domain.ports import Prompt
+from ivr.domain.prompts import render, words
 
 # The key that chooses each language in the offer (the prompt says it).
 OFFER_KEYS: dict[Language, str] = {"en": "1", "nl": "2"}
 _MAX_NAME_WORDS = 4
 _NOT_WORD = re.compile(r"[^\w ]+")  # "in het Nederlands graag": a choice, not a question
+# Country calling codes where a language is spoken: a caller from +44 is not offered
+# Dutch (they can still name it). No entry: offered to every number.
+_SPOKEN_IN: dict[Language, tuple[str, ...]] = {
+    "nl": ("+31", "+32", "+297", "+597", "+599"),  # NL, BE, Aruba, Suriname, Curaçao/BES
+}
 
 
 def unknown_caller(call: Call) -> bool:
@@ -29,16 +40,22 @@ def unknown_caller(call: Call) -> bool:
     return call.journal.customer is None
 
 
-async def offer(call: Call) -> None:
-    """After the greeting of an unknown caller: offer the other language, in that language."""
+def offer(call: Call) -> tuple[Prompt, ...]:
+    """The offer of the other language, in that language, to play after the unknown
+    caller's open question (empty: no offer on this turn)."""
     d = call.dialogue
-    if not call.cfg.language_offer or not unknown_caller(call) or d.language_settled:
-        return
+    mode = call.cfg.language_offer
+    if mode == "off" or not unknown_caller(call) or d.language_settled:
+        return ()
     other = next((lang for lang in LANGUAGES if lang != call.language), None)
-    if other is None:
-        return
+    if other is None or (mode == "auto" and other not in call.cfg.speech_languages):
+        return ()
+    number = call.channel.caller.number
+    spoken_in = _SPOKEN_IN.get(other)
+    if number is not None and spoken_in is not None and not number.startswith(spoken_in):
+        return ()
     d.language_offered = other
-    await call.say_in(other, "language_offer")
+    return (render("language_offer", other),)
 
 
 def detecting(call: Call) -> bool:

@@ -23,8 +23,11 @@ async def ask(call: Call) -> State:
         await language.keypad_only(call)
         return State.KEYPAD
     first = d.no_input == 0 and d.misunderstood == 0
+    # Ask first: the language offer (unknown callers) follows the question in the same
+    # playback, so the question is not delayed by it and the caller may answer over it.
     u = await call.listen("ask_question" if first else "ask_question_again",
-                          detect_language=language.detecting(call))
+                          detect_language=language.detecting(call),
+                          then=language.offer(call))
     if u is not None and await language.choose(call, u):
         return State.ASK  # a language chosen by key or name: ask again, in it
     if u is None:

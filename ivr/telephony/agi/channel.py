@@ -108,8 +108,9 @@ class AgiCallChannel:
                      phrases: Sequence[str] = (),
                      detect_language: bool = False) -> Utterance | None:
         # A recorded turn is transcribed in the prompt's language (no detection here).
-        if prompt is not None:
-            key = await self._play(prompt, KEYS)
+        for part in (prompt, *prompt.then) if prompt is not None else ():
+            # The offer after the question: a key during either stops both.
+            key = await self._play(part, KEYS)
             if key is not None:
                 return Utterance(text="", dtmf=key)
         self._turn += 1

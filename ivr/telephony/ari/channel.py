@@ -427,12 +427,13 @@ class AriCallChannel:
         except Exception as exc:  # a missing prompt must not end the call
             log.error("prompt %s could not be resolved: %s", prompt.key, exc)
             return None
+        uris = [uri, *await self._tail_uris(prompt)]
         self._playback_seq += 1
         pb_id = f"{self._id}-pb{self._playback_seq}"
         self._events.add(pb_id, "playback")
         resolved = self._now()
         try:
-            await self._client.play(self._id, uri, pb_id)
+            await self._client.play(self._id, uris, pb_id)
             if self._pending_turn is not None:
                 self._record_response(*self._pending_turn, entered, resolved)
         except AriNotFound as exc:
@@ -448,6 +449,17 @@ class AriCallChannel:
             log.error("prompt %s (%s) failed: %s", prompt.key, uri, exc)
             return None
         return pb_id
+
+    async def _tail_uris(self, prompt: Prompt) -> list[str]:
+        """Sounds of the prompts that follow ``prompt`` in its playback (a tail that
+        cannot be resolved is left out: the question itself still plays)."""
+        uris = []
+        for tail in prompt.then:
+            try:
+                uris.append(await self._prompts.resolve(tail))
+            except Exception as exc:
+                log.error("prompt %s could not be resolved: %s", tail.key, exc)
+        return uris
 
     async def _stop_prompt(self, pb_id: str | None) -> None:
         if pb_id is None or pb_id in self._finished_playbacks:
