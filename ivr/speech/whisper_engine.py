@@ -787,22 +787,29 @@ class WhisperStream:
                             hidden: bool) -> RecognitionResult:
         """One turn's decode: batched with other calls' turns when a batcher is set (open
         questions only; digits keep their grammar decode), else alone in a worker thread.
-        A full batch queue falls back to the lone decode."""
+        A full batch queue falls back to the lone decode. On a detecting turn the language
+        is detected first, and the turn decoded in it either way (the batched path used
+        to decode in the prompt's language: a Dutch question was never heard as Dutch)."""
+        heard = await run_blocking(self._executor, detect_language, self._model, audio,
+                                   self._detect) if self._detect else None
         if self._batcher is not None and self._grammar is None:
-            result = await self._batcher.decode(audio, self._language, self._phrases,
+            language, phrases = self._decode_language(heard)
+            result = await self._batcher.decode(audio, language, phrases,
                                                 self._beam_size, speech_s, hidden)
             if result is not None:
-                return result
-        return await run_blocking(self._executor, self._decode, audio, speech_s, hidden)
+                return result if heard is None else dataclasses.replace(result, language=heard)
+        return await run_blocking(self._executor, self._decode, audio, speech_s, hidden, heard)
+
+    def _decode_language(self, heard: str | None) -> tuple[str, Sequence[str]]:
+        if heard is not None and heard != self._language:
+            # The bias phrases are the prompt language's catalogue: no help in another.
+            return heard, ()
+        return self._language, self._phrases
 
     def _decode(self, audio: np.ndarray, speech_s: float | None,
-                hidden: bool = True) -> RecognitionResult:
+                hidden: bool = True, heard: str | None = None) -> RecognitionResult:
         """One decode (blocking, in a worker thread); the window follows the load."""
-        language, phrases = self._language, self._phrases
-        heard = detect_language(self._model, audio, self._detect) if self._detect else None
-        if heard is not None and heard != language:
-            # The bias phrases are the prompt language's catalogue: no help in another.
-            language, phrases = heard, ()
+        language, phrases = self._decode_language(heard)
         with self._load.track() as busy:
             result = _decode(self._model, audio, language, phrases,
                              self._beam_size, self._grammar, speech_s,
