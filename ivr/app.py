@@ -150,10 +150,13 @@ class App:
     broadcast: PgBroadcast | None = None
     # The other Asterisks' live queue state, broadcast by their nodes (the wallboard).
     remote_centres: RemoteCentres = field(default_factory=RemoteCentres)
+    # Languages the node's recogniser hears (voice callers in others get the keypad).
+    speech_languages: tuple[Language, ...] = field(init=False)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def __post_init__(self) -> None:
         self.online = SqlOnlineContacts(self.engine, ttl_s=self.settings.online_code_ttl_s)
+        self.speech_languages = speech_languages(self.settings)
 
     @property
     def ports(self) -> FlowPorts:
@@ -192,6 +195,9 @@ class App:
         config = self.flow_config
         if language is not None:
             config = replace(config, default_language=language)
+        if contact_channel is ContactChannel.VOICE:
+            # A voice caller in a language no recogniser hears is told to use the keys.
+            config = replace(config, speech_languages=self.speech_languages)
         return CallFlow(channel, ports=self.ports, config=config,
                         observers=self.observers() if observers is None else observers,
                         contact_channel=contact_channel)
@@ -363,9 +369,25 @@ def build_router(settings: Settings, engine: Engine) -> SimpleRouter:
                         always_pin=frozenset(settings.require_pin_for))
 
 
+def speech_languages(settings: Settings) -> tuple[Language, ...]:
+    """Languages this node's recogniser hears, from the settings alone (no model loads)."""
+    from ivr.speech.base import SpeechError
+    from ivr.speech.recognizers import speech_languages as heard
+
+    vosk = {lang: p for lang, p in (("en", settings.vosk_model_en),
+                                    ("nl", settings.vosk_model_nl)) if p is not None}
+    try:
+        langs = heard(vosk if settings.asr_engine != "whisper" else {}, settings.whisper_model)
+    except SpeechError as exc:  # the recogniser will refuse the same folder, loudly
+        log.error("IVR_WHISPER_MODEL: %s", exc)
+        langs = tuple(vosk) or ("en",)
+    return tuple(lang for lang in LANGUAGES if lang in langs)
+
+
 def flow_config(settings: Settings) -> FlowConfig:
     return FlowConfig(
         default_language=as_language(settings.default_language),
+        language_offer=settings.language_offer if len(set(settings.languages)) > 1 else "off",
         timezone=settings.timezone,
         no_input_timeout_s=settings.no_input_timeout_s,
         max_reprompts=settings.max_reprompts,

@@ -26,6 +26,10 @@ from ivr.domain.model import LANGUAGES
 PREFIX = "IVR_"
 
 
+# IVR_LANGUAGE_OFFER values (see FlowConfig.language_offer).
+LANGUAGE_OFFERS = ("auto", "always", "off")
+
+
 class ConfigError(ValueError):
     """A setting has a value that is not allowed; the message says which and why."""
 
@@ -45,6 +49,10 @@ class Settings:
     )
     default_language: str = field(default="en", metadata=_meta("language for unknown callers"))
     languages: tuple[str, ...] = field(default=LANGUAGES, metadata=_meta("supported languages"))
+    language_offer: str = field(default="auto", metadata=_meta(
+        "auto|always|off: callers the CRM does not know hear the other language offered "
+        "right after the open question, while it listens ('Voor Nederlands, druk 2'); "
+        "auto: only when a recogniser on this node hears that language"))
     timezone: str = field(default="Europe/Amsterdam", metadata=_meta("IANA zone of opening hours"))
     default_region: str = field(default="NL", metadata=_meta("country for national CLIs"))
     log_level: str = field(default="INFO", metadata=_meta("DEBUG, INFO, WARNING, ERROR"))
@@ -403,6 +411,9 @@ def callback_policy(s: Settings) -> SlotPolicy:
 
 
 def _validate_languages(s: Settings) -> None:
+    if s.language_offer not in LANGUAGE_OFFERS:
+        raise ConfigError(f"IVR_LANGUAGE_OFFER={s.language_offer!r}: one of "
+                          f"{', '.join(LANGUAGE_OFFERS)}")
     langs = set(s.languages)
     if not langs or not langs <= set(LANGUAGES):
         raise ConfigError(

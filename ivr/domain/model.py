@@ -184,6 +184,8 @@ class Utterance:
     confidence: float = 1.0
     alternatives: tuple[str, ...] = ()
     dtmf: str | None = None
+    # The language the recogniser heard when asked to detect it (None: not detected).
+    language: Language | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,10 @@ class Prompt:
     text: str
     language: Language
     params: tuple[tuple[str, str], ...] = ()
+    # Prompts played right after this one as the same turn (one playback on ARI): the
+    # caller may answer over them. The language offer follows the open question this
+    # way, so the question itself is not delayed by it.
+    then: tuple[Prompt, ...] = ()
 
 
 class CallChannel(Protocol):
@@ -73,11 +77,14 @@ class CallChannel(Protocol):
         """Play/print a prompt. Audio channels may stop it early on barge-in."""
 
     async def listen(
-        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
+        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = (),
+        detect_language: bool = False,
     ) -> Utterance | None:
         """Say ``prompt`` (barge-in allowed), then return what the caller said or keyed.
 
         None means no input within ``timeout_s``. ``phrases`` biases recognition.
+        ``detect_language``: the recogniser may hear another language than the prompt's
+        (a multilingual model); the utterance then says which (``Utterance.language``).
         """
 
     async def collect_digits(
@@ -110,6 +117,8 @@ class RecognitionResult:
     alternatives: tuple[tuple[str, float], ...] = ()
     words: tuple[tuple[str, float, float], ...] = ()  # (word, start_s, end_s)
     processing_ms: float = 0.0  # decode time after end of speech
+    # The language the engine heard, when it was asked to detect it (None: not detected).
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +160,13 @@ class Recognizer(Protocol):
         """Whether a model for ``language`` is loaded."""
 
     async def open_stream(
-        self, language: Language, *, sample_rate: int, phrases: Sequence[str] = ()
+        self, language: Language, *, sample_rate: int, phrases: Sequence[str] = (),
+        detect_language: bool = False,
     ) -> RecognizerStream:
-        """Start one utterance; ``phrases`` bias recognition (grammar or prompt)."""
+        """Start one utterance; ``phrases`` bias recognition (grammar or prompt).
+
+        ``detect_language``: an engine that can tell the languages apart decodes in the
+        one it hears and names it in ``RecognitionResult.language``; others ignore it."""
 
 
 class CustomerDirectory(Protocol):

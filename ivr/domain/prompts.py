@@ -31,6 +31,19 @@ PROMPTS: dict[str, dict[str, str]] = {
         "nl": "Toets uw klantnummer in, gevolgd door een hekje. "
         "Heeft u het niet bij de hand? Toets dan alleen een hekje.",
     },
+    # Offered to callers the CRM does not know, right after the greeting, in the other
+    # language (rendered and recorded in the language it offers).
+    "language_offer": {
+        "en": "For English, press 1.",
+        "nl": "Voor Nederlands, druk 2.",
+    },
+    # The caller's language has no speech recogniser on this node: keys only.
+    "keypad_only": {
+        "en": "Speech recognition is not available in English here, so please use the "
+              "keys on your phone.",
+        "nl": "Spraakherkenning in het Nederlands is hier helaas niet beschikbaar. "
+              "Kies daarom met de toetsen van uw telefoon.",
+    },
     "customer_no_unknown": {
         "en": "Sorry, I could not find that customer number.",
         "nl": "Sorry, dat klantnummer kan ik niet vinden.",
@@ -380,6 +393,12 @@ PROMPTS: dict[str, dict[str, str]] = {
     "no_words": {
         "en": "no|nope|not really|didn't|did not|wrong|nah",
         "nl": "nee|neen|niet|klopt niet|helaas niet|nope",
+    },
+    # Said instead of pressing the key of the language offer: words that choose this
+    # language (in either language, and as an English-only recogniser spells them).
+    "language_words": {
+        "en": "english|engels|in english",
+        "nl": "nederlands|dutch|netherlands|nederland|hollands|in het nederlands",
     },
     "agent_words": {
         "en": "agent|person|human|colleague|operator|representative|someone",

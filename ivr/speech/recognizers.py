@@ -34,7 +34,8 @@ class FallbackRecognizer:
         return self.engine_for(language) is not None
 
     async def open_stream(
-        self, language: str, *, sample_rate: int, phrases: Sequence[str] = ()
+        self, language: str, *, sample_rate: int, phrases: Sequence[str] = (),
+        detect_language: bool = False,
     ) -> RecognizerStream:
         engine = self.engine_for(language)
         if engine is None:
@@ -43,6 +44,7 @@ class FallbackRecognizer:
             language,  # type: ignore[arg-type]
             sample_rate=sample_rate,
             phrases=phrases,
+            detect_language=detect_language,
         )
 
 
@@ -73,6 +75,16 @@ def build_recognizer(
                                      vad=vad, window=whisper_window, adaptive_end=adaptive_end,
                                      batch_max=whisper_batch, judge=judge))
     return FallbackRecognizer(engines)
+
+
+def speech_languages(vosk_models: Mapping[str, Path], whisper_model_dir: Path | None
+                     ) -> tuple[str, ...]:
+    """The languages ``build_recognizer`` would hear, read from the configuration alone
+    (no model is loaded): Vosk's configured languages plus Whisper's."""
+    from ivr.speech.whisper_engine import whisper_languages
+
+    whisper = whisper_languages(whisper_model_dir) if whisper_model_dir else ("en",)
+    return tuple(sorted(set(vosk_models) | set(whisper)))
 
 
 async def recognize_pcm(

@@ -66,15 +66,19 @@ class SileroState:
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
+        self.levels: list[float] = []  # RMS of each window of the last call
 
     def probabilities(self, samples16k: FloatArray) -> list[float]:
-        """Speech probability for each complete 32 ms window in the buffered audio."""
+        """Speech probability for each complete 32 ms window in the buffered audio
+        (each window's RMS level is left in ``levels``)."""
         buf = np.concatenate([self._pending, samples16k.astype(np.float32)])
         n = buf.size // _WINDOW
         self._pending = buf[n * _WINDOW :]
         out: list[float] = []
+        self.levels = []
         for i in range(n):
             win = buf[i * _WINDOW : (i + 1) * _WINDOW]
+            self.levels.append(float(np.sqrt(np.mean(win * win))))
             x = np.concatenate([self._context, win])[None, :]
             prob, self._h, self._c = self._session.run(
                 None, {"input": x, "h": self._h, "c": self._c}
@@ -93,6 +97,17 @@ class EndpointConfig:
     min_speech_ms: int = 96  # speech this long counts as "caller started talking"
     end_silence_ms: int = 700  # trailing silence that ends the utterance
     max_speech_s: float = 30.0  # a monologue is cut here (bounded memory and latency)
+    # Short answers (a digit, "yes", "no"): a window also counts as speech when it is
+    # loud, i.e. at least ``energy_min_dbfs`` and ``energy_over_floor_db`` above the
+    # line's noise floor. Silero alone reads 0.1-0.4 on many real 150-200 ms digits
+    # (FSDD): they never started and the answer vanished. Only for closed vocabularies,
+    # where the decoder can answer nothing but a grammar word (see whisper_engine).
+    energy_assist: bool = False
+    energy_min_dbfs: float = -50.0
+    energy_over_floor_db: float = 15.0
+    # ...and Silero must not call it plain noise: white or line noise at any level reads
+    # under 0.05 here, the shortest real digits 0.1-0.4.
+    energy_min_prob: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +140,12 @@ class Endpointer:
         """Silence since the caller's last speech (0 before speech starts or after the end)."""
         return self._silence_run_ms if self.started and not self.ended else 0.0
 
-    def update(self, probs: list[float]) -> EndpointUpdate:
-        """Consume window probabilities; report start/end transitions."""
+    def update(self, probs: list[float], loud: list[bool] | None = None) -> EndpointUpdate:
+        """Consume window probabilities (and, with energy assist, which windows are loud);
+        report start/end transitions."""
         started_now = ended_now = False
         cfg = self.config
-        for p in probs:
+        for k, p in enumerate(probs):
             self.position_ms += self._win_ms
             if self.ended:
                 continue
@@ -138,7 +154,7 @@ class Endpointer:
             # short words such as "four" hover around 0.5 and were missed entirely).
             speechy = p >= cfg.threshold or (
                 (self._in_speech or self._speech_run_ms > 0) and p >= cfg.neg_threshold
-            )
+            ) or (loud is not None and loud[k])
             if speechy:
                 self._speech_run_ms += self._win_ms
                 self._silence_run_ms = 0.0
@@ -172,8 +188,30 @@ class VadStream:
         self._dc = DcBlocker()
         self._state = vad.state()
         self.endpointer = Endpointer(config)
+        self._config = config
+        # Noise floor (RMS) for energy assist: starts low, so speech in the very first
+        # window still reads as loud; follows quieter windows at once, louder ones slowly.
+        self._floor = _db_to_rms(-65.0)
 
     def feed(self, pcm16: bytes) -> EndpointUpdate:
         """Blocking (runs the ONNX model): call from a worker thread."""
         x = self._dc.process(to_float(pcm16))
-        return self.endpointer.update(self._state.probabilities(self._resampler.process(x)))
+        probs = self._state.probabilities(self._resampler.process(x))
+        if not self._config.energy_assist:
+            return self.endpointer.update(probs)
+        floor_p = self._config.energy_min_prob
+        return self.endpointer.update(probs, [self._loud(r) and p >= floor_p
+                                              for r, p in zip(self._state.levels, probs,
+                                                              strict=True)])
+
+    def _loud(self, rms: float) -> bool:
+        cfg = self._config
+        loud = rms >= max(_db_to_rms(cfg.energy_min_dbfs),
+                          self._floor * _db_to_rms(cfg.energy_over_floor_db))
+        # +0.3 dB a window at most (~9 dB a second): a word does not lift the floor.
+        self._floor = min(rms, self._floor * 1.035) if rms > 0 else self._floor
+        return loud
+
+
+def _db_to_rms(db: float) -> float:
+    return float(10.0 ** (db / 20.0))

@@ -194,9 +194,11 @@ class VoskRecognizer:
         await run_blocking(self._executor, self._models.get, language)
 
     async def open_stream(
-        self, language: str, *, sample_rate: int, phrases: Sequence[str] = ()
+        self, language: str, *, sample_rate: int, phrases: Sequence[str] = (),
+        detect_language: bool = False,
     ) -> VoskStream:
-        """Open a stream; with phrases (and grammar mode) recognition is constrained to them."""
+        """Open a stream; with phrases (and grammar mode) recognition is constrained to them.
+        A Vosk model is one language: ``detect_language`` changes nothing."""
         if sample_rate not in SUPPORTED_RATES:
             raise SpeechError(f"unsupported sample rate {sample_rate}")
         model, model_rate = await run_blocking(self._executor, self._models.get, language)

@@ -4,16 +4,22 @@ Caller turns come from a script: plain text is speech, ``dtmf:123#`` is keypad
 input, ``silence`` is no input and ``hangup`` ends the call at that turn.
 ``asr=0.3:words`` is speech the recogniser heard with that confidence (plain
 text: 1.0), for a misheard turn. When the script runs out the caller stays silent.
+``[nl] text`` is speech in that language (heard as such on a turn where the flow
+asks to detect the language).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ivr.domain.model import Caller, RouteDecision, Utterance
+from ivr.domain.model import Caller, RouteDecision, Utterance, known_language
 from ivr.domain.ports import CallerHungUp, Prompt
+
+# A scripted turn may name the language it is spoken in: "[nl] ik wil mijn adres wijzigen".
+_LANG_TAG = re.compile(r"^\[(en|nl)\]\s*(.*)$", re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -73,10 +79,11 @@ class TextCallChannel:
             raise CallerHungUp()
 
     async def listen(
-        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
+        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = (),
+        detect_language: bool = False,
     ) -> Utterance | None:
-        if prompt is not None:
-            await self.say(prompt)
+        for part in (prompt, *prompt.then) if prompt is not None else ():
+            await self.say(part)
         item = self._next()
         if item is None or item.strip().lower() == "silence":
             self._emit("caller", "(silence)")
@@ -90,7 +97,12 @@ class TextCallChannel:
             level, _, item = item[4:].partition(":")
             confidence = float(level)
         self._emit("caller", item)
-        return Utterance(text=item, confidence=confidence)
+        heard = _LANG_TAG.match(item) if detect_language else None
+        if heard is not None:
+            # "[nl] ik wil ...": the caller speaks Dutch, as a language detector would hear.
+            return Utterance(text=heard.group(2), confidence=confidence,
+                             language=known_language(heard.group(1)))
+        return Utterance(text=_LANG_TAG.sub(r"\2", item), confidence=confidence)
 
     async def collect_digits(
         self, prompt: Prompt, *, max_digits: int, timeout_s: float

@@ -93,7 +93,8 @@ class ScriptedRecognizer:
         return language in self.languages
 
     async def open_stream(self, language: Language, *, sample_rate: int,
-                          phrases: Sequence[str] = ()) -> ScriptedStream:
+                          phrases: Sequence[str] = (),
+                          detect_language: bool = False) -> ScriptedStream:
         """A stream for the next scripted turn (silence once the script is used up)."""
         self.faults.check("recognizer")
         self.requests.append(StreamRequest(language, sample_rate, tuple(phrases)))
@@ -145,9 +146,11 @@ class TapRecognizer:
         return self._inner.supports(language)
 
     async def open_stream(self, language: Language, *, sample_rate: int,
-                          phrases: Sequence[str] = ()) -> RecognizerStream:
+                          phrases: Sequence[str] = (),
+                          detect_language: bool = False) -> RecognizerStream:
         """Open a stream on the wrapped recogniser and tap it."""
-        inner = await self._inner.open_stream(language, sample_rate=sample_rate, phrases=phrases)
+        inner = await self._inner.open_stream(language, sample_rate=sample_rate, phrases=phrases,
+                                              detect_language=detect_language)
         return TapStream(inner, self.frames)
 
 
@@ -192,8 +195,10 @@ class FaultyRecognizer:
         raise RuntimeError(f"recogniser broken at {point} (fault injected)")
 
     async def open_stream(self, language: Language, *, sample_rate: int,
-                          phrases: Sequence[str] = ()) -> RecognizerStream:
+                          phrases: Sequence[str] = (),
+                          detect_language: bool = False) -> RecognizerStream:
         await self.trip("open")
         stream = await self._inner.open_stream(language, sample_rate=sample_rate,
-                                               phrases=phrases)
+                                               phrases=phrases,
+                                               detect_language=detect_language)
         return _FaultyStream(stream, self)

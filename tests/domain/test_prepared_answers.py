@@ -53,7 +53,8 @@ class WarmingChannel(TextCallChannel):
         self.prepared.append(prompt)
 
     async def listen(self, prompt: Prompt | None, *, timeout_s: float,
-                     phrases: Sequence[str] = ()) -> Utterance | None:
+                     phrases: Sequence[str] = (),
+                     detect_language: bool = False) -> Utterance | None:
         await asyncio.sleep(0.2)  # the caller speaks
         if self.down_after_question is not None and prompt is not None \
                 and prompt.key == "ask_question":

@@ -12,6 +12,7 @@ import pytest
 
 from ivr.app import build_recognizer
 from ivr.config import load_settings
+from ivr.domain.ports import RecognitionResult
 from ivr.speech.base import SpeechError
 from ivr.speech.whisper_engine import bundled_tiny_en_path, whisper_languages
 
@@ -42,3 +43,76 @@ def test_setting_selects_the_model_and_it_loads(tmp_path: Path) -> None:
     assert whisper.supports("en") and not whisper.supports("nl")
     assert whisper._model_dir == model  # type: ignore[attr-defined]
     whisper.model()  # loads from the copy
+
+
+def test_node_speech_languages_follow_the_model(tmp_path: Path) -> None:
+    """The flow's keypad-only rule reads the languages from the settings alone: tiny.en hears
+    English; a multilingual Whisper directory English and Dutch; a Vosk Dutch model Dutch."""
+    from ivr.app import speech_languages
+
+    base = replace(load_settings(env_file=None, environ={}), vosk_model_en=None,
+                   vosk_model_nl=None)
+    assert speech_languages(base) == ("en",)
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    (multi / "model.bin").write_bytes(b"")
+    (multi / "vocabulary.json").write_text(json.dumps([f"t{i}" for i in range(51866)]))
+    assert speech_languages(replace(base, whisper_model=multi)) == ("en", "nl")
+    assert speech_languages(replace(base, vosk_model_nl=tmp_path)) == ("en", "nl")
+
+
+async def test_detection_is_ignored_by_the_english_only_model() -> None:
+    """tiny.en cannot tell languages apart: a detecting stream decodes English and names no
+    language (the flow then keeps the caller's language)."""
+    from ivr.speech.recognizers import recognize_pcm
+    from ivr.speech.tts import FliteTts
+    from ivr.speech.whisper_engine import WhisperRecognizer, detect_language
+
+    rec = WhisperRecognizer(languages=("en",))
+    pcm = FliteTts().synthesize_pcm("what are your opening hours", "en") + bytes(16000)
+    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
+    for i in range(0, len(pcm), 320):
+        if (await stream.feed(pcm[i:i + 320])).endpoint:
+            break
+    result = await stream.finish()
+    await stream.close()
+    assert "opening hours" in result.text.lower() and result.language is None
+    assert (await recognize_pcm(rec, pcm, 8000, "en")).text == result.text
+    import numpy as np
+
+    assert detect_language(rec.model(), np.zeros(16000, dtype=np.float32), ("en", "nl")) is None
+
+
+class _RecordingBatcher:
+    """Stands in for the DecodeBatcher: records the language each turn is decoded in."""
+
+    def __init__(self) -> None:
+        self.languages: list[str] = []
+
+    async def decode(self, audio: object, language: str, phrases: object, beam_size: int,
+                     speech_s: float | None, hidden: bool = False) -> RecognitionResult:
+        self.languages.append(language)
+        return RecognitionResult(text="hoe laat zijn jullie open", confidence=0.9)
+
+
+async def test_a_detected_language_is_decoded_in_on_the_batched_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With batching on (the default), a detecting turn is decoded in the detected
+    language and names it. No multilingual model installs here, so detection is stood in
+    for (it answers "nl"); the stream, its endpointer and the hand-off are real."""
+    from ivr.speech import whisper_engine
+    from ivr.speech.tts import FliteTts
+
+    monkeypatch.setattr(whisper_engine, "detect_language", lambda model, audio, cands: "nl")
+    rec = whisper_engine.WhisperRecognizer(languages=("en", "nl"))
+    batcher = _RecordingBatcher()
+    rec.batcher = batcher  # type: ignore[assignment]
+    pcm = FliteTts().synthesize_pcm("what are your opening hours", "en") + bytes(16000)
+    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
+    for i in range(0, len(pcm), 320):
+        if (await stream.feed(pcm[i:i + 320])).endpoint:
+            break
+    result = await stream.finish()
+    await stream.close()
+    assert batcher.languages and set(batcher.languages) == {"nl"}, batcher.languages
+    assert result.language == "nl"

@@ -12,6 +12,14 @@ class FlowConfig:
     """Taken from Settings by the composition root; defaults are the tested behaviour."""
 
     default_language: Language = "en"
+    # Callers the CRM does not know hear the other language offered right after the
+    # open question, while it already listens ("Voor Nederlands, druk 2"): "auto" only
+    # when a recogniser here hears that language, "always", or "off". Known customers
+    # keep their CRM language, unasked.
+    language_offer: str = "off"
+    # Languages a recogniser hears on this node; callers in any other language are told
+    # to use the keys (text channels hear every language).
+    speech_languages: tuple[Language, ...] = ("en", "nl")
     timezone: str = "Europe/Amsterdam"
     no_input_timeout_s: float = 6.0
     digit_timeout_s: float = 8.0

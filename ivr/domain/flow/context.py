@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -96,6 +96,12 @@ class Dialogue:
     callback_offered: bool = False
     # An online question found for the caller's number (GREET -> ONLINE).
     online: OnlineContact | None = None
+    # The language offered after the open question (None: no offer), and whether the caller's
+    # language is settled (chosen, detected, or the first question went by).
+    language_offered: Language | None = None
+    language_settled: bool = False
+    # The caller was told once that their language has no speech recognition.
+    keypad_only_told: bool = False
 
 
 class Call:
@@ -160,14 +166,20 @@ class Call:
         await self.emit(Said(prompt.text, prompt.key))
         await self.channel.say(prompt)
 
-    async def listen(self, key: str | None, **params: object) -> Utterance | None:
-        """Ask (barge-in allowed) and return the caller's words or keys, None on silence."""
+    async def listen(self, key: str | None, *, detect_language: bool = False,
+                     then: tuple[Prompt, ...] = (), **params: object) -> Utterance | None:
+        """Ask (barge-in allowed) and return the caller's words or keys, None on silence.
+        ``detect_language``: the caller may answer in another language (see language.py);
+        ``then``: prompts played after the question in the same turn (the offer)."""
         prompt = self.prompt(key, **params) if key else None
         if prompt is not None:
-            await self.emit(Said(prompt.text, prompt.key))
+            prompt = replace(prompt, then=then) if then else prompt
+            for p in (prompt, *then):
+                await self.emit(Said(p.text, p.key))
         utterance = await self.channel.listen(
             prompt, timeout_s=self.cfg.no_input_timeout_s,
             phrases=self.ports.catalogue.phrases(self.language),
+            **({"detect_language": True} if detect_language else {}),
         )
         if utterance is not None:
             await self.emit(Heard(utterance.text or f"[keypad {utterance.dtmf}]"))

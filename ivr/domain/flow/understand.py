@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ivr.domain.flow import language
 from ivr.domain.flow.config import FlowConfig
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.events import Matched, QuestionHeard, Understood
@@ -17,8 +18,18 @@ AGENT_INTENT = "speak_to_agent"
 
 async def ask(call: Call) -> State:
     d = call.dialogue
+    if not language.speech_heard(call):
+        # No recogniser for this caller's language on this node: say so, then keys.
+        await language.keypad_only(call)
+        return State.KEYPAD
     first = d.no_input == 0 and d.misunderstood == 0
-    u = await call.listen("ask_question" if first else "ask_question_again")
+    # Ask first: the language offer (unknown callers) follows the question in the same
+    # playback, so the question is not delayed by it and the caller may answer over it.
+    u = await call.listen("ask_question" if first else "ask_question_again",
+                          detect_language=language.detecting(call),
+                          then=language.offer(call))
+    if u is not None and await language.choose(call, u):
+        return State.ASK  # a language chosen by key or name: ask again, in it
     if u is None:
         d.no_input += 1
         await call.step(Step.QUESTION, result="no_input", count=d.no_input)

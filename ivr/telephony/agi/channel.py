@@ -105,9 +105,12 @@ class AgiCallChannel:
         await self._play(prompt, "")
 
     async def listen(self, prompt: Prompt | None, *, timeout_s: float,
-                     phrases: Sequence[str] = ()) -> Utterance | None:
-        if prompt is not None:
-            key = await self._play(prompt, KEYS)
+                     phrases: Sequence[str] = (),
+                     detect_language: bool = False) -> Utterance | None:
+        # A recorded turn is transcribed in the prompt's language (no detection here).
+        for part in (prompt, *prompt.then) if prompt is not None else ():
+            # The offer after the question: a key during either stops both.
+            key = await self._play(part, KEYS)
             if key is not None:
                 return Utterance(text="", dtmf=key)
         self._turn += 1

@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ivr.domain.flow.events import FlowEvent, Matched
-from ivr.domain.model import Caller, ContactSnapshot, Language, RouteDecision, Utterance
+from ivr.domain.model import (
+    Caller,
+    ContactSnapshot,
+    Language,
+    RouteDecision,
+    Utterance,
+    known_language,
+)
 from ivr.domain.ports import (
     CallerHungUp,
     PortError,
@@ -420,12 +427,13 @@ class AriCallChannel:
         except Exception as exc:  # a missing prompt must not end the call
             log.error("prompt %s could not be resolved: %s", prompt.key, exc)
             return None
+        uris = [uri, *await self._tail_uris(prompt)]
         self._playback_seq += 1
         pb_id = f"{self._id}-pb{self._playback_seq}"
         self._events.add(pb_id, "playback")
         resolved = self._now()
         try:
-            await self._client.play(self._id, uri, pb_id)
+            await self._client.play(self._id, uris, pb_id)
             if self._pending_turn is not None:
                 self._record_response(*self._pending_turn, entered, resolved)
         except AriNotFound as exc:
@@ -441,6 +449,17 @@ class AriCallChannel:
             log.error("prompt %s (%s) failed: %s", prompt.key, uri, exc)
             return None
         return pb_id
+
+    async def _tail_uris(self, prompt: Prompt) -> list[str]:
+        """Sounds of the prompts that follow ``prompt`` in its playback (a tail that
+        cannot be resolved is left out: the question itself still plays)."""
+        uris = []
+        for tail in prompt.then:
+            try:
+                uris.append(await self._prompts.resolve(tail))
+            except Exception as exc:
+                log.error("prompt %s could not be resolved: %s", tail.key, exc)
+        return uris
 
     async def _stop_prompt(self, pb_id: str | None) -> None:
         if pb_id is None or pb_id in self._finished_playbacks:
@@ -558,13 +577,15 @@ class AriCallChannel:
             self._rtp.close()
             self._rtp = None
 
-    async def _open_stream(self, phrases: Sequence[str]) -> RecognizerStream | None:
+    async def _open_stream(self, phrases: Sequence[str], detect_language: bool = False
+                           ) -> RecognizerStream | None:
         if self._recognizer is None or self._asr_hung or not await self._ensure_media():
             return None
         try:
             async with asyncio.timeout(self._s.asr_timeout_s):
                 return await self._recognizer.open_stream(
-                    self._language, sample_rate=self._s.sample_rate, phrases=phrases
+                    self._language, sample_rate=self._s.sample_rate, phrases=phrases,
+                    detect_language=detect_language,
                 )
         except TimeoutError:
             # Each new turn would wait as long again, in silence, before its prompt:
@@ -638,12 +659,15 @@ class AriCallChannel:
         return self._input_open and not self._input_heard and self._playing(self._input_pb)
 
     async def listen(
-        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = ()
+        self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = (),
+        detect_language: bool = False,
     ) -> Utterance | None:
         """Prompt (barge-in on speech or DTMF), then return speech or a keypad digit."""
         self._check_alive()
         self._digits.clear()
-        stream = await self._open_stream(phrases)
+        if prompt is not None:
+            self._language = prompt.language  # the stream below hears the prompt's language
+        stream = await self._open_stream(phrases, detect_language)
         feeder: asyncio.Task[None] | None = None
         if stream is not None and self._rtp is not None:
             self._rtp.drain()  # audio from before this turn is not an answer to it
@@ -812,6 +836,7 @@ class AriCallChannel:
             text=result.text.strip(),
             confidence=result.confidence,
             alternatives=tuple(text for text, _ in result.alternatives),
+            language=known_language(result.language) if result.language else None,
         )
 
     async def _close_stream(self, stream: RecognizerStream) -> None:
