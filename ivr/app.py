@@ -459,18 +459,20 @@ def from_other_node(message: dict[str, Any], screenpop: ScreenPopHub,
         screenpop.deliver(message)
 
 
-def turn_judge(app: App) -> Callable[[str, str], Awaitable[bool]] | None:
+def turn_judge(app: App) -> Callable[[str, str, float], Awaitable[bool]] | None:
     """What the recogniser's adaptive end of turn asks before ending a turn early: the
     node's intent matcher, at the flow's confirm threshold (None: adaptive end off)."""
     from ivr.nlu.matcher import HybridIntentMatcher, request_judge
 
     if not app.settings.adaptive_end_of_turn or not isinstance(app.matcher, HybridIntentMatcher):
         return None
-    return request_judge(app.matcher, app.flow_config.confirm_below)
+    return request_judge(app.matcher, app.flow_config.confirm_below,
+                         app.flow_config.confirm_asr_below)
 
 
 def build_recognizer(settings: Settings, *,
-                     judge: Callable[[str, str], Awaitable[bool]] | None = None) -> Recognizer:
+                     judge: Callable[[str, str, float], Awaitable[bool]] | None = None
+                     ) -> Recognizer:
     """Vosk models where configured (unless IVR_ASR_ENGINE=whisper), else Whisper;
     ``judge``: see ``turn_judge``."""
     from ivr.speech.recognizers import build_recognizer as build
