@@ -181,7 +181,8 @@ async def run(calls: int, together: int, *, known: bool = False, answers: bool =
                wall_s=round(time.monotonic() - t0, 1),
                adaptive_end_of_turn=settings.adaptive_end_of_turn,
                whisper_window=settings.whisper_window, whisper_batch=settings.whisper_batch,
-               ack_after_ms=settings.ack_after_ms, load_average=_load())
+               ack_after_ms=settings.ack_after_ms, asr_threads=settings.asr_threads,
+               load_average=_load())
     return out
 
 
