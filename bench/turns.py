@@ -1,6 +1,7 @@
 """Turn gap of real calls: the caller's last word -> the first audio of the IVR's reply.
 
-    .venv/bin/python bench/turns.py [--calls N] [--together K] [--json]
+    .venv/bin/python bench/turns.py [--calls N] [--together K] [--known] [--answers]
+        [--cold-prompt-cache] [--no-prepare] [--json]
 
 Real SIP calls through the Asterisk rig (a Python caller that waits its turn,
 Asterisk 22, the ARI node with Whisper, the matcher and SQLite). Each caller asks
@@ -8,7 +9,9 @@ one question in its own words (``bench/turn_questions.csv``, written for this
 bench: none is a catalogue example, checked at start-up) from a number the CRM
 does not know (``--known``: from seeded customers' numbers, so an order question gets
 the customer's order; ``--answers``: only the questions answered with data known at
-identification, the answers prepared while the caller speaks). Callers go in groups
+identification, the answers prepared while the caller speaks; ``--no-prepare``: not prepared, the
+old way; ``--cold-prompt-cache``: the rig's synthesised prompts, which survive runs, are
+deleted first, so each answer's synthesis is paid once in the run). Callers go in groups
 of K started together; each group's utterances are led with silence to the same
 length, so the K callers stop talking within the same second (the spread is printed).
 
@@ -140,8 +143,29 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-async def run(calls: int, together: int, *, known: bool = False, answers: bool = False
-              ) -> dict[str, Any]:
+def empty_prompt_cache(settings: Any, rig: Any) -> int:
+    """Delete the synthesised prompts the rig keeps between runs (its ``dynamic`` prompt
+    folder): the next run synthesises every dynamic prompt afresh. The count removed."""
+    from ivr.cli.serve_cmd import rig_settings
+
+    removed = 0
+    for wav in (rig_settings(settings, rig).prompt_dir / "dynamic").rglob("*"):
+        if wav.is_file():
+            wav.unlink()
+            removed += 1
+    return removed
+
+
+def no_preparation() -> None:
+    """Answers are no longer prepared while the caller speaks (the "before" of #14's
+    prepared answers): looked up and synthesised when said."""
+    from ivr.domain.flow import prepare
+
+    prepare.start = lambda call: None
+
+
+async def run(calls: int, together: int, *, known: bool = False, answers: bool = False,
+              cold_cache: bool = False) -> dict[str, Any]:
     questions = load_questions()
     if answers:
         questions = [q for q in questions if q[1] in DATA_ANSWERS]
@@ -156,6 +180,7 @@ async def run(calls: int, together: int, *, known: bool = False, answers: bool =
                        data_dir=tmp, log_level="WARNING")
     rig = rig_from_env(log=lambda _line: None)
     await asyncio.to_thread(rig.up)
+    emptied = empty_prompt_cache(settings, rig) if cold_cache else None
     reports: list[VoiceCallReport] = []
     expected: list[str] = []
     spreads: list[float] = []
@@ -177,7 +202,8 @@ async def run(calls: int, together: int, *, known: bool = False, answers: bool =
             expected += [want for _, want in group]
             i += len(group)
     out = summarise(reports, expected, spreads)
-    out.update(together=together, known_callers=known, data_answers_only=answers,
+    out.update(together=together, prompt_cache_emptied=emptied, known_callers=known,
+               data_answers_only=answers,
                wall_s=round(time.monotonic() - t0, 1),
                adaptive_end_of_turn=settings.adaptive_end_of_turn,
                whisper_window=settings.whisper_window, whisper_batch=settings.whisper_batch,
@@ -195,12 +221,20 @@ def main() -> None:
                     help="call from seeded customers' numbers (identified by caller ID)")
     ap.add_argument("--answers", action="store_true",
                     help="only the questions answered with data (opening hours, order, outage)")
+    ap.add_argument("--cold-prompt-cache", action="store_true",
+                    help="empty the rig's synthesised-prompt cache first (it survives runs)")
+    ap.add_argument("--no-prepare", action="store_true",
+                    help="do not prepare answers while the caller speaks (the old way)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args()
     if args.calls < 1 or args.together < 1:
         ap.error("--calls and --together must be at least 1")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    out = asyncio.run(run(args.calls, args.together, known=args.known, answers=args.answers))
+    if args.no_prepare:
+        no_preparation()
+    out = asyncio.run(run(args.calls, args.together, known=args.known, answers=args.answers,
+                          cold_cache=args.cold_prompt_cache))
+    out["answers_prepared"] = not args.no_prepare
     if args.json:
         print(json.dumps(out, indent=2))
         return
