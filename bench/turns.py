@@ -123,12 +123,23 @@ def summarise(reports: list[VoiceCallReport], expected: list[str],
         "speech_end_spread_max_ms": _r(max(spreads, default=0.0)),
         "breakdown_ms": {k: {"p50": _r(pct(v, 50)), "p95": _r(pct(v, 95))}
                          for k, v in parts.items()},
+        # One line per call (its first turn): which turns make the tail, and why.
+        "per_call": [_call_row(r) for r in reports],
         "misrouted": [{"said": r.spec.say, "want": want,
                        "heard": r.contact.question if r.contact else None,
                        "intent": r.contact.intent if r.contact else None, "error": r.error}
                       for r, want in zip(reports, expected, strict=True)
                       if r.contact is None or r.contact.intent != want],
     }
+
+
+def _call_row(r: VoiceCallReport) -> dict[str, Any]:
+    t = r.timings[0] if r.timings else None
+    return {"intent": r.contact.intent if r.contact else None,
+            "turn_gap_ms": _r(r.turn_gap_ms[0]) if r.turn_gap_ms else None,
+            "silence_wait_ms": t.silence_wait_ms if t else None,
+            "decision_ms": t.decision_ms if t else None, "tts_ms": t.tts_ms if t else None,
+            "end_of_turn": (t.end_of_turn or t.reason) if t else None}
 
 
 def _load() -> list[float]:
