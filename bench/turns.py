@@ -9,10 +9,10 @@ one question in its own words (``bench/turn_questions.csv``, written for this
 bench: none is a catalogue example, checked at start-up) from a number the CRM
 does not know (``--known``: from seeded customers' numbers, so an order question gets
 the customer's order; ``--answers``: only the questions answered with data known at
-identification, the answers prepared while the caller speaks; ``--no-prepare``: not prepared, the
-old way; ``--cold-prompt-cache``: the rig's synthesised prompts, which survive runs, are
-deleted first, so each answer's synthesis is paid once in the run). Callers go in groups
-of K started together; each group's utterances are led with silence to the same
+identification, the answers prepared while the caller speaks; ``--no-prepare``: not
+prepared, the old way; ``--cold-prompt-cache``: the rig's synthesised prompts, which
+survive runs, are deleted first, so each answer's synthesis is paid once in the run).
+Callers go in groups of K started together; each group's utterances are led with silence to the same
 length, so the K callers stop talking within the same second (the spread is printed).
 
 The gap is measured by the caller at the wire (its last RTP frame of speech ->
