@@ -533,10 +533,6 @@ EARLY_MS = 250.0  # caller quiet this long: start decoding speculatively
 # VAD windows) is past the 32-160 ms gaps between flite's words in 18 of the 20 bench
 # questions; a superseded decode still queued is dropped (``DecodeBatcher``).
 EARLY_ADAPTIVE_MS = 180.0
-# ... and sooner still when no decode is running on the node (one caller finishing while
-# others speak): a decode of a mere pause between words is then wasted CPU no other
-# turn waits for, and the one that counts is back ~80 ms sooner. Four VAD windows.
-EARLY_IDLE_MS = 100.0
 # Adaptive end of turn: after this much quiet, a speculative transcript that reads as
 # a finished, confident request ends the turn without waiting out the endpointer's
 # full silence (700 ms); a caller who pauses mid-sentence still gets the full wait.
@@ -723,7 +719,8 @@ class WhisperStream:
     def _maybe_decode_early(self) -> None:
         ep = self._vad.endpointer
         quiet = ep.trailing_silence_ms
-        if quiet < self._early_after_ms():
+        if quiet < (EARLY_ADAPTIVE_MS if self._adaptive_end_on and self._grammar is None
+                    else EARLY_MS):
             return
         end_ms = ep.position_ms - quiet
         if self._early is not None and self._early_end_ms == end_ms:
@@ -744,12 +741,6 @@ class WhisperStream:
             audio, self._speech_s(end_ms), not self._adaptive_end_on))
         self._early_started, self.early_ms, self._judged = time.perf_counter(), None, None
         self._early.add_done_callback(self._early_done)
-
-    def _early_after_ms(self) -> float:
-        """The quiet after which the speculative decode starts."""
-        if not self._adaptive_end_on or self._grammar is not None:
-            return EARLY_MS
-        return EARLY_IDLE_MS if self._load.in_flight == 0 else EARLY_ADAPTIVE_MS
 
     def _early_done(self, fut: asyncio.Future[RecognitionResult]) -> None:
         """The speculative decode is back: time it, and have the judge read a transcript
