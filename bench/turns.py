@@ -1,6 +1,7 @@
 """Turn gap of real calls: the caller's last word -> the first audio of the IVR's reply.
 
-    .venv/bin/python bench/turns.py [--calls N] [--together K] [--json]
+    .venv/bin/python bench/turns.py [--calls N] [--together K] [--known] [--answers]
+        [--cold-prompt-cache] [--no-prepare] [--json]
 
 Real SIP calls through the Asterisk rig (a Python caller that waits its turn,
 Asterisk 22, the ARI node with Whisper, the matcher and SQLite). Each caller asks
@@ -8,8 +9,10 @@ one question in its own words (``bench/turn_questions.csv``, written for this
 bench: none is a catalogue example, checked at start-up) from a number the CRM
 does not know (``--known``: from seeded customers' numbers, so an order question gets
 the customer's order; ``--answers``: only the questions answered with data known at
-identification, the answers prepared while the caller speaks). Callers go in groups
-of K started together; each group's utterances are led with silence to the same
+identification, the answers prepared while the caller speaks; ``--no-prepare``: not
+prepared, the old way; ``--cold-prompt-cache``: the rig's synthesised prompts, which
+survive runs, are deleted first, so each answer's synthesis is paid once in the run).
+Callers go in groups of K started together; each group's utterances are led with silence to the same
 length, so the K callers stop talking within the same second (the spread is printed).
 
 The gap is measured by the caller at the wire (its last RTP frame of speech ->
@@ -120,12 +123,23 @@ def summarise(reports: list[VoiceCallReport], expected: list[str],
         "speech_end_spread_max_ms": _r(max(spreads, default=0.0)),
         "breakdown_ms": {k: {"p50": _r(pct(v, 50)), "p95": _r(pct(v, 95))}
                          for k, v in parts.items()},
+        # One line per call (its first turn): which turns make the tail, and why.
+        "per_call": [_call_row(r) for r in reports],
         "misrouted": [{"said": r.spec.say, "want": want,
                        "heard": r.contact.question if r.contact else None,
                        "intent": r.contact.intent if r.contact else None, "error": r.error}
                       for r, want in zip(reports, expected, strict=True)
                       if r.contact is None or r.contact.intent != want],
     }
+
+
+def _call_row(r: VoiceCallReport) -> dict[str, Any]:
+    t = r.timings[0] if r.timings else None
+    return {"intent": r.contact.intent if r.contact else None,
+            "turn_gap_ms": _r(r.turn_gap_ms[0]) if r.turn_gap_ms else None,
+            "silence_wait_ms": t.silence_wait_ms if t else None,
+            "decision_ms": t.decision_ms if t else None, "tts_ms": t.tts_ms if t else None,
+            "end_of_turn": (t.end_of_turn or t.reason) if t else None}
 
 
 def _load() -> list[float]:
@@ -140,8 +154,29 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-async def run(calls: int, together: int, *, known: bool = False, answers: bool = False
-              ) -> dict[str, Any]:
+def empty_prompt_cache(settings: Any, rig: Any) -> int:
+    """Delete the synthesised prompts the rig keeps between runs (its ``dynamic`` prompt
+    folder): the next run synthesises every dynamic prompt afresh. The count removed."""
+    from ivr.cli.serve_cmd import rig_settings
+
+    removed = 0
+    for wav in (rig_settings(settings, rig).prompt_dir / "dynamic").rglob("*"):
+        if wav.is_file():
+            wav.unlink()
+            removed += 1
+    return removed
+
+
+def no_preparation() -> None:
+    """Answers are no longer prepared while the caller speaks (the "before" of #14's
+    prepared answers): looked up and synthesised when said."""
+    from ivr.domain.flow import prepare
+
+    prepare.start = lambda call: None
+
+
+async def run(calls: int, together: int, *, known: bool = False, answers: bool = False,
+              cold_cache: bool = False) -> dict[str, Any]:
     questions = load_questions()
     if answers:
         questions = [q for q in questions if q[1] in DATA_ANSWERS]
@@ -156,6 +191,7 @@ async def run(calls: int, together: int, *, known: bool = False, answers: bool =
                        data_dir=tmp, log_level="WARNING")
     rig = rig_from_env(log=lambda _line: None)
     await asyncio.to_thread(rig.up)
+    emptied = empty_prompt_cache(settings, rig) if cold_cache else None
     reports: list[VoiceCallReport] = []
     expected: list[str] = []
     spreads: list[float] = []
@@ -177,11 +213,13 @@ async def run(calls: int, together: int, *, known: bool = False, answers: bool =
             expected += [want for _, want in group]
             i += len(group)
     out = summarise(reports, expected, spreads)
-    out.update(together=together, known_callers=known, data_answers_only=answers,
+    out.update(together=together, prompt_cache_emptied=emptied, known_callers=known,
+               data_answers_only=answers,
                wall_s=round(time.monotonic() - t0, 1),
                adaptive_end_of_turn=settings.adaptive_end_of_turn,
                whisper_window=settings.whisper_window, whisper_batch=settings.whisper_batch,
-               ack_after_ms=settings.ack_after_ms, load_average=_load())
+               ack_after_ms=settings.ack_after_ms, asr_threads=settings.asr_threads,
+               load_average=_load())
     return out
 
 
@@ -194,12 +232,20 @@ def main() -> None:
                     help="call from seeded customers' numbers (identified by caller ID)")
     ap.add_argument("--answers", action="store_true",
                     help="only the questions answered with data (opening hours, order, outage)")
+    ap.add_argument("--cold-prompt-cache", action="store_true",
+                    help="empty the rig's synthesised-prompt cache first (it survives runs)")
+    ap.add_argument("--no-prepare", action="store_true",
+                    help="do not prepare answers while the caller speaks (the old way)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args()
     if args.calls < 1 or args.together < 1:
         ap.error("--calls and --together must be at least 1")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    out = asyncio.run(run(args.calls, args.together, known=args.known, answers=args.answers))
+    if args.no_prepare:
+        no_preparation()
+    out = asyncio.run(run(args.calls, args.together, known=args.known, answers=args.answers,
+                          cold_cache=args.cold_prompt_cache))
+    out["answers_prepared"] = not args.no_prepare
     if args.json:
         print(json.dumps(out, indent=2))
         return

@@ -129,6 +129,9 @@ class Settings:
     whisper_batch: int = field(default=8, metadata=_meta(
         "open questions of calls whose turns end together are decoded by Whisper up to "
         "this many at once (1 = one by one)"))
+    asr_threads: int = field(default=4, metadata=_meta(
+        "threads of the recogniser's own pool (voice detection of every 20 ms packet, "
+        "digit decodes); 0 = share asyncio's default pool with database calls and TTS"))
 
     # --- Asterisk ---------------------------------------------------------------
     ari_url: str = field(default="http://127.0.0.1:8088", metadata=_meta("Asterisk HTTP base"))
@@ -460,6 +463,8 @@ def _validate_choices(s: Settings) -> None:
         raise ConfigError(f"IVR_ACK_AFTER_MS={s.ack_after_ms}: use 0 (off) to 10000")
     if not 1 <= s.whisper_batch <= 64:
         raise ConfigError(f"IVR_WHISPER_BATCH={s.whisper_batch}: use 1 to 64")
+    if not 0 <= s.asr_threads <= 64:
+        raise ConfigError(f"IVR_ASR_THREADS={s.asr_threads}: use 0 (shared pool) to 64")
 
 
 def _validate_thresholds(s: Settings) -> None:

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.domain.flow.understand import joint_confidence
 from ivr.domain.model import IntentMatch, IntentScore, Language, known_language
 from ivr.nlu.catalogue import YamlIntentCatalogue
 from ivr.nlu.classifier import ClassifierConfig, IntentClassifier, Prediction
@@ -244,22 +245,26 @@ def _to_match(pred: Prediction) -> IntentMatch:
     )
 
 
-def request_judge(matcher: HybridIntentMatcher,
-                  min_confidence: float) -> Callable[[str, str], Awaitable[bool]]:
+def request_judge(matcher: HybridIntentMatcher, min_confidence: float,
+                  trust_asr_from: float = 0.0) -> Callable[[str, str, float], Awaitable[bool]]:
     """Whether a caller's (speculative) transcript is a request the flow would act on
-    without asking back: the matcher's best intent in scope at ``min_confidence`` or
-    more (the flow's ``confirm_below``). The recogniser's adaptive end of turn asks it
-    while the caller pauses. It never takes the matcher's last idle worker from the
-    flows' own queries: with none idle the answer is "not sure" (the turn then simply
-    ends on the endpointer's full silence)."""
-    async def judge(text: str, language: str) -> bool:
+    without asking back: the matcher's best intent in scope, its confidence joined with
+    the recogniser's as the flow joins them (``joint_confidence`` with ``trust_asr_from``,
+    the flow's ``confirm_asr_below``) at ``min_confidence`` or more (``confirm_below``).
+    So a transcript Whisper doubts ends the turn early only when the matcher is the more
+    sure of it, exactly when the flow would then route it without a confirmation. The
+    recogniser's adaptive end of turn asks it while the caller pauses. It never takes the
+    matcher's last idle worker from the flows' own queries: with none idle the answer is
+    "not sure" (the turn then simply ends on the endpointer's full silence)."""
+    async def judge(text: str, language: str, asr_confidence: float = 1.0) -> bool:
         lang = known_language(language)
         if lang is None or matcher.pending >= matcher.limits.workers:
             return False
         match = await matcher.match(text, lang)
         best = match.best
         return (best is not None and not match.out_of_scope and not match.unavailable
-                and best.confidence >= min_confidence)
+                and joint_confidence(best.confidence, asr_confidence, trust_asr_from)
+                >= min_confidence)
 
     return judge
 

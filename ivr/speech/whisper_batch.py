@@ -174,7 +174,10 @@ class DecodeBatcher:
                 except Exception as one:
                     results.append(one)
         for r, res in zip(group, results, strict=True):
-            r.loop.call_soon_threadsafe(_settle, r.future, res)
+            # A loop closed meanwhile (its node or test is gone) has nobody waiting; the
+            # rest of the group still get theirs, and the thread must live on for them.
+            with contextlib.suppress(RuntimeError):
+                r.loop.call_soon_threadsafe(_settle, r.future, res)
 
 
 def _settle(fut: asyncio.Future[RecognitionResult],

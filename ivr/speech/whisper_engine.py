@@ -564,9 +564,16 @@ EARLY_ADAPTIVE_MS = 180.0
 # a finished, confident request ends the turn without waiting out the endpointer's
 # full silence (700 ms); a caller who pauses mid-sentence still gets the full wait.
 ADAPTIVE_END_MS = 300.0
-# Whisper's own confidence floor; the intent matcher (the judge) must be sure as well.
+# Whisper's own confidence floor without a judge (punctuation decides).
 # Bench questions read right at 0.49-0.5 ("somebody ring me back later today").
 ADAPTIVE_MIN_CONFIDENCE = 0.4
+# With a judge (the intent matcher) Whisper's confidence is joined with the matcher's as
+# the flow joins them (``request_judge``): a doubted transcript ends the turn only when
+# the matcher is the more sure of it (at the defaults, Whisper 0.3 needs the matcher at
+# 0.8), i.e. when the flow would route it without asking back. This floor only keeps
+# the judge from being asked about noise; on a quiet machine 2 of the 3 turns that
+# waited out the full silence did so on Whisper 0.3-0.4 alone.
+JUDGED_MIN_CONFIDENCE = 0.2
 # Words a request does not end on. Not "in", "on": "I can't log in", "from now on".
 _UNFINISHED_WORDS = (
     "a an the my your our their his her its this that to of for and or but with about "
@@ -575,12 +582,14 @@ _UNFINISHED_WORDS = (
 _UNFINISHED = frozenset(_UNFINISHED_WORDS.split())
 
 
-# (transcript, language) -> whether it is a request understood well enough to act on
-# (the composition root builds it on the intent matcher: ``ivr.nlu.matcher.request_judge``).
-TurnJudge = Callable[[str, str], Awaitable[bool]]
+# (transcript, language, Whisper's confidence) -> whether it is a request understood well
+# enough to act on (the composition root builds it on the intent matcher:
+# ``ivr.nlu.matcher.request_judge``).
+TurnJudge = Callable[[str, str, float], Awaitable[bool]]
 
 
-def incomplete_reason(result: RecognitionResult, *, punctuation: bool = True) -> str | None:
+def incomplete_reason(result: RecognitionResult, *, punctuation: bool = True,
+                      min_confidence: float = ADAPTIVE_MIN_CONFIDENCE) -> str | None:
     """Why a speculative transcript does not read as a finished request (None: it does).
     ``punctuation``: Whisper must have closed it with a full stop or question mark (only
     meaningful without hotwords: a plain word list as the decoder's previous text makes
@@ -589,7 +598,7 @@ def incomplete_reason(result: RecognitionResult, *, punctuation: bool = True) ->
     text = result.text.strip()
     if not text:
         return "empty"
-    if result.confidence < ADAPTIVE_MIN_CONFIDENCE:
+    if result.confidence < min_confidence:
         return f"low confidence {result.confidence:.2f}"
     if punctuation and not text.endswith((".", "?", "!")):
         return "no closing punctuation"
@@ -732,7 +741,7 @@ class WhisperStream:
             return "speculative decode not back"
         if early.cancelled() or early.exception() is not None:
             return "speculative decode failed"
-        why = incomplete_reason(early.result(), punctuation=self._judge is None)
+        why = self._incomplete(early.result())
         if why is not None or self._judge is None:
             return why
         return self._judge_verdict()
@@ -771,14 +780,22 @@ class WhisperStream:
         self.early_ms = (time.perf_counter() - self._early_started) * 1000
         if (self._judge is None or self._ended or fut.cancelled()
                 or fut.exception() is not None
-                or incomplete_reason(fut.result(), punctuation=False) is not None):
+                or self._incomplete(fut.result()) is not None):
             return
-        self._judged = asyncio.ensure_future(self._ask_judge(fut.result().text))
+        result = fut.result()
+        self._judged = asyncio.ensure_future(self._ask_judge(result.text, result.confidence))
 
-    async def _ask_judge(self, text: str) -> bool:
+    def _incomplete(self, result: RecognitionResult) -> str | None:
+        """``incomplete_reason`` as this stream applies it: with a judge, no punctuation
+        rule and Whisper's doubt left to the judge's joint confidence."""
+        if self._judge is None:
+            return incomplete_reason(result)
+        return incomplete_reason(result, punctuation=False, min_confidence=JUDGED_MIN_CONFIDENCE)
+
+    async def _ask_judge(self, text: str, asr_confidence: float) -> bool:
         assert self._judge is not None
         try:
-            return await self._judge(text.strip(), self._language)
+            return await self._judge(text.strip(), self._language, asr_confidence)
         except Exception:  # only an early end is lost: the endpointer still ends the turn
             log.exception("adaptive end of turn: the judge failed")
             return False

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+
+import pytest
 
 from ivr.domain.flow import CallFlow, FlowConfig, FlowPorts
+from ivr.domain.flow.prepare import PREPARE_FRESH_S
 from ivr.domain.model import (
     Caller,
     Language,
@@ -123,3 +126,55 @@ async def test_what_is_still_being_prepared_is_cancelled_when_the_caller_hangs_u
     assert result.outcome is Outcome.ABANDONED
     assert flow._call.preparing is None  # stopped (and awaited) at the call's end
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "prepare-answers"]
+
+
+@dataclass
+class SlowAskingChannel(TextCallChannel):
+    """A caller who takes ``asks_after_s`` to put their question, by the flow's clock:
+    once the answer is prepared the clock moves on that far and the line closes
+    meanwhile (what a prepared answer could have gone stale on)."""
+
+    clock: FixedClock = field(default_factory=FixedClock)
+    knowledge: FakeKnowledge = field(default_factory=FakeKnowledge)
+    asks_after_s: float = 0.0
+    prepared: list[Prompt] = field(default_factory=list)
+    warmed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def prepare(self, prompt: Prompt) -> None:
+        self.prepared.append(prompt)
+        self.warmed.set()
+
+    async def listen(self, prompt: Prompt | None, *, timeout_s: float,
+                     phrases: Sequence[str] = ()) -> Utterance | None:
+        if prompt is not None and prompt.key == "ask_question":
+            async with asyncio.timeout(5):
+                await self.warmed.wait()  # prepared (no sleep lines this up)
+            self.clock.at += timedelta(seconds=self.asks_after_s)
+            self.knowledge.voice_open = False
+        return await super().listen(prompt, timeout_s=timeout_s, phrases=phrases)
+
+
+@pytest.mark.parametrize(("asks_after_s", "prepared_said"), [(59.0, True), (61.0, False)])
+async def test_a_prepared_answer_is_used_only_while_fresh(asks_after_s: float,
+                                                          prepared_said: bool) -> None:
+    """PREPARE_FRESH_S (60 s): a question put 59 s after the opening hours were prepared
+    gets the prepared answer (the line's closing in between is not looked up); one put
+    61 s after gets a fresh lookup, which says the line is now closed."""
+    assert PREPARE_FRESH_S == 60.0
+    knowledge = FakeKnowledge(answers={
+        ("opening_hours", "en"): "We are open weekdays from 8 to 18. {today_status}"})
+    clock = FixedClock()
+    ch = SlowAskingChannel(caller_info=_caller("+31699999999"),
+                           script=["what are your opening hours", "yes"], clock=clock,
+                           knowledge=knowledge, asks_after_s=asks_after_s)
+    directory = FakeDirectory(customers=[BOB], faults=Faults())
+    ports = FlowPorts(directory=directory, knowledge=knowledge, catalogue=FakeCatalogue(),
+                      matcher=KeywordMatcher(), router=SimpleRouter(FakeAgentPool()),
+                      messenger=FakeMessenger(), links=FakeLinks(), clock=clock)
+    result = await CallFlow(ch, ports=ports, config=FlowConfig()).run()
+    said = [t.text for t in ch.turns if t.speaker == "ivr"]
+    answer = next(s for s in said if "open weekdays" in s)
+    [prepared] = [p.text for p in ch.prepared]
+    assert "open now" in prepared  # prepared while the line was open
+    assert (answer == prepared) is prepared_said, (answer, prepared)
+    assert result.contact.action == "answer:opening_hours"

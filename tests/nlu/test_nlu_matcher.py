@@ -424,6 +424,11 @@ async def test_request_judge_wants_a_confident_in_scope_match() -> None:
         assert await judge("where is my order", "en")
         assert not await fussy("where is my order", "en")
         assert not await judge("where is my order", "xx")
+        # Whisper's doubt joins the matcher's confidence as in the flow's decision:
+        # words Whisper barely heard are not a request the flow would route unasked.
+        joint = request_judge(matcher, 0.6, 0.4)
+        assert await joint("where is my order", "en", 0.9)
+        assert not await joint("where is my order", "en", 0.05)
     finally:
         gate.set()
         matcher.close()

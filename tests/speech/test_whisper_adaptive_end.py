@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.domain.ports import RecognitionResult
+from ivr.domain.ports import RecognitionResult, RecognizerStream
 from ivr.nlu.catalogue import load_catalogue
 from ivr.speech.audio import ulaw_decode, ulaw_encode
 from ivr.speech.base import StreamLimits
@@ -69,9 +69,11 @@ class Judge:
     def __init__(self, verdict: bool) -> None:
         self.verdict = verdict
         self.asked: list[str] = []
+        self.asr_confidence: list[float] = []
 
-    async def __call__(self, text: str, language: str) -> bool:
+    async def __call__(self, text: str, language: str, asr_confidence: float) -> bool:
         self.asked.append(text)
+        self.asr_confidence.append(asr_confidence)
         return self.verdict
 
 
@@ -86,6 +88,7 @@ async def test_an_understood_request_ends_early_without_punctuation(
     on = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20), judge=sure)
     assert await quiet_until_endpoint(on, question, phrases) <= 400
     assert sure.asked and "hours" in sure.asked[0].lower()
+    assert 0 < sure.asr_confidence[0] <= 1  # Whisper's doubt goes to the judge with it
     doubt = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20), judge=unsure)
     assert await quiet_until_endpoint(doubt, question, phrases) >= 400
     dangling = Judge(True)
@@ -121,3 +124,42 @@ def test_incomplete_reason_without_punctuation(text: str, confidence: float,
 def test_reads_complete(text: str, confidence: float, complete: bool) -> None:
     """Only a confident, punctuated sentence of two words or more that does not trail off."""
     assert reads_complete(RecognitionResult(text=text, confidence=confidence)) is complete
+
+
+async def feed_packets(stream: RecognizerStream, pcm: bytes) -> bool:
+    """Feed ``pcm`` in 20 ms packets; whether the stream ended the turn on any of them."""
+    for i in range(0, len(pcm), STEP):
+        if (await stream.feed(pcm[i:i + STEP])).endpoint:
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("first", "rest"), [
+    ("I would like to", "cancel my contract"),
+    ("I have a question about", "my last invoice"),
+])
+async def test_a_caller_who_pauses_mid_sentence_is_not_cut_off(
+        silero: SileroVad, say_en: FliteTts, first: str, rest: str) -> None:
+    """The caller stops mid-sentence for about half a second (past the adaptive end's
+    300 ms, short of the endpointer's 700) and goes on: the turn is not ended in the
+    pause, even with a judge that understands anything, and the transcript has the
+    whole sentence. The pause is fed packet by packet after the speculative decode of
+    the first half is back (as it would be in real time), so the early end had every
+    chance to fire."""
+    phrases = load_catalogue(Path("grammars")).phrases("en")
+    judge = Judge(True)
+    rec = WhisperRecognizer(vad=silero, limits=StreamLimits(max_stream_s=20), judge=judge)
+    stream = await rec.open_stream("en", sample_rate=RATE, phrases=phrases)
+    try:
+        # flite ends the words with ~0.25 s of its own quiet: ~0.4 s of pause so far.
+        assert not await feed_packets(stream, silence(0.3) + speak(say_en, first)
+                                      + silence(0.14))
+        early = stream._early  # type: ignore[attr-defined]
+        assert early is not None, "no speculative decode of the first half"
+        assert first.split()[-1] in (await early).text.lower()
+        assert not await feed_packets(stream, silence(0.12)), "cut off in the pause"
+        assert await feed_packets(stream, speak(say_en, rest) + silence(1.0))
+        heard = (await stream.finish()).text.lower()
+    finally:
+        await stream.close()
+    assert first.split()[1].lower() in heard and rest.split()[-1] in heard, heard

@@ -73,6 +73,37 @@ async def test_full_queue_falls_back_to_a_lone_decode() -> None:
     batcher.close()
 
 
+def test_a_closed_event_loop_does_not_stop_the_decoding_thread() -> None:
+    """A decode whose asker's event loop closed before it was back (a speculative decode
+    still running when its node or test ended) is dropped; the thread serves on."""
+    started, gate = threading.Event(), threading.Event()
+
+    def slow(*args: object) -> RecognitionResult:
+        started.set()
+        gate.wait(5)
+        return RecognitionResult(text="done", confidence=1.0)
+
+    batcher = DecodeBatcher(BrokenModel, slow, max_batch=1)
+    old = asyncio.new_event_loop()
+
+    async def ask() -> asyncio.Future[RecognitionResult | None]:
+        fut = asyncio.ensure_future(batcher.decode(np.zeros(160), "en", (), 1, None))
+        await asyncio.sleep(0)  # queued
+        return fut
+
+    pending = old.run_until_complete(ask())
+    assert started.wait(5)
+    thread = batcher._thread  # type: ignore[attr-defined]
+    pending.cancel()
+    old.run_until_complete(asyncio.gather(pending, return_exceptions=True))
+    old.close()
+    gate.set()  # the decode comes back to a closed loop
+    again = asyncio.run(batcher.decode(np.zeros(160), "en", (), 1, None))
+    assert again is not None and again.text == "done"
+    assert batcher._thread is thread and thread.is_alive()  # type: ignore[attr-defined]
+    batcher.close()
+
+
 @pytest.mark.slow
 async def test_turns_ending_together_decode_as_one_batch(say_en: FliteTts) -> None:
     """Four questions queued together: one batch, each heard with its own words."""
