@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy import Engine, Integer, and_, bindparam, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -146,6 +146,14 @@ def _by_number() -> Any:
 # Built once: constructing the statement per call (alias, join, column proxies) cost
 # ~0.6 ms of the 0.8 ms p50 lookup at 10 M customers; built once, it takes 0.2 ms.
 _BY_NUMBER = _by_number()
+# The screen-pop's reads, built once for the same reason (the card is about ten of them).
+_BY_ID = (select(*_CUSTOMER_COLS, customer_numbers.c.number)
+          .select_from(customers)
+          .outerjoin(customer_numbers, customer_numbers.c.customer_id == customers.c.id)
+          .where(customers.c.id == bindparam("id")))
+_ORDERS = (select(orders.c.order_no, orders.c.status, orders.c.eta, orders.c.carrier)
+           .where(orders.c.customer_id == bindparam("customer_id"))
+           .order_by(orders.c.id.desc()))
 # The lookup's row on the driver path (see SqlCustomerDirectory._driver_rows).
 _LookupRow = namedtuple(  # type: ignore[misc]
     "_LookupRow", [c.name for c in _CUSTOMER_COLS] + ["number"])
@@ -237,20 +245,17 @@ class SqlCustomerDirectory(_SqlAdapter):
 
     async def find_by_id(self, customer_id: int) -> Customer | None:
         def q() -> Customer | None:
-            with self._reads.connect() as conn:
-                row = conn.execute(
-                    select(*_CUSTOMER_COLS).where(customers.c.id == customer_id)).first()
-                return None if row is None else self._customer(conn, row)
+            with self._reads.connect() as conn:  # one query: the customer and numbers
+                rows = conn.execute(_BY_ID, {"id": customer_id}).all()
+            if not rows:
+                return None
+            return self._from_row(rows[0], tuple(r.number for r in rows if r.number))
         return await self._run(q)
 
     async def orders(self, customer_id: int) -> Sequence[Order]:
         def q() -> list[Order]:
             with self._reads.connect() as conn:
-                rows = conn.execute(
-                    select(orders.c.order_no, orders.c.status, orders.c.eta, orders.c.carrier)
-                    .where(orders.c.customer_id == customer_id)
-                    .order_by(orders.c.id.desc())
-                ).all()
+                rows = conn.execute(_ORDERS, {"customer_id": customer_id}).all()
             return [Order(r.order_no, r.status, r.eta, r.carrier) for r in rows]
         return await self._run(q)
 
@@ -444,6 +449,21 @@ def row_to_snapshot(r: Any) -> ContactSnapshot:
     )
 
 
+def _history(by_customer: bool, by_caller: bool) -> Any:
+    stmt = (select(contacts).order_by(contacts.c.started_at.desc())
+            .limit(bindparam("limit", type_=Integer)))
+    if by_customer:
+        stmt = stmt.where(contacts.c.customer_id == bindparam("customer_id"))
+    if by_caller:
+        stmt = stmt.where(contacts.c.caller == bindparam("caller"))
+    return stmt
+
+
+# Built once, like the customer reads (each select() built per call cost ~0.3-0.6 ms).
+_CONTACT = select(contacts).where(contacts.c.id == bindparam("id"))
+_HISTORY = {(a, b): _history(a, b) for a in (False, True) for b in (False, True)}
+
+
 class SqlContactLog(_SqlAdapter):
     """ContactLog: one row per contact, upserted after every step."""
 
@@ -465,7 +485,7 @@ class SqlContactLog(_SqlAdapter):
     async def get(self, contact_id: str) -> ContactSnapshot | None:
         def q() -> ContactSnapshot | None:
             with self._reads.connect() as conn:
-                row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).first()
+                row = conn.execute(_CONTACT, {"id": contact_id}).first()
             return None if row is None else row_to_snapshot(row._mapping)
         return await self._run(q)
 
@@ -473,13 +493,10 @@ class SqlContactLog(_SqlAdapter):
                       limit: int = 20) -> list[ContactSnapshot]:
         """Cross-channel history of a customer or number, newest first."""
         def q() -> list[ContactSnapshot]:
-            stmt = select(contacts).order_by(contacts.c.started_at.desc()).limit(limit)
-            if customer_id is not None:
-                stmt = stmt.where(contacts.c.customer_id == customer_id)
-            if caller is not None:
-                stmt = stmt.where(contacts.c.caller == caller)
+            stmt = _HISTORY[(customer_id is not None, caller is not None)]
             with self._reads.connect() as conn:
-                return [row_to_snapshot(r._mapping) for r in conn.execute(stmt)]
+                return [row_to_snapshot(r._mapping) for r in conn.execute(
+                    stmt, {"customer_id": customer_id, "caller": caller, "limit": limit})]
         return await self._run(q)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Integer, bindparam, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from ivr.domain.timeline import (
@@ -25,17 +25,38 @@ def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+def _contacts_stmt() -> Any:
+    c = contacts.c
+    return (select(c.id, c.channel, c.started_at, c.ended_at, c.intent, c.outcome,
+                   c.scenario, c.skill, c.question, c.agent_interface, c.queue_wait_s,
+                   c.talk_s, c.csat, c.wrapup_code)
+            .where(c.customer_id == bindparam("customer_id"))
+            .order_by(c.started_at.desc()).limit(bindparam("limit", type_=Integer)))
+
+
+def _events_stmt() -> Any:
+    e = contact_events.c
+    mine = select(contacts.c.id).where(contacts.c.customer_id == bindparam("customer_id"))
+    numbers = select(customer_numbers.c.number).where(
+        customer_numbers.c.customer_id == bindparam("customer_id"))
+    return (select(e.at, e.kind, e.channel, e.direction, e.contact_id, e.body,
+                   outbox.c.twilio_status, outbox.c.state, outbox.c.error_code)
+            .select_from(contact_events.outerjoin(outbox, outbox.c.id == e.outbox_id))
+            .where(or_(e.contact_id.in_(mine), e.address.in_(numbers)))
+            .order_by(e.at.desc()).limit(bindparam("limit", type_=Integer)))
+
+
+# Built once: building a select() per call cost ~0.3-0.6 ms each (see repositories).
+_CONTACTS = _contacts_stmt()
+_EVENTS = _events_stmt()
+
+
 class SqlTimeline(_SqlAdapter):
     """Reads a customer's timeline; records web-side events on a contact."""
 
     def _contacts(self, conn: Connection, customer_id: int, limit: int
                   ) -> list[TimelineEntry]:
-        c = contacts.c
-        rows = conn.execute(select(
-            c.id, c.channel, c.started_at, c.ended_at, c.intent, c.outcome, c.scenario,
-            c.skill, c.question, c.agent_interface, c.queue_wait_s, c.talk_s, c.csat,
-            c.wrapup_code).where(c.customer_id == customer_id)
-            .order_by(c.started_at.desc()).limit(limit))
+        rows = conn.execute(_CONTACTS, {"customer_id": customer_id, "limit": limit})
         return [TimelineEntry(
             at=_utc(r.started_at), kind=CONTACT, channel=r.channel, contact_id=r.id,
             summary=contact_summary(r.intent, r.outcome, r.scenario),
@@ -47,16 +68,7 @@ class SqlTimeline(_SqlAdapter):
             }.items() if v is not None}) for r in rows]
 
     def _events(self, conn: Connection, customer_id: int, limit: int) -> list[TimelineEntry]:
-        e = contact_events.c
-        mine = select(contacts.c.id).where(contacts.c.customer_id == customer_id)
-        numbers = select(customer_numbers.c.number).where(
-            customer_numbers.c.customer_id == customer_id)
-        rows = conn.execute(
-            select(e.at, e.kind, e.channel, e.direction, e.contact_id, e.body,
-                   outbox.c.twilio_status, outbox.c.state, outbox.c.error_code)
-            .select_from(contact_events.outerjoin(outbox, outbox.c.id == e.outbox_id))
-            .where(or_(e.contact_id.in_(mine), e.address.in_(numbers)))
-            .order_by(e.at.desc()).limit(limit))
+        rows = conn.execute(_EVENTS, {"customer_id": customer_id, "limit": limit})
         out = []
         for r in rows:
             detail: dict[str, Any] = {}
