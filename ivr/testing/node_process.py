@@ -46,7 +46,7 @@ async def start_node_process(url: str, env: dict[str, str], *,
         sys.executable, "-m", "ivr.testing.node_process", url,
         stdout=asyncio.subprocess.PIPE, env=env)
     assert proc.stdout is not None
-    async with asyncio.timeout(300):  # a cold matcher cache trains first (CI)
+    async with asyncio.timeout(300):  # the node trains its matcher first (25-45 s on CI)
         while (line := await proc.stdout.readline()) != b"READY\n":
             if not line:
                 raise RuntimeError("the node process ended before it was ready")
@@ -77,8 +77,8 @@ def _node_settings(base: Settings, environ: dict[str, str], database_url: str) -
 
 async def _serve(database_url: str) -> None:
     env = dict(os.environ)
-    # The default data folder: its trained-matcher cache makes start-up seconds, not
-    # a minute of training on a busy machine.
+    # The default data folder and embedding cache: the catalogue's example embeddings
+    # are cached there (the classifiers are still fitted at every start-up).
     base = load_settings(env_file=None, environ=env)
     settings = _node_settings(base, env, database_url)
     standby_env = {k.replace("KANAAL_STANDBY_", "KANAAL_RIG_", 1): v for k, v in env.items()
