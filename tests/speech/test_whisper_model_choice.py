@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,21 +62,28 @@ def test_node_speech_languages_follow_the_model(tmp_path: Path) -> None:
     assert speech_languages(replace(base, vosk_model_nl=tmp_path)) == ("en", "nl")
 
 
-async def test_detection_is_ignored_by_the_english_only_model() -> None:
-    """tiny.en cannot tell languages apart: a detecting stream decodes English and names no
-    language (the flow then keeps the caller's language)."""
-    from ivr.speech.recognizers import recognize_pcm
+async def _detecting_turn(rec: Any, text: str) -> tuple[bytes, RecognitionResult]:
+    """One detecting turn of an English caller through a real stream and endpointer."""
     from ivr.speech.tts import FliteTts
-    from ivr.speech.whisper_engine import WhisperRecognizer, detect_language
 
-    rec = WhisperRecognizer(languages=("en",))
-    pcm = FliteTts().synthesize_pcm("what are your opening hours", "en") + bytes(16000)
+    pcm = FliteTts().synthesize_pcm(text, "en") + bytes(16000)
     stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
     for i in range(0, len(pcm), 320):
         if (await stream.feed(pcm[i:i + 320])).endpoint:
             break
     result = await stream.finish()
     await stream.close()
+    return pcm, result
+
+
+async def test_detection_is_ignored_by_the_english_only_model() -> None:
+    """tiny.en cannot tell languages apart: a detecting stream decodes English and names no
+    language (the flow then keeps the caller's language)."""
+    from ivr.speech.recognizers import recognize_pcm
+    from ivr.speech.whisper_engine import WhisperRecognizer, detect_language
+
+    rec = WhisperRecognizer(languages=("en",))
+    pcm, result = await _detecting_turn(rec, "what are your opening hours")
     assert "opening hours" in result.text.lower() and result.language is None
     assert (await recognize_pcm(rec, pcm, 8000, "en")).text == result.text
     import numpy as np
@@ -101,18 +109,11 @@ async def test_a_detected_language_is_decoded_in_on_the_batched_path(
     language and names it. No multilingual model installs here, so detection is stood in
     for (it answers "nl"); the stream, its endpointer and the hand-off are real."""
     from ivr.speech import whisper_engine
-    from ivr.speech.tts import FliteTts
 
     monkeypatch.setattr(whisper_engine, "detect_language", lambda model, audio, cands: "nl")
     rec = whisper_engine.WhisperRecognizer(languages=("en", "nl"))
     batcher = _RecordingBatcher()
     rec.batcher = batcher  # type: ignore[assignment]
-    pcm = FliteTts().synthesize_pcm("what are your opening hours", "en") + bytes(16000)
-    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
-    for i in range(0, len(pcm), 320):
-        if (await stream.feed(pcm[i:i + 320])).endpoint:
-            break
-    result = await stream.finish()
-    await stream.close()
+    _, result = await _detecting_turn(rec, "what are your opening hours")
     assert batcher.languages and set(batcher.languages) == {"nl"}, batcher.languages
     assert result.language == "nl"
