@@ -145,7 +145,8 @@ class SlowAskingChannel(TextCallChannel):
         self.warmed.set()
 
     async def listen(self, prompt: Prompt | None, *, timeout_s: float,
-                     phrases: Sequence[str] = ()) -> Utterance | None:
+                     phrases: Sequence[str] = (),
+                     detect_language: bool = False) -> Utterance | None:
         if prompt is not None and prompt.key == "ask_question":
             async with asyncio.timeout(5):
                 await self.warmed.wait()  # prepared (no sleep lines this up)
