@@ -370,15 +370,23 @@ def build_router(settings: Settings, engine: Engine) -> SimpleRouter:
                         always_pin=frozenset(settings.require_pin_for))
 
 
+def _vosk_models(settings: Settings) -> dict[str, Path]:
+    """The Vosk model folders the recogniser uses, per language (none when
+    IVR_ASR_ENGINE=whisper)."""
+    if settings.asr_engine == "whisper":
+        return {}
+    return {lang: p for lang, p in (("en", settings.vosk_model_en),
+                                    ("nl", settings.vosk_model_nl)) if p is not None}
+
+
 def speech_languages(settings: Settings) -> tuple[Language, ...]:
     """Languages this node's recogniser hears, from the settings alone (no model loads)."""
     from ivr.speech.base import SpeechError
     from ivr.speech.recognizers import speech_languages as heard
 
-    vosk = {lang: p for lang, p in (("en", settings.vosk_model_en),
-                                    ("nl", settings.vosk_model_nl)) if p is not None}
+    vosk = _vosk_models(settings)
     try:
-        langs = heard(vosk if settings.asr_engine != "whisper" else {}, settings.whisper_model)
+        langs = heard(vosk, settings.whisper_model)
     except SpeechError as exc:  # the recogniser will refuse the same folder, loudly
         log.error("IVR_WHISPER_MODEL: %s", exc)
         langs = tuple(vosk) or ("en",)
@@ -512,9 +520,7 @@ def build_recognizer(settings: Settings, *,
     ``judge``: see ``turn_judge``."""
     from ivr.speech.recognizers import build_recognizer as build
 
-    vosk = {lang: p for lang, p in (("en", settings.vosk_model_en),
-                                    ("nl", settings.vosk_model_nl)) if p is not None}
-    return build(vosk if settings.asr_engine != "whisper" else {},
+    return build(_vosk_models(settings),
                  executor=recognizer_pool(settings),
                  whisper_model_dir=settings.whisper_model,
                  whisper_window=settings.whisper_window,

@@ -61,6 +61,11 @@ class Prompt:
     # way, so the question itself is not delayed by it.
     then: tuple[Prompt, ...] = ()
 
+    @property
+    def parts(self) -> tuple[Prompt, ...]:
+        """This prompt, then the ones that follow it in the same turn."""
+        return (self, *self.then)
+
 
 class CallChannel(Protocol):
     """One live conversation (voice or text) as the flow sees it."""

@@ -82,7 +82,7 @@ class TextCallChannel:
         self, prompt: Prompt | None, *, timeout_s: float, phrases: Sequence[str] = (),
         detect_language: bool = False,
     ) -> Utterance | None:
-        for part in (prompt, *prompt.then) if prompt is not None else ():
+        for part in prompt.parts if prompt is not None else ():
             await self.say(part)
         item = self._next()
         if item is None or item.strip().lower() == "silence":

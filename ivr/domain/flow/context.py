@@ -174,12 +174,12 @@ class Call:
         prompt = self.prompt(key, **params) if key else None
         if prompt is not None:
             prompt = replace(prompt, then=then) if then else prompt
-            for p in (prompt, *then):
+            for p in prompt.parts:
                 await self.emit(Said(p.text, p.key))
         utterance = await self.channel.listen(
             prompt, timeout_s=self.cfg.no_input_timeout_s,
             phrases=self.ports.catalogue.phrases(self.language),
-            **({"detect_language": True} if detect_language else {}),
+            detect_language=detect_language,
         )
         if utterance is not None:
             await self.emit(Heard(utterance.text or f"[keypad {utterance.dtmf}]"))

@@ -108,7 +108,7 @@ class AgiCallChannel:
                      phrases: Sequence[str] = (),
                      detect_language: bool = False) -> Utterance | None:
         # A recorded turn is transcribed in the prompt's language (no detection here).
-        for part in (prompt, *prompt.then) if prompt is not None else ():
+        for part in prompt.parts if prompt is not None else ():
             # The offer after the question: a key during either stops both.
             key = await self._play(part, KEYS)
             if key is not None:

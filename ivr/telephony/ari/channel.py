@@ -422,12 +422,12 @@ class AriCallChannel:
         self._cancel_ack()
         self._language = prompt.language
         entered = self._now()
-        try:
-            uri = await self._prompts.resolve(prompt)
-        except Exception as exc:  # a missing prompt must not end the call
-            log.error("prompt %s could not be resolved: %s", prompt.key, exc)
+        uri = await self._resolve(prompt)
+        if uri is None:
             return None
-        uris = [uri, *await self._tail_uris(prompt)]
+        # The prompts that follow it in the same playback; one that cannot be resolved
+        # is left out (the question itself still plays).
+        uris = [uri, *[u for tail in prompt.then if (u := await self._resolve(tail))]]
         self._playback_seq += 1
         pb_id = f"{self._id}-pb{self._playback_seq}"
         self._events.add(pb_id, "playback")
@@ -450,16 +450,13 @@ class AriCallChannel:
             return None
         return pb_id
 
-    async def _tail_uris(self, prompt: Prompt) -> list[str]:
-        """Sounds of the prompts that follow ``prompt`` in its playback (a tail that
-        cannot be resolved is left out: the question itself still plays)."""
-        uris = []
-        for tail in prompt.then:
-            try:
-                uris.append(await self._prompts.resolve(tail))
-            except Exception as exc:
-                log.error("prompt %s could not be resolved: %s", tail.key, exc)
-        return uris
+    async def _resolve(self, prompt: Prompt) -> str | None:
+        """The sound of ``prompt``; None when it cannot be made (logged)."""
+        try:
+            return await self._prompts.resolve(prompt)
+        except Exception as exc:  # a missing prompt must not end the call
+            log.error("prompt %s could not be resolved: %s", prompt.key, exc)
+            return None
 
     async def _stop_prompt(self, pb_id: str | None) -> None:
         if pb_id is None or pb_id in self._finished_playbacks:
