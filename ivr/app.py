@@ -87,6 +87,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
     from ivr.callbacks.dialer import CallbackDialer
     from ivr.contact_centre.announcer import QueueAnnouncer
     from ivr.contact_centre.service import ContactCentre
+    from ivr.nlu.matcher import MatcherLimits
     from ivr.notify.csat import CsatSurvey
     from ivr.notify.links import SignedLinkBuilder
     from ivr.notify.outbox import Outbox, OutboxStore
@@ -274,14 +275,21 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 def build_understanding(settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
     """The intent catalogue and matcher for the configured languages."""
     from ivr.nlu.catalogue import load_catalogue
-    from ivr.nlu.matcher import MatcherLimits, default_matcher
+    from ivr.nlu.matcher import default_matcher
 
     languages = tuple(lang for lang in LANGUAGES if lang in settings.languages)
     catalogue = load_catalogue(settings.grammars_dir, languages=languages)
-    limits = MatcherLimits(workers=settings.nlu_workers, max_pending=settings.nlu_max_pending,
-                           timeout_s=settings.nlu_timeout_s)
-    matcher = default_matcher(catalogue, cache_dir=settings.embedding_cache, limits=limits)
+    matcher = default_matcher(catalogue, cache_dir=settings.embedding_cache,
+                              limits=matcher_limits(settings))
     return catalogue, matcher
+
+
+def matcher_limits(settings: Settings) -> MatcherLimits:
+    """The matcher's bounded pool, from IVR_NLU_WORKERS/MAX_PENDING/TIMEOUT_S."""
+    from ivr.nlu.matcher import MatcherLimits
+
+    return MatcherLimits(workers=settings.nlu_workers, max_pending=settings.nlu_max_pending,
+                         timeout_s=settings.nlu_timeout_s)
 
 
 def build_messaging(settings: Settings, engine: Engine

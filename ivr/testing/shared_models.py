@@ -72,6 +72,7 @@ class SharedUnderstanding:
         self.trained = 0  # how many times the real function ran (tests of this kit)
 
     def __call__(self, settings: Settings) -> tuple[IntentCatalogue, IntentMatcher]:
+        from ivr.app import matcher_limits
         from ivr.nlu.catalogue import load_catalogue
 
         key = _key(settings)
@@ -85,10 +86,7 @@ class SharedUnderstanding:
         else:
             # The catalogue is cheap and read afresh, as build_understanding does.
             catalogue = load_catalogue(settings.grammars_dir, languages=key[0])
-        limits = MatcherLimits(workers=settings.nlu_workers,
-                               max_pending=settings.nlu_max_pending,
-                               timeout_s=settings.nlu_timeout_s)
-        return catalogue, fresh_view(template, limits)
+        return catalogue, fresh_view(template, matcher_limits(settings))
 
 
 class SharedWhisperModels:
