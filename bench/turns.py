@@ -27,7 +27,9 @@ wire adds (speech-end detection slack, Asterisk starting the playback, RTP).
 ``end_of_turn`` counts how each turn's end was decided ("adaptive": the short
 silence on a finished transcript; "endpoint: why not" otherwise) and
 ``early_decode_ms`` is the speculative decode's wall time, which must be back
-within the adaptive end's silence to let it fire.
+within the adaptive end's silence to let it fire. A caller whose answer is slow hears
+"one moment" first (``acknowledged``): their turn gap is to that prompt, and
+``answer_gap_node_*`` gives the answer itself, on the node's clock.
 
 The rig comes from KANAAL_RIG_* like the e2e tests (default: the shared rig).
 """
@@ -93,10 +95,12 @@ def summarise(reports: list[VoiceCallReport], expected: list[str],
         "silence_wait", "asr", "understanding", "decision", "tts", "playback_start", "rest",
         "early_decode")}
     ends: dict[str, int] = {}
+    answers: list[float] = []
     for r in reports:
         timings = r.timings[:1]
         for t in timings:
             parts["silence_wait"].append(t.silence_wait_ms)
+            answers.append(t.silence_wait_ms + t.response_ms)
             parts["asr"].append(t.asr_ms)
             parts["understanding"].append(t.understanding_ms)
             parts["decision"].append(t.decision_ms)
@@ -120,6 +124,10 @@ def summarise(reports: list[VoiceCallReport], expected: list[str],
         # Calls whose first reply was the "one moment" acknowledgement (IVR_ACK_AFTER_MS):
         # their gap is to that prompt, the answer came after it.
         "acknowledged": sum(1 for r in reports if r.acks),
+        # The answer itself, acknowledged or not, on the node's clock: the last speech
+        # frame it heard -> the answer's playback request (the wire adds ~50-150 ms).
+        "answer_gap_node_p50_ms": _r(pct(answers, 50)),
+        "answer_gap_node_p95_ms": _r(pct(answers, 95)),
         "speech_end_spread_max_ms": _r(max(spreads, default=0.0)),
         "breakdown_ms": {k: {"p50": _r(pct(v, 50)), "p95": _r(pct(v, 95))}
                          for k, v in parts.items()},

@@ -393,3 +393,30 @@ async def test_slow_answer_gets_a_one_moment_prompt_fast_one_does_not(fake: Fake
         assert pending is not None and pending.cancelled() and ch._ack is None
         plays = [q["media"] for m, path, q in fake.requests if "/play/" in path]
         assert plays[2:] == ["sound:/var/lib/kanaal/en/quick"] and ch.acks == 1
+
+
+async def test_a_turn_behind_a_backlog_is_acknowledged_at_once(fake: FakeAri) -> None:
+    """Three callers of the node already wait for their answer: this turn's "one moment"
+    comes after ack_busy_after_s, not after ack_after_s (set far beyond the test's wait);
+    the caller leaves the backlog when the answer starts, and only once."""
+    async with one_call(fake) as ch:
+        ch._s = replace(ch._s, ack_after_s=30.0, ack_busy_turns=3, ack_busy_after_s=0.05)
+        ch._backlog.waiting = 2  # two ahead: below the line, the normal (30 s) wait
+        ch._start_ack(ch._now(), ch._await_answer())
+        assert ch._backlog.waiting == 3
+        await asyncio.sleep(0.5)
+        assert ch.acks == 0
+        ch._answered()
+        ch._answered()  # idempotent: counted once
+        assert ch._backlog.waiting == 2
+        ch._backlog.waiting = 3
+        ch._start_ack(ch._now(), ch._await_answer())
+        for _ in range(100):
+            if ch.acks:
+                break
+            await asyncio.sleep(0.02)
+        assert ch.acks == 1
+        assert ch._await_answer() == 3  # asked again while waiting: not counted twice
+        assert ch._backlog.waiting == 4
+        await ch.close()  # a caller who hangs up before the answer leaves the backlog
+        assert ch._backlog.waiting == 3

@@ -19,6 +19,7 @@ from ivr.domain.routing import fallback_decision
 from ivr.logs import bind_session
 from ivr.telephony.ari.adopt import OrphanAdopter
 from ivr.telephony.ari.channel import (
+    AnswerBacklog,
     AriCallChannel,
     AriChannelSettings,
     CallState,
@@ -84,6 +85,7 @@ class StasisApp:
         # Several nodes: on connecting, callers a dead node left in the app get a human.
         self._adopter = adopter
         self.calls: dict[str, AriCallChannel] = {}
+        self._backlog = AnswerBacklog()  # this node's callers waiting for an answer
         self.completed = 0
         self.failed = 0
         self.adopted = 0  # calls a dead node left in the app, handed to a human here
@@ -169,6 +171,7 @@ class StasisApp:
             settings=self._settings,
             renew_lease=self._renew_lease,
             cli_trusted=cli_trust_of(start.args),
+            backlog=self._backlog,
         )
         self.calls[channel.session_id] = channel
         try:

@@ -62,6 +62,17 @@ log = logging.getLogger(__name__)
 CATCH_UP_FRAMES = 9  # at most 200 ms of audio per recogniser feed when behind
 
 
+class AnswerBacklog:
+    """How many of a node's callers have finished speaking and wait for the answer.
+
+    Shared by the calls of one ARI app (one event loop, so no lock): a turn that ends
+    behind ``AriChannelSettings.ack_busy_turns`` others acknowledges at once.
+    """
+
+    def __init__(self) -> None:
+        self.waiting = 0
+
+
 class PromptResolver(Protocol):
     """Turns a Prompt into something Asterisk can play (a ``sound:`` URI)."""
 
@@ -107,6 +118,15 @@ class AriChannelSettings:
     # after the end of speech was detected, say "One moment, let me check that" so a
     # slow back end (CRM lookup, matcher) never leaves dead air; 0 = never.
     ack_after_s: float = 0.7
+    # A turn that ends while this many other callers of the node are already waiting
+    # for their answer says "one moment" after ``ack_busy_after_s`` instead: the
+    # recogniser then works through a queue (20 turns ending together take ~2.5 s of
+    # this machine's two cores with tiny.en, batched or not), so the answer is seconds
+    # away and waiting the full ``ack_after_s`` first only adds dead air. Three: one or
+    # two turns ahead cost a lone decode's ~0.2 s each, where the acknowledgement
+    # (about 1.5 s of audio, the answer queued behind it) would delay the answer.
+    ack_busy_turns: int = 3
+    ack_busy_after_s: float = 0.1
 
 
 # (channel name, seconds) -> sets the channel's absolute timeout now (AMI AbsoluteTimeout)
@@ -234,8 +254,10 @@ class AriCallChannel:
         settings: AriChannelSettings | None = None,
         renew_lease: LeaseRenewer | None = None,
         cli_trusted: bool = True,
+        backlog: AnswerBacklog | None = None,
     ) -> None:
-        """``cli_trusted``: the dialplan vouches for the caller ID (see ``cli_trust_of``)."""
+        """``cli_trusted``: the dialplan vouches for the caller ID (see ``cli_trust_of``);
+        ``backlog``: the node's callers waiting for an answer (shared by its calls)."""
         self._client = client
         self._renew_lease = renew_lease
         self._events = events
@@ -245,6 +267,8 @@ class AriCallChannel:
         self._recognizer = recognizer
         self._prompts = prompts
         self._s = settings or AriChannelSettings()
+        self._backlog = backlog or AnswerBacklog()
+        self._awaiting_answer = False  # counted in ``_backlog.waiting``
         self._caller = parse_caller(
             channel.caller_number, self._s.default_region, dialed=channel.exten or None,
             trusted=cli_trusted,
@@ -732,7 +756,7 @@ class AriCallChannel:
                 turn.no_input_at = self._now() + turn.timeout_s
             return None
         end_at = ev.at or self._now()
-        self._start_ack(end_at)
+        self._start_ack(end_at, self._await_answer())
         utterance = await self._finish(stream)
         self._understanding_ms = 0.0
         # Completed by ``_record_response`` when the next prompt plays.
@@ -753,6 +777,7 @@ class AriCallChannel:
                          resolved: float) -> None:
         """The answer to ``turn`` (ended at ``end_at``) started playing: its timing."""
         self._pending_turn = None
+        self._answered()
         now = self._now()
         flow_ms = max(0.0, (entered - end_at) * 1000 - turn.asr_ms)
         understanding = min(self._understanding_ms, flow_ms)
@@ -761,11 +786,28 @@ class AriCallChannel:
             understanding_ms=understanding, decision_ms=flow_ms - understanding,
             tts_ms=(resolved - entered) * 1000, play_ms=(now - resolved) * 1000))
 
-    def _start_ack(self, end_at: float) -> None:
-        """Arm the "one moment" prompt for the answer to the turn that ended at ``end_at``."""
+    def _await_answer(self) -> int:
+        """This caller now waits for an answer; how many of the node's callers already did."""
+        ahead = self._backlog.waiting - (1 if self._awaiting_answer else 0)
+        if not self._awaiting_answer:
+            self._awaiting_answer = True
+            self._backlog.waiting += 1
+        return ahead
+
+    def _answered(self) -> None:
+        """The answer started (or the call ended): this caller no longer waits."""
+        if self._awaiting_answer:
+            self._awaiting_answer = False
+            self._backlog.waiting -= 1
+
+    def _start_ack(self, end_at: float, ahead: int = 0) -> None:
+        """Arm the "one moment" prompt for the answer to the turn that ended at ``end_at``,
+        ``ahead`` other callers of the node waiting for theirs."""
         self._cancel_ack()
         if self._s.ack_after_s > 0:
-            self._ack = asyncio.create_task(self._ack_later(end_at + self._s.ack_after_s),
+            after = (min(self._s.ack_busy_after_s, self._s.ack_after_s)
+                     if ahead >= self._s.ack_busy_turns else self._s.ack_after_s)
+            self._ack = asyncio.create_task(self._ack_later(end_at + after),
                                             name=f"ack-{self._id}")
 
     def _cancel_ack(self) -> None:
@@ -961,6 +1003,7 @@ class AriCallChannel:
     async def close(self) -> None:
         """End of the call task: release media and the event subscription."""
         self._cancel_ack()
+        self._answered()
         try:
             await self._stop_lease()
             await self._teardown_media()
