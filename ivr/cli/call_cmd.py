@@ -127,8 +127,8 @@ def call(ctx: click.Context, texts: tuple[str, ...], say: str | None, from_numbe
     if say is not None:
         from ivr.cli.voice_call import run_voice_call
 
-        run_voice_call(ctx, say=say, from_number=from_number, lang=lang or "en", dtmf=dtmf,
-                       barge_in_after_s=barge_in, as_json=as_json)
+        run_voice_call(ctx, say=say, from_number=from_number, lang=lang, dtmf=dtmf,
+                       barge_in_after_s=barge_in, as_json=as_json, at=_parse_at(at))
         return
     if not texts:
         raise click.UsageError("give --text (text channel) or --say (real SIP call)")

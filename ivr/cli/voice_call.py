@@ -32,6 +32,8 @@ from ivr.domain.ports import Clock, PortError, Recognizer
 from ivr.testing.rig import Rig, rig_from_env
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ivr.app import App, Node
     from ivr.telephony.ari.channel import AriCallChannel, ResponseTiming
     from ivr.testing.turncaller import Turn
@@ -303,16 +305,31 @@ def latency_summary(reports: list[VoiceCallReport]) -> str:
             f"{statistics.median(asr):.0f} ms); silence wait before end of speech not included")
 
 
-def run_voice_call(ctx: click.Context, *, say: str, from_number: str | None, lang: str,
+def voice_call_plan(settings: Settings, *, say: str, from_number: str | None,
+                    lang: str | None, dtmf: str | None, barge_in_after_s: float | None = None,
+                    at: datetime | None = None) -> tuple[Settings, VoiceCallSpec, Clock | None]:
+    """What ``ivr call --say`` runs: the node's settings (``--lang`` is the language an
+    unknown caller is greeted in, as on the text channel), the caller, and the node's
+    clock (``--at``: opening hours as at that moment)."""
+    from ivr.clock import PinnedClock
+
+    if lang:
+        settings = replace(settings, default_language=lang)
+    spec = VoiceCallSpec(say=say, from_number=from_number, lang=as_language(lang or "en"),
+                         dtmf=dtmf, barge_in_after_s=barge_in_after_s)
+    return settings, spec, PinnedClock(at) if at else None
+
+
+def run_voice_call(ctx: click.Context, *, say: str, from_number: str | None, lang: str | None,
                    dtmf: str | None, as_json: bool,
-                   barge_in_after_s: float | None = None) -> None:
+                   barge_in_after_s: float | None = None, at: datetime | None = None) -> None:
     from ivr.cli.common import settings_from, stdout_to_stderr
 
-    settings = settings_from(ctx)
-    spec = VoiceCallSpec(say=say, from_number=from_number, lang=as_language(lang), dtmf=dtmf,
-                         barge_in_after_s=barge_in_after_s)
+    settings, spec, clock = voice_call_plan(
+        settings_from(ctx), say=say, from_number=from_number, lang=lang, dtmf=dtmf,
+        barge_in_after_s=barge_in_after_s, at=at)
     with stdout_to_stderr(as_json):  # serve_node's sandbox prints what it receives
-        reports = asyncio.run(run_voice_calls(settings, [spec]))
+        reports = asyncio.run(run_voice_calls(settings, [spec], clock=clock))
     if as_json:
         click.echo(json.dumps(reports[0].as_dict(), indent=2, ensure_ascii=False))
         return
