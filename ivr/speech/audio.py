@@ -385,3 +385,27 @@ def wav_bytes(pcm16: bytes, sample_rate: int) -> bytes:
 def write_wav(path: Path | str, pcm16: bytes, sample_rate: int) -> None:
     """Write 16-bit mono PCM as a WAV file."""
     Path(path).write_bytes(wav_bytes(pcm16, sample_rate))
+
+
+def trim_leading_silence(pcm16: bytes, sample_rate: int, *, keep_ms: float = 30.0,
+                         floor_dbfs: float = -45.0) -> bytes:
+    """Cut the quiet before the first sound down to ``keep_ms`` (16-bit mono PCM).
+
+    Why: flite starts every utterance with 200-340 ms of silence (its pause phone), and
+    that silence sat between the caller's last word and the first sound they heard of
+    every answer; at the wire it was a third of the turn gap. The first 10 ms frame
+    whose mean level reaches ``floor_dbfs`` is the onset; a little is kept before it
+    so the attack of the first consonant is never clipped. Audio with no frame that
+    loud is returned unchanged.
+    """
+    x = np.frombuffer(pcm16, dtype="<i2")
+    frame = max(1, sample_rate // 100)
+    n = x.size // frame
+    if n == 0:
+        return pcm16
+    level = np.abs(x[: n * frame].astype(np.float32)).reshape(n, frame).mean(axis=1)
+    loud = np.flatnonzero(level >= 32768.0 * 10.0 ** (floor_dbfs / 20.0))
+    if loud.size == 0:
+        return pcm16
+    start = max(0, int(loud[0]) * frame - int(sample_rate * keep_ms / 1000.0))
+    return pcm16[start * 2:]

@@ -9,6 +9,7 @@ Asterisk plays ``sound:/abs/path`` without the extension.
 from __future__ import annotations
 
 import asyncio
+import filecmp
 import os
 import shutil
 import uuid
@@ -31,6 +32,9 @@ class FilePromptResolver:
         # prompt copy it once. Bounded by the number of recorded prompts; never popped,
         # so a late caller cannot get a fresh lock while an earlier copy still runs.
         self._exporting: dict[Path, asyncio.Lock] = {}
+        # Exported copies compared with their recording by this process: a copy left by
+        # an older release (the recordings were rebuilt since) is replaced, once.
+        self._fresh: set[Path] = set()
 
     def _uri(self, path: Path) -> str:
         rel = path.relative_to(self._export).with_suffix("")
@@ -52,7 +56,7 @@ class FilePromptResolver:
         recorded = self.recorded(prompt)
         if recorded is not None:
             target = self._export / "static" / prompt.language / recorded.name
-            if not target.exists():
+            if target not in self._fresh:
                 await self._export_once(recorded, target)
             return self._uri(target)
         # Not recorded (just checked): synthesise without asking audio_file to look again.
@@ -61,12 +65,14 @@ class FilePromptResolver:
     async def _export_once(self, src: Path, dst: Path) -> None:
         lock = self._exporting.setdefault(dst, asyncio.Lock())
         async with lock:
-            await asyncio.to_thread(self._copy, src, dst)
+            if dst not in self._fresh:  # another call may have exported it meanwhile
+                await asyncio.to_thread(self._copy, src, dst)
+                self._fresh.add(dst)
 
     @staticmethod
     def _copy(src: Path, dst: Path) -> None:
-        if dst.exists():  # another call copied it while this one waited for the lock
-            return
+        if dst.exists() and filecmp.cmp(src, dst, shallow=False):
+            return  # already the recording (exported earlier, or by another node)
         dst.parent.mkdir(parents=True, exist_ok=True)
         # Unique temp name: other processes (several nodes on one share) or a copy left
         # running by a cancelled call may write the same prompt at the same time; with

@@ -116,3 +116,46 @@ def test_transcribe_cli_prints_text_confidence_rtf(tmp_path: Path) -> None:
     bad.write_bytes(os.urandom(100))
     res = CliRunner().invoke(transcribe, [str(bad)])
     assert res.exit_code == 1 and "cannot read" in res.output
+
+
+def _lead_ms(pcm: bytes, rate: int = 8000) -> float:
+    """Milliseconds before the first 10 ms frame at -45 dBFS or louder."""
+    import numpy as np
+
+    x = np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.float32))
+    frame = rate // 100
+    level = x[: x.size // frame * frame].reshape(-1, frame).mean(axis=1)
+    return float(np.flatnonzero(level >= 32768 * 10 ** (-45 / 20))[0]) * 10.0
+
+
+@pytest.mark.parametrize("tts,lang", [(FliteTts(), "en"), (EspeakTts(), "nl")])
+def test_prompts_start_with_the_voice_not_with_silence(tts: object, lang: str) -> None:
+    """flite opens every utterance with 200-340 ms of silence that the caller heard as
+    dead air before each answer: a prompt starts within 40 ms of its first sound, and
+    the sound itself is kept whole (the same samples from there on)."""
+    from ivr.speech.audio import resample_pcm16, trim_leading_silence
+
+    text = "Your order will arrive on Monday."
+    pcm = tts.synthesize_pcm(text, lang)  # type: ignore[attr-defined]
+    assert _lead_ms(pcm) <= 40
+    if isinstance(tts, FliteTts):  # the engine's own output, before trimming
+        import subprocess
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "raw.wav"
+            subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(out)], check=True)
+            raw = read_wav(out)
+        untrimmed = resample_pcm16(raw.pcm16, raw.sample_rate, 8000)
+        assert _lead_ms(untrimmed) >= 150
+        assert untrimmed.endswith(pcm) and len(untrimmed) - len(pcm) >= 2 * 8000 * 0.1
+    quiet = b"\x00\x00" * 800
+    assert trim_leading_silence(quiet, 8000) == quiet  # nothing loud: unchanged
+
+
+def test_committed_sounds_start_with_the_voice() -> None:
+    """The committed static prompts were built with the leading silence cut (rebuild
+    them with `ivr sounds build` after changing the TTS)."""
+    late = {p.name: _lead_ms(read_wav(p).pcm16) for p in DEFAULT_SOUNDS.glob("*/*.wav")}
+    assert late and all(ms <= 40 for ms in late.values()), {
+        k: v for k, v in late.items() if v > 40}

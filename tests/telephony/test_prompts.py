@@ -68,3 +68,23 @@ async def test_simultaneous_calls_copy_the_same_prompt_without_error(
         assert (folder / "ask_question.wav").read_bytes() == (
             tmp_path / "sounds" / "en" / "ask_question.wav").read_bytes()
     assert len(copies) == 8  # one copy per export folder, not one per call
+
+
+async def test_a_copy_left_by_an_older_release_is_replaced_once(tmp_path: Path) -> None:
+    """The recordings were rebuilt (e.g. an upgrade trimmed their leading silence): a copy
+    an earlier node left in the export folder is replaced by the new recording, not played
+    for ever; it is compared once per process, not on every prompt."""
+    prompts, export = resolver(tmp_path)
+    stale = export / "static" / "en" / "ask_question.wav"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"RIFF old recording")
+    prompt = Prompt(key="ask_question", text="What is it about?", language="en")
+    await prompts.resolve(prompt)
+    recording = (tmp_path / "sounds" / "en" / "ask_question.wav").read_bytes()
+    assert stale.read_bytes() == recording
+    stale.write_bytes(b"RIFF changed behind the node's back")
+    await prompts.resolve(prompt)  # checked already: no comparison on every prompt
+    assert stale.read_bytes() == b"RIFF changed behind the node's back"
+    again, _ = resolver(tmp_path)  # a new process (node) checks again
+    await again.resolve(prompt)
+    assert stale.read_bytes() == recording
