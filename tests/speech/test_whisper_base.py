@@ -125,3 +125,21 @@ def test_the_cli_joins_it_and_transcribes_dutch_with_it(
                                    str(wav)])
     assert out.exit_code == 0, out.output
     assert "internet doet het niet" in out.output.lower(), out.output
+
+
+async def test_as_the_one_model_it_detects_an_english_first_turn(joined: Path) -> None:
+    """Set as IVR_WHISPER_MODEL (both languages), a detecting turn runs the real language
+    detection: English speech is named English and decoded in it. (espeak-ng's Dutch is
+    detected as English too, so the Dutch side stays stood in for in
+    test_whisper_model_choice.)"""
+    from ivr.speech.tts import FliteTts
+
+    rec = WhisperRecognizer(joined, languages=("en", "nl"))
+    pcm = FliteTts().synthesize_pcm("what are your opening hours", "en") + bytes(16000)
+    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
+    for i in range(0, len(pcm), 320):
+        if (await stream.feed(pcm[i:i + 320])).endpoint:
+            break
+    result = await stream.finish()
+    await stream.close()
+    assert result.language == "en" and "opening hours" in result.text.lower(), result

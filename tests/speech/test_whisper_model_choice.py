@@ -111,8 +111,9 @@ class _RecordingBatcher:
 async def test_a_detected_language_is_decoded_in_on_the_batched_path(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """With batching on (the default), a detecting turn is decoded in the detected
-    language and names it. No multilingual model installs here, so detection is stood in
-    for (it answers "nl"); the stream, its endpointer and the hand-off are real."""
+    language and names it. Detection is stood in for (it answers "nl"): the bundled
+    multilingual base hears espeak-ng's Dutch, the only Dutch voice here, as English; the
+    stream, its endpointer and the hand-off are real."""
     from ivr.speech import whisper_engine
 
     monkeypatch.setattr(whisper_engine, "detect_language", lambda model, audio, cands: "nl")
