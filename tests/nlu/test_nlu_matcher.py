@@ -513,12 +513,17 @@ def test_paraphrase_accuracy_floor(
     ("en", 0.94, 0.94, "heldout_f"), ("nl", 0.92, 0.97, "heldout_f"),
     ("en", 0.94, 0.96, "heldout_g"), ("nl", 0.96, 0.97, "heldout_g"),
     ("en", 0.96, 0.95, "heldout_h"), ("nl", 0.95, 0.97, "heldout_h"),
+    # heldout_i: the test set of that round, committed before the change and
+    # measured once after it (in scope / off-topic rejected, junk included): en
+    # 94.4 / 94.4 %, nl 95.1 / 94.4 % (before it: en 91.4 / 85.6 %, nl 92.6 / 87.2 %).
+    ("en", 0.93, 0.93, "heldout_i"), ("nl", 0.94, 0.93, "heldout_i"),
 ])
 def test_open_sets_reject_off_topic_and_keep_in_scope(
     full: HybridIntentMatcher, lang: str, in_floor: float, oos_floor: float, name: str
 ) -> None:
-    """Regression floors on heldout_e to heldout_h (written without sight
-    of the catalogue, each committed before the model it measures; never tuned on):
+    """Regression floors on heldout_e to heldout_i (written without sight
+    of the catalogue, each committed before the model it first measured; heldout_e
+    to heldout_h have since become dev data, heldout_i is never tuned on):
     in-scope rows answered right and not rejected, out-of-scope rows rejected; on
     heldout_g its 60 junk rows (the last ones) nearly all. Figures:
     bench/intents.py --only own."""
