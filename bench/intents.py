@@ -43,7 +43,7 @@ from ivr.nlu.evaluation import (  # noqa: E402
 from ivr.nlu.matcher import HybridIntentMatcher, default_matcher  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "kanaal" / "nlu"  # the machine-wide embedding cache
-OPEN_SETS = ("heldout_e", "heldout_f", "heldout_g", "heldout_h")
+OPEN_SETS = ("heldout_e", "heldout_f", "heldout_g", "heldout_h", "heldout_i")
 
 
 def public(name: str, data: Path, embedder: Embedder | None, folds: int) -> EvalResult:
@@ -199,7 +199,7 @@ def oos_groups(name: str, rows: list[dict[str, str]], lang: str = "en") -> list[
 
 def open_set(matcher: HybridIntentMatcher, lang: str, name: str = "heldout_e",
              confirm_below: float = 0.6) -> str:
-    """Figures on an open test set (heldout_e to heldout_h: in-scope and
+    """Figures on an open test set (heldout_e to heldout_i: in-scope and
     out-of-scope rows, written without sight of the catalogue): in-scope rows
     answered right and not rejected; out-of-scope rows rejected (junk rows, a
     caller saying nothing useful, apart; other groups where the set has them),

@@ -501,22 +501,29 @@ def test_paraphrase_accuracy_floor(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("lang", "in_floor", "oos_floor", "name"), [
-    # Measured 2026-12-01 with the NLU++ hotel and (Dutch) cross-lingual negatives
-    # (bench/intents.py --only own): heldout_e en 93.5 % / 87.3 %, nl 96.3 % / 84.5 %;
-    # heldout_f en 88.9 % / 90.0 %, nl 88.0 % / 95.8 %; heldout_g (110 off-topic rows,
-    # junk apart) en 92.6 % / 87.3 %, nl 89.6 % / 90.0 % (target 95 / 90); heldout_h
-    # (170 off-topic rows, junk included; measured once, after the change it
-    # measures) en 95.6 % / 89.4 %, nl 91.1 % / 91.8 %.
-    ("en", 0.90, 0.84, "heldout_e"), ("nl", 0.93, 0.81, "heldout_e"),
-    ("en", 0.86, 0.87, "heldout_f"), ("nl", 0.85, 0.92, "heldout_f"),
-    ("en", 0.89, 0.89, "heldout_g"), ("nl", 0.87, 0.90, "heldout_g"),
-    ("en", 0.93, 0.87, "heldout_h"), ("nl", 0.89, 0.89, "heldout_h"),
+    # Since issue #18's fourth round heldout_e to heldout_h are dev data (the
+    # operating points were chosen on them, bench/oos_calibrate.py), so these are
+    # regression floors, not independent figures: measured 2026-12-01 after the
+    # new near misses, catalogue examples and operating points (in scope right and
+    # accepted / off-topic rejected, junk included): heldout_e en 96.3 / 96.4 %,
+    # nl 99.1 / 93.6 %; heldout_f en 95.4 / 95.8 %, nl 93.5 / 98.3 %; heldout_g
+    # en 95.6 / 97.6 %, nl 97.0 / 98.2 %; heldout_h en 97.0 / 96.5 %, nl 96.3 /
+    # 98.2 %. Each floor is about one row under its figure.
+    ("en", 0.95, 0.95, "heldout_e"), ("nl", 0.98, 0.92, "heldout_e"),
+    ("en", 0.94, 0.94, "heldout_f"), ("nl", 0.92, 0.97, "heldout_f"),
+    ("en", 0.94, 0.96, "heldout_g"), ("nl", 0.96, 0.97, "heldout_g"),
+    ("en", 0.96, 0.95, "heldout_h"), ("nl", 0.95, 0.97, "heldout_h"),
+    # heldout_i: the test set of that round, committed before the change and
+    # measured once after it (in scope / off-topic rejected, junk included): en
+    # 94.4 / 94.4 %, nl 95.1 / 94.4 % (before it: en 91.4 / 85.6 %, nl 92.6 / 87.2 %).
+    ("en", 0.93, 0.93, "heldout_i"), ("nl", 0.94, 0.93, "heldout_i"),
 ])
 def test_open_sets_reject_off_topic_and_keep_in_scope(
     full: HybridIntentMatcher, lang: str, in_floor: float, oos_floor: float, name: str
 ) -> None:
-    """Regression floors on heldout_e to heldout_h (written without sight
-    of the catalogue, each committed before the model it measures; never tuned on):
+    """Regression floors on heldout_e to heldout_i (written without sight
+    of the catalogue, each committed before the model it first measured; heldout_e
+    to heldout_h have since become dev data, heldout_i is never tuned on):
     in-scope rows answered right and not rejected, out-of-scope rows rejected; on
     heldout_g its 60 junk rows (the last ones) nearly all. Figures:
     bench/intents.py --only own."""
