@@ -30,7 +30,7 @@ GRAMMARS = Path(__file__).resolve().parents[2] / "grammars"
 
 def _heldout(lang: str) -> list[str]:
     texts: list[str] = []
-    for name in ("heldout_e", "heldout_f", "heldout_g", "heldout_h", "paraphrases"):
+    for name in ("heldout_e", "heldout_f", "heldout_g", "heldout_h"):
         with (DATA / f"{name}_{lang}.csv").open(newline="", encoding="utf-8") as fh:
             texts += [r["text"] for r in csv.DictReader(fh)]
     return texts
