@@ -196,3 +196,27 @@ def test_unwritable_cache_only_costs_the_next_start(tmp_path: Path,
     matcher = HybridIntentMatcher().fit(TEXTS, LABELS, cache=FitCache(blocked))
     assert matcher.predict("where is my order").best is not None
     assert any("could not store" in r.message for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_intents_train_stores_the_node_models(tmp_path: Path) -> None:
+    """`ivr intents train` builds the node's matcher through the composition root into
+    IVR_NLU_CACHE_DIR (the machine's, whose embeddings are warm), one line per language;
+    afterwards both languages' entries are there, so the node start-up loads them. On a
+    warm cache this loads the entries the other tests' production matcher stored."""
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+
+    machine = load_settings(env_file=None, environ=dict(os.environ)).embedding_cache
+    result = CliRunner().invoke(cli, [
+        "--env-file", str(tmp_path / "none.env"), "--set", f"grammars_dir={GRAMMARS}",
+        "--set", f"nlu_cache_dir={machine}", "--set", "languages=en,nl", "intents", "train"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for lang in ("en", "nl"):
+        line = next(x for x in lines if f"intent model {lang}:" in x)
+        assert "loaded the fitted model" in line or "stored as" in line, line
+    assert lines[-1].startswith("done in")
+    stored = [x.split("stored as ")[1] for x in lines if "stored as" in x]
+    assert all(Path(p).is_file() for p in stored)
