@@ -63,6 +63,42 @@ def _check_scripts(directory: Path, cat: Any) -> None:
 
 
 @intents.command()
+@click.pass_context
+def train(ctx: click.Context) -> None:
+    """Fit the node's intent models now and store them in IVR_NLU_CACHE_DIR, so the
+    next node start-up loads them (seconds) instead of fitting (25-45 s)."""
+    import logging
+    import time
+
+    from ivr.app import build_understanding
+    from ivr.cli.common import settings_from
+
+    settings = settings_from(ctx)
+    languages = [lang for lang in LANGUAGES if lang in settings.languages]
+    click.echo(f"intent models for {', '.join(languages)} into {settings.embedding_cache} "
+               "(each language fits in 10-30 s unless it is already stored)")
+
+    class Progress(logging.Handler):  # the matcher logs one line per language
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(f"  {record.getMessage()}")
+
+    progress = Progress(logging.INFO)
+    matcher_log = logging.getLogger("ivr.nlu.matcher")
+    matcher_log.addHandler(progress)
+    before = matcher_log.propagate, matcher_log.level
+    matcher_log.propagate = False
+    matcher_log.setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    try:
+        build_understanding(settings)
+    finally:
+        matcher_log.removeHandler(progress)
+        matcher_log.propagate, _ = before
+        matcher_log.setLevel(before[1])
+    click.echo(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+@intents.command()
 @click.argument("text")
 @click.option("--lang", type=click.Choice(LANGUAGES), default="en", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),

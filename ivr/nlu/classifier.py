@@ -138,6 +138,40 @@ class _Calibration:
         return bool(self.familiarity or self.closeness)
 
 
+# A fitted _Model's array attributes (each absent or None in some set-ups).
+_MODEL_ARRAYS = ("present", "ridge", "proj", "emb_off", "emb_train", "centroids",
+                 "class_slices", "centroid_sq", "fz_classes", "fz_starts")
+
+
+def _vectorizers(n_texts: int) -> list[Any]:
+    """The SVM's two TF-IDF vectorizers (unfitted): word 1-2-grams and character
+    2-5-grams within words. Stacked by hand: sklearn's FeatureUnion dispatches
+    through joblib, which alone cost 1-10 ms per single query here."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return [
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                        min_df=2 if n_texts > 2000 else 1),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Linear:
+    """A fitted linear SVM's weights: what scoring needs of sklearn's LinearSVC, kept
+    as plain arrays so a fitted model can be stored without pickle (ivr.nlu.fit_cache)."""
+
+    coef_: FloatArray
+    intercept_: FloatArray
+    classes_: npt.NDArray[np.int64]
+
+    def decision_function(self, x: Any) -> FloatArray:
+        """LinearSVC.decision_function: margins, one column per class (one 1-D
+        column for two classes)."""
+        dec = np.asarray(x @ self.coef_.T) + self.intercept_
+        return np.asarray(dec.ravel() if dec.shape[1] == 1 else dec, dtype=np.float64)
+
+
 class _Model:
     """One trained scorer set (used twice: for calibration, then on all data)."""
 
@@ -149,17 +183,10 @@ class _Model:
             n_classes: int, in_scope: int | None = None) -> _Model:
         """Train on labels ``0..n_classes-1``; labels ``>= in_scope`` (the
         out-of-scope class) train the SVM and ridge only."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
 
         self.n_classes = n_classes
-        # Two vectorizers stacked by hand: sklearn's FeatureUnion dispatches
-        # through joblib, which alone cost 1-10 ms per single query here.
-        self.vecs = [
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
-                            min_df=2 if len(texts) > 2000 else 1),
-        ]
+        self.vecs = _vectorizers(len(texts))
         x = self._features(texts, emb, fit=True)
         # Per-query fast path: sklearn's transform/decision_function spend
         # ~1 ms per call validating input; the same arithmetic by hand is ~0.1 ms.
@@ -167,7 +194,9 @@ class _Model:
                           for v in self.vecs]
         present = np.unique(y)
         if len(present) >= 2:
-            self.svm: LinearSVC | None = LinearSVC(C=self.cfg.svm_c).fit(x, y)
+            svm = LinearSVC(C=self.cfg.svm_c).fit(x, y)
+            self.svm: _Linear | None = _Linear(np.asarray(svm.coef_), np.asarray(svm.intercept_),
+                                               np.asarray(svm.classes_))
         else:
             self.svm = None
         self.present = present
@@ -223,6 +252,47 @@ class _Model:
             self.fz_texts = [utils.default_process(texts[i]) for i in order]
             self.fz_classes, self.fz_starts = np.unique(np.asarray(y)[order], return_index=True)
         return self
+
+    def state(self) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
+        """The fitted model as arrays and a JSON-able dict (see :meth:`restore`)."""
+        arrays: dict[str, npt.NDArray[Any]] = {
+            name: value for name in _MODEL_ARRAYS
+            if (value := getattr(self, name, None)) is not None}
+        if self.svm is not None:
+            arrays |= {"svm_coef": self.svm.coef_, "svm_intercept": self.svm.intercept_,
+                       "svm_classes": self.svm.classes_}
+        vocabularies = []
+        for i, (_, vocab, idf) in enumerate(self.fast_vecs):
+            arrays[f"idf{i}"] = idf
+            terms = [""] * len(vocab)
+            for term, j in vocab.items():
+                terms[j] = term
+            vocabularies.append(terms)
+        meta = {"n_classes": int(self.n_classes), "use_fuzzy": self.use_fuzzy,
+                "vocabularies": vocabularies,
+                "fz_texts": list(getattr(self, "fz_texts", []))}
+        return arrays, meta
+
+    @classmethod
+    def restore(cls, cfg: ClassifierConfig, arrays: dict[str, npt.NDArray[Any]],
+                meta: dict[str, Any]) -> _Model:
+        """The model :meth:`state` described, scoring exactly as it did."""
+        model = cls(cfg, bool(meta["use_fuzzy"]))
+        model.n_classes = int(meta["n_classes"])
+        model.vecs = _vectorizers(0)  # only their analyzers are used after fitting
+        model.fast_vecs = [
+            (v.build_analyzer(), {term: j for j, term in enumerate(terms)}, arrays[f"idf{i}"])
+            for i, (v, terms) in enumerate(zip(model.vecs, meta["vocabularies"], strict=True))]
+        model.svm = (_Linear(arrays["svm_coef"], arrays["svm_intercept"], arrays["svm_classes"])
+                     if "svm_coef" in arrays else None)
+        for name in ("ridge", "proj", "emb_off", "emb_train", "centroids"):
+            setattr(model, name, None)  # absent when fitted without embeddings
+        for name in _MODEL_ARRAYS:
+            if name in arrays:
+                setattr(model, name, arrays[name])
+        if model.use_fuzzy:
+            model.fz_texts = list(meta["fz_texts"])
+        return model
 
     def scores(self, texts: Sequence[str], emb: FloatArray | None) -> FloatArray:
         out = np.full((len(texts), self.n_classes), -1.0)
@@ -454,6 +524,7 @@ class IntentClassifier:
         self.classes: tuple[str, ...] = ()
         self._model: _Model | None = None
         self._cal = _Calibration()
+        self._fit_cal = self._cal  # as fitted, before set_operating_point shifts _cal
         self._n_in = 0
         self._oos_class = False
         # Nearest-neighbour veto (see set_operating_point); None: off.
@@ -513,7 +584,7 @@ class IntentClassifier:
                 self._calibrate, x_text, y, emb, oos, emb_oos, (n_in, n_fit), use_fuzzy, report
             )
             self._model = _Model(cfg, use_fuzzy).fit(x_text, y, emb, n_fit, n_in)
-            self._cal = calibration.result()
+            self._cal = self._fit_cal = calibration.result()
         self.classes = classes
         self._n_in = n_in
         self._oos_class = n_fit > n_in
@@ -524,6 +595,42 @@ class IntentClassifier:
         report.closeness_weight = self._cal.closeness
         self.report = report
         return self
+
+    def state(self) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
+        """The fitted classifier as arrays and a JSON-able dict, without pickle
+        (ivr.nlu.fit_cache stores them): what ``fit`` learnt, before any
+        operating point or content gate, which the caller sets again after
+        :meth:`from_state` as it did after ``fit``."""
+        if self._model is None:
+            raise RuntimeError("classifier is not fitted")
+        arrays, model_meta = self._model.state()
+        meta = {"classes": list(self.classes), "n_in": self._n_in,
+                "oos_class": self._oos_class, "calibration": dataclasses.asdict(self._fit_cal),
+                "in_texts": list(self._in_texts), "report": dataclasses.asdict(self.report),
+                "model": model_meta}
+        return {f"m.{k}": v for k, v in arrays.items()}, meta
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, npt.NDArray[Any]], meta: dict[str, Any],
+                   embedder: Embedder | None = None,
+                   config: ClassifierConfig | None = None) -> IntentClassifier:
+        """A classifier that predicts exactly as the one :meth:`state` came from
+        (given the same ``embedder`` and ``config``). Raises KeyError, TypeError or
+        ValueError on a state that does not fit together."""
+        clf = cls(embedder, config)
+        model_arrays = {k[2:]: v for k, v in arrays.items() if k.startswith("m.")}
+        clf._model = _Model.restore(clf.config, model_arrays, meta["model"])
+        clf.classes = tuple(str(c) for c in meta["classes"])
+        clf._n_in = int(meta["n_in"])
+        clf._oos_class = bool(meta["oos_class"])
+        clf._cal = clf._fit_cal = _Calibration(**meta["calibration"])
+        clf._in_texts = tuple(str(t) for t in meta["in_texts"])
+        report = dict(meta["report"])
+        report["platt"] = tuple(report["platt"])
+        clf.report = FitReport(**report)
+        if len(clf.classes) != clf._n_in or clf._model.n_classes < clf._n_in:
+            raise ValueError("stored classifier state does not fit together")
+        return clf
 
     def _embed(self, texts: Sequence[str]) -> FloatArray | None:
         if self.embedder is None or not texts:

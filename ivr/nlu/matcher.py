@@ -19,6 +19,7 @@ from ivr.nlu.catalogue import YamlIntentCatalogue
 from ivr.nlu.classifier import ClassifierConfig, IntentClassifier, Prediction
 from ivr.nlu.content_gate import shipped_function_words
 from ivr.nlu.embedder import CachedEmbedder, Embedder
+from ivr.nlu.fit_cache import FitCache, fit_key
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,9 @@ class HybridIntentMatcher:
         """Train one model per catalogue language.
 
         ``embedder`` serves every language unless ``embedders`` names one for
-        it; with ``cache_dir`` the example embeddings are cached on disk.
+        it; with ``cache_dir`` the example embeddings and the fitted models
+        (ivr.nlu.fit_cache) are cached on disk: an unchanged language loads its
+        model instead of fitting it.
         ``negatives``: off-topic requests per language, trained as out of
         scope; ``operating_points``: per language, the calibrated confidence
         (chosen on dev data) that becomes the rejection threshold;
@@ -120,12 +123,13 @@ class HybridIntentMatcher:
             embedders={k: cached(v) for k, v in (embedders or {}).items()},
             limits=limits,
         )
+        fitted = FitCache(cache_dir) if cache_dir else None
         for lang in catalogue.languages:
             pairs = catalogue.examples(lang)
             off = list((negatives or {}).get(lang, ()))
             matcher.fit([t for t, _ in pairs] + off,
                         [i for _, i in pairs] + [matcher._config.oos_label] * len(off),
-                        language=lang)
+                        language=lang, cache=fitted)
             point = (operating_points or {}).get(lang)
             model = matcher.model(lang)
             if point is not None and model is not None:
@@ -143,12 +147,19 @@ class HybridIntentMatcher:
         return self._models.get(language)
 
     def fit(
-        self, texts: Sequence[str], labels: Sequence[str], language: str = "en"
+        self, texts: Sequence[str], labels: Sequence[str], language: str = "en",
+        cache: FitCache | None = None,
     ) -> HybridIntentMatcher:
-        """Train (or retrain) the model for ``language``; labels 'oos' calibrate rejection."""
+        """Train (or retrain) the model for ``language``; labels 'oos' calibrate rejection.
+
+        With ``cache``, a model fitted before on the same data, config, embedder and
+        code is loaded instead, and a model fitted now is stored there."""
         embedder = self._embedders.get(language, self._embedder)
-        clf = IntentClassifier(embedder, self._config)
-        self._models[language] = clf.fit(texts, labels)
+        if cache is None:
+            self._models[language] = IntentClassifier(embedder, self._config).fit(texts, labels)
+        else:
+            self._models[language] = _cached_fit(cache, texts, labels, embedder, self._config,
+                                                 language)
         self._recent.clear()  # answers of the old model
         return self
 
@@ -236,6 +247,25 @@ class HybridIntentMatcher:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _cached_fit(cache: FitCache, texts: Sequence[str], labels: Sequence[str],
+                embedder: Embedder | None, config: ClassifierConfig,
+                language: str) -> IntentClassifier:
+    """The classifier stored in ``cache`` for this data, or a new fit, stored there;
+    a line in the log either way (a node's start-up says where its time went)."""
+    t0 = time.perf_counter()
+    key = fit_key(texts, labels, embedder, config)
+    clf = cache.load(key, embedder, config)
+    if clf is not None:
+        log.info("intent model %s: loaded the fitted model in %.2f s", language,
+                 time.perf_counter() - t0)
+        return clf
+    clf = IntentClassifier(embedder, config).fit(texts, labels)
+    saved = cache.save(key, clf)
+    log.info("intent model %s: fitted in %.1f s%s", language, time.perf_counter() - t0,
+             f", stored as {saved}" if saved else "")
+    return clf
 
 
 def _to_match(pred: Prediction) -> IntentMatch:

@@ -46,7 +46,9 @@ async def start_node_process(url: str, env: dict[str, str], *,
         sys.executable, "-m", "ivr.testing.node_process", url,
         stdout=asyncio.subprocess.PIPE, env=env)
     assert proc.stdout is not None
-    async with asyncio.timeout(300):  # the node trains its matcher first (25-45 s on CI)
+    # The node builds its matcher first: loaded from the fit cache in seconds, or
+    # fitted (25-45 s on CI) when the catalogue or the fitting code changed.
+    async with asyncio.timeout(300):
         while (line := await proc.stdout.readline()) != b"READY\n":
             if not line:
                 raise RuntimeError("the node process ended before it was ready")
@@ -78,7 +80,8 @@ def _node_settings(base: Settings, environ: dict[str, str], database_url: str) -
 async def _serve(database_url: str) -> None:
     env = dict(os.environ)
     # The default data folder and embedding cache: the catalogue's example embeddings
-    # are cached there (the classifiers are still fitted at every start-up).
+    # and the fitted classifiers are cached there (ivr.nlu.fit_cache), so a node on an
+    # unchanged catalogue loads its matcher instead of fitting it.
     base = load_settings(env_file=None, environ=env)
     settings = _node_settings(base, env, database_url)
     standby_env = {k.replace("KANAAL_STANDBY_", "KANAAL_RIG_", 1): v for k, v in env.items()

@@ -8,7 +8,10 @@ the CI budget went on fitting the same models on the same data again. The test
 session patches ``build_understanding`` with :class:`SharedUnderstanding`: the
 first App per catalogue content trains through the real function; later ones get
 a fresh matcher (its own worker pool, pending count and answer memo, the limits
-of its settings) over those same fitted models.
+of its settings) over those same fitted models. (Since the fit cache,
+``ivr.nlu.fit_cache``, that first App usually loads the models from the machine's
+cache in a few seconds rather than fitting them; sharing still saves those
+seconds and the memory of a copy per App.)
 
 **Whisper.** Every node's recogniser loaded its own ``faster_whisper.WhisperModel``
 (about 2 s at load 4) on its first call; :class:`SharedWhisperModels` hands later
