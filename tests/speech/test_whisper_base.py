@@ -20,6 +20,8 @@ from ivr.speech.base import SpeechError
 from ivr.speech.recognizers import recognize_pcm
 from ivr.speech.whisper_engine import WhisperRecognizer, whisper_languages
 
+from .conftest import detecting_turn
+
 
 @pytest.fixture(scope="module")
 def joined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -132,14 +134,6 @@ async def test_as_the_one_model_it_detects_an_english_first_turn(joined: Path) -
     detection: English speech is named English and decoded in it. (espeak-ng's Dutch is
     detected as English too, so the Dutch side stays stood in for in
     test_whisper_model_choice.)"""
-    from ivr.speech.tts import FliteTts
-
     rec = WhisperRecognizer(joined, languages=("en", "nl"))
-    pcm = FliteTts().synthesize_pcm("what are your opening hours", "en") + bytes(16000)
-    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
-    for i in range(0, len(pcm), 320):
-        if (await stream.feed(pcm[i:i + 320])).endpoint:
-            break
-    result = await stream.finish()
-    await stream.close()
+    _, result = await detecting_turn(rec, "what are your opening hours")
     assert result.language == "en" and "opening hours" in result.text.lower(), result

@@ -7,7 +7,6 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,6 +15,8 @@ from ivr.config import load_settings
 from ivr.domain.ports import RecognitionResult
 from ivr.speech.base import SpeechError
 from ivr.speech.whisper_engine import bundled_tiny_en_path, whisper_languages
+
+from .conftest import detecting_turn
 
 
 def test_the_bundled_tiny_en_is_english_only() -> None:
@@ -67,18 +68,6 @@ def test_node_speech_languages_follow_the_model(tmp_path: Path) -> None:
     assert speech_languages(replace(base, vosk_model_nl=tmp_path)) == ("en", "nl")
 
 
-async def _detecting_turn(rec: Any, text: str) -> tuple[bytes, RecognitionResult]:
-    """One detecting turn of an English caller through a real stream and endpointer."""
-    from ivr.speech.tts import FliteTts
-
-    pcm = FliteTts().synthesize_pcm(text, "en") + bytes(16000)
-    stream = await rec.open_stream("en", sample_rate=8000, detect_language=True)
-    for i in range(0, len(pcm), 320):
-        if (await stream.feed(pcm[i:i + 320])).endpoint:
-            break
-    result = await stream.finish()
-    await stream.close()
-    return pcm, result
 
 
 async def test_detection_is_ignored_by_the_english_only_model() -> None:
@@ -88,7 +77,7 @@ async def test_detection_is_ignored_by_the_english_only_model() -> None:
     from ivr.speech.whisper_engine import WhisperRecognizer, detect_language
 
     rec = WhisperRecognizer(languages=("en",))
-    pcm, result = await _detecting_turn(rec, "what are your opening hours")
+    pcm, result = await detecting_turn(rec, "what are your opening hours")
     assert "opening hours" in result.text.lower() and result.language is None
     assert (await recognize_pcm(rec, pcm, 8000, "en")).text == result.text
     import numpy as np
@@ -120,6 +109,6 @@ async def test_a_detected_language_is_decoded_in_on_the_batched_path(
     rec = whisper_engine.WhisperRecognizer(languages=("en", "nl"))
     batcher = _RecordingBatcher()
     rec.batcher = batcher  # type: ignore[assignment]
-    _, result = await _detecting_turn(rec, "what are your opening hours")
+    _, result = await detecting_turn(rec, "what are your opening hours")
     assert batcher.languages and set(batcher.languages) == {"nl"}, batcher.languages
     assert result.language == "nl"
