@@ -23,6 +23,7 @@ from ivr.speech.audio import parse_wav, resample_pcm16, trim_leading_silence, wr
 log = logging.getLogger(__name__)
 
 PROMPT_RATE = 8000
+MAX_TEXT_CHARS = 2000  # a runaway answer must not tie up a TTS process for minutes
 # In every voice id: prompts cached before leading silence was trimmed are not reused.
 LEAD_TAG = "+lead30"
 
@@ -31,7 +32,6 @@ def _prompt_pcm(pcm16: bytes, rate: int) -> bytes:
     """An engine's output as a prompt: 8 kHz, the quiet before the first sound cut to
     30 ms (``trim_leading_silence``: it delayed every answer by ~0.2 s)."""
     return trim_leading_silence(resample_pcm16(pcm16, rate, PROMPT_RATE), PROMPT_RATE)
-MAX_TEXT_CHARS = 2000  # a runaway answer must not tie up a TTS process for minutes
 
 
 class TtsError(Exception):
