@@ -6,6 +6,9 @@ against the four NLU platforms and BERT whose predictions the HINT3 authors publ
 
 ``--setup product`` adds the rejection the product ships for English (its off-topic
 requests as an out-of-scope class, the English operating point, the content gate).
+``--setup calibrated`` keeps the set's train rows only and chooses the rejection point
+from them (leave-intents-out, ivr.nlu.operating_point: what a new deployment can do
+with nothing but its own intents; ``ivr intents eval --calibrate``).
 
 For each set (SOFMattress, Curekart, Powerplay11): train on ``dataset/v2/train``, test on
 ``dataset/v2/test`` with ``NO_NODES_DETECTED`` as out of scope (``ivr intents eval
@@ -28,6 +31,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ivr.nlu.content_gate import shipped_function_words
 from ivr.nlu.evaluation import OOS, evaluate, load_dataset, with_oos_label
 from ivr.nlu.matcher import OPERATING_POINTS, HybridIntentMatcher, shipped_negatives
+from ivr.nlu.operating_point import choose_operating_point
 
 SETS = ("sofmattress", "curekart", "powerplay11")
 PLATFORMS = ("dialogflow", "rasa", "luis", "haptik", "bert")
@@ -98,10 +103,16 @@ def run_set(root: Path, name: str, embedder: Any, setup: str) -> dict[str, Any]:
     test = with_oos_label(load_dataset(root / f"dataset/v2/test/{name}_test.csv"), NONE)
     factory = (product_factory(embedder) if setup == "product"
                else lambda: HybridIntentMatcher(embedder=embedder))
-    result = evaluate(factory, train, test)
+    point = None
+    chosen: dict[str, Any] = {}
+    if setup == "calibrated":
+        choice = choose_operating_point(factory, train, oos_label=OOS)
+        point = choice.confidence
+        chosen = {"operating_point": asdict(choice)}
+    result = evaluate(factory, train, test, operating_point=point)
     gold = {t: (NONE if lab == OOS else lab) for t, lab in test}
     platforms = {p: platform_best(root / f"preds/{p}_{name}.csv", gold) for p in PLATFORMS}
-    return {"kanaal": result.as_dict(),
+    return {"kanaal": result.as_dict(), **chosen,
             "platforms": {p: r for p, r in platforms.items() if r is not None}}
 
 
@@ -109,9 +120,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/var/cache/kanaal/hint3",
                     help="a checkout of github.com/hellohaptik/HINT3")
-    ap.add_argument("--setup", choices=["plain", "product"], default="plain",
+    ap.add_argument("--setup", choices=["plain", "product", "calibrated"], default="plain",
                     help="plain: the set's train rows only (as `ivr intents eval`); "
-                         "product: plus the rejection shipped for English")
+                         "product: plus the rejection shipped for English; calibrated: "
+                         "the rejection point chosen on the train rows (leave-intents-out)")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args()
     root = Path(args.data)

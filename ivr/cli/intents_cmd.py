@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,14 +138,17 @@ def match(text: str, lang: Language, directory: Path, no_embed: bool) -> None:
 @click.option("--oos-label", default=None,
               help="a data set's own out-of-scope label (e.g. HINT3's NO_NODES_DETECTED), "
                    "read as 'oos'")
+@click.option("--calibrate", is_flag=True,
+              help="choose the rejection point from the --train rows alone (leave-intents-"
+                   "out: ivr.nlu.operating_point); needs --test")
 @click.option("--no-embed", is_flag=True, help="TF-IDF + fuzzy only (no sentence embeddings)")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="use only the first N test examples (quick runs)")
 @click.option("--json", "as_json", is_flag=True, help="print figures as JSON")
 def eval_cmd(train_path: Path, test_path: Path | None, train_split: str, test_split: str,
              folds: int, text_column: str | None, label_column: str | None,
-             oos_threshold: float | None, oos_label: str | None, no_embed: bool,
-             limit: int | None, as_json: bool) -> None:
+             oos_threshold: float | None, oos_label: str | None, calibrate: bool,
+             no_embed: bool, limit: int | None, as_json: bool) -> None:
     """Train on --train and report accuracy, OOS recall, macro-F1, latency, time, memory."""
     from ivr.nlu.classifier import ClassifierConfig
     from ivr.nlu.evaluation import (
@@ -156,6 +160,7 @@ def eval_cmd(train_path: Path, test_path: Path | None, train_split: str, test_sp
         with_oos_label,
     )
     from ivr.nlu.matcher import HybridIntentMatcher
+    from ivr.nlu.operating_point import choose_operating_point
 
     def splits(value: str) -> list[str]:
         return [s.strip() for s in value.split(",") if s.strip()]
@@ -181,18 +186,29 @@ def eval_cmd(train_path: Path, test_path: Path | None, train_split: str, test_sp
     def factory() -> HybridIntentMatcher:
         return HybridIntentMatcher(embedder=embedder, config=config)
 
+    if calibrate and test is None:
+        click.echo("error: --calibrate needs --test", err=True)
+        sys.exit(2)
     try:
-        result = (evaluate(factory, train, test) if test is not None
-                  else cross_validate(factory, train, folds))
+        point = choose_operating_point(factory, train) if calibrate else None
+        result = (evaluate(factory, train, test,
+                           operating_point=point.confidence if point else None)
+                  if test is not None else cross_validate(factory, train, folds))
     except (DatasetError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    chosen = {"operating_point": asdict(point)} if point else {}
     if as_json:
         payload = {"train": str(train_path), "test": str(test_path) if test_path else None,
-                   "embedder": embedder.name if embedder else None, **result.as_dict()}
+                   "embedder": embedder.name if embedder else None, **result.as_dict(),
+                   **chosen}
         click.echo(json.dumps(payload, indent=2))
     else:
         click.echo(format_result(train_path.name, result))
+        if point:
+            click.echo(f"  rejection point {point.confidence:.3f}, chosen on the train rows: "
+                       f"{point.in_scope_kept:.1%} of held-out rows kept, "
+                       f"{point.hidden_rejected:.1%} of hidden intents' rows rejected")
 
 
 def _embedder() -> Embedder:

@@ -136,8 +136,11 @@ def evaluate(
     *,
     latency_samples: int = 300,
     seed: int = 0,
+    operating_point: float | None = None,
 ) -> EvalResult:
-    """Train a fresh matcher on ``train`` and measure it on ``test``."""
+    """Train a fresh matcher on ``train`` and measure it on ``test``; with
+    ``operating_point``, that calibrated confidence becomes the rejection threshold
+    (ivr.nlu.operating_point chooses one from the training rows)."""
     from sklearn.metrics import f1_score
 
     if not train or not test:
@@ -146,6 +149,9 @@ def evaluate(
     t0 = time.perf_counter()
     matcher.fit([t for t, _ in train], [lab for _, lab in train])
     train_s = time.perf_counter() - t0
+    model = matcher.model("en")
+    if operating_point is not None and model is not None:
+        model.set_operating_point(operating_point)
 
     texts = [t for t, _ in test]
     gold = np.array([lab for _, lab in test])
