@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -38,6 +38,7 @@ from ivr.domain.flow import (
     ScreenPopObserver,
     State,
 )
+from ivr.domain.flow.prepare import catalogue_prompts
 from ivr.domain.model import (
     LANGUAGES,
     ContactChannel,
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # heavy imports (uvicorn, ARI, speech) only where a node is b
     from ivr.telephony.ari.app import StasisApp
     from ivr.telephony.ari.channel import AriCallChannel
     from ivr.telephony.ari.client import AriClient
+    from ivr.telephony.prompts import FilePromptResolver
 
 log = logging.getLogger(__name__)
 
@@ -566,6 +568,8 @@ class Node:
     dialer: CallbackDialer | None = None
     # Closes the contacts of calls the lease saved from a dead node (needs AMI).
     app_lost: AppLostCloser | None = None
+    # Synthesises the catalogue's prompts into the prompt cache (IVR_WARM_PROMPTS).
+    warm_prompts: Callable[[], Coroutine[Any, Any, object]] | None = None
 
     async def _broadcast_centre(self, centre: ContactCentre, broadcast: PgBroadcast) -> None:
         """This Asterisk's live state to the other nodes' consoles, every couple of
@@ -604,6 +608,8 @@ class Node:
                     tg.create_task(self.dialer.run(), name="callback-dialer")
                 if self.app_lost is not None:
                     tg.create_task(self.app_lost.run(), name="app-lost-contacts")
+                if self.warm_prompts is not None:
+                    tg.create_task(self.warm_prompts(), name="warm-prompts")
                 async with asyncio.timeout(30):
                     await self.ari.connected.wait()
                 log.info("ready: ARI %s app %s, FastAGI :%d, web :%d", s.ari_url, s.ari_app,
@@ -703,7 +709,21 @@ def build_node(app: App, *, recognizer: Recognizer | None = None,
                                         timeout_graceful_shutdown=2))
     return Node(app=app, ari=client, centre=centre, stasis=stasis, agi=agi, agi_route=route,
                 web=web, announcer=announcer, dialer=build_dialer(app, client, centre),
-                app_lost=build_app_lost(app, centre, stasis))
+                app_lost=build_app_lost(app, centre, stasis),
+                warm_prompts=build_warm_up(app, prompts))
+
+
+def build_warm_up(app: App, prompts: FilePromptResolver
+                  ) -> Callable[[], Coroutine[Any, Any, object]] | None:
+    """The start-up task that makes the catalogue's prompts ahead (IVR_WARM_PROMPTS)."""
+    from ivr.telephony.prompts import warm_up
+
+    s = app.settings
+    if not s.warm_prompts:
+        return None
+    ahead = catalogue_prompts(app.catalogue, app.scripts,
+                              [lang for lang in LANGUAGES if lang in s.languages])
+    return lambda: warm_up(prompts, ahead)
 
 
 def build_app_lost(app: App, centre: ContactCentre | None,

@@ -123,6 +123,10 @@ class Settings:
     adaptive_end_of_turn: bool = field(default=True, metadata=_meta(
         "end a turn after 300 ms of quiet when Whisper's speculative transcript is a "
         "finished, confident sentence (else the full 700 ms)"))
+    warm_prompts: bool = field(default=True, metadata=_meta(
+        "at start-up, synthesise the prompts whose words come from the catalogue alone "
+        "(transfers, confirmations, link prompts, troubleshooting steps, keypad menu) "
+        "into the prompt cache, at most half a core, so no first caller waits for them"))
     ack_after_ms: int = field(default=700, metadata=_meta(
         "say 'One moment, let me check that' when the answer has not started this long "
         "after the caller's last word was detected (0 = never)"))

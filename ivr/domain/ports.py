@@ -225,6 +225,9 @@ class IntentCatalogue(Protocol):
     def keypad_menu(self) -> Sequence[IntentSpec]:
         """Intents in keypad order (the DTMF fallback menu)."""
 
+    def all_specs(self) -> Sequence[IntentSpec]:
+        """Every intent, in catalogue order."""
+
     def phrases(self, language: Language) -> Sequence[str]:
         """Vocabulary hint for the recogniser."""
 

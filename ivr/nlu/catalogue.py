@@ -89,6 +89,9 @@ class YamlIntentCatalogue:
     def specs(self) -> tuple[IntentSpec, ...]:
         return tuple(self._specs.values())
 
+    def all_specs(self) -> Sequence[IntentSpec]:
+        return self.specs()
+
     def keypad_menu(self) -> Sequence[IntentSpec]:
         """Intents that have a keypad digit, ordered 1..9 then 0 (as read out in menus)."""
         keyed = [s for s in self._specs.values() if s.keypad is not None]

@@ -218,6 +218,9 @@ class FakeCatalogue:
     def keypad_menu(self) -> Sequence[IntentSpec]:
         return sorted((s for s in self.specs if s.keypad), key=lambda s: s.keypad or "")
 
+    def all_specs(self) -> Sequence[IntentSpec]:
+        return self.specs
+
     def phrases(self, language: Language) -> Sequence[str]:
         return ()
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from ivr.domain.ports import Prompt
-from ivr.telephony.prompts import FilePromptResolver
+from ivr.domain.prompts import render
+from ivr.speech.tts import TtsError, default_tts
+from ivr.telephony.prompts import FilePromptResolver, warm_up
 
 
 class NoTts:
@@ -88,3 +90,45 @@ async def test_a_copy_left_by_an_older_release_is_replaced_once(tmp_path: Path) 
     again, _ = resolver(tmp_path)  # a new process (node) checks again
     await again.resolve(prompt)
     assert stale.read_bytes() == recording
+
+
+class CountingTts:
+    """The real voices (flite for English, espeak-ng for Dutch), counted; a text with
+    "broken" in it fails as a TTS error would."""
+
+    def __init__(self) -> None:
+        self.inner = default_tts()
+        self.voice_id = self.inner.voice_id
+        self.texts: list[str] = []
+
+    def synthesize_pcm(self, text: str, language: str) -> bytes:
+        self.texts.append(text)
+        if "broken" in text:
+            raise TtsError("the voice fell over")
+        return self.inner.synthesize_pcm(text, language)
+
+
+async def test_warm_up_makes_each_catalogue_prompt_once_and_skips_a_failure(
+    tmp_path: Path,
+) -> None:
+    """At start-up the catalogue's prompts are synthesised into the cache (a failing one
+    is logged and left for when it is said); a second node start finds them all and
+    synthesises nothing; saying one afterwards is a cache hit."""
+    tts = CountingTts()
+    prompts = FilePromptResolver(tts=tts, static_dir=tmp_path / "sounds",
+                                 export_dir=tmp_path / "export")
+    ahead = [render("transfer", "en", label="billing"),
+             render("transfer", "nl", label="facturen"),
+             render("answer", "en", text="This one is broken."),
+             render("confirm_intent", "en", label="a refund")]
+    first = await warm_up(prompts, ahead, duty=1.0)
+    assert (first.prompts, first.made, first.failed) == (4, 3, 1)
+    assert all(prompts.cached(p) for p in ahead if "broken" not in p.text)
+    wavs = sorted((tmp_path / "export" / "dynamic").rglob("*.wav"))
+    assert len(wavs) == 3 and all(w.stat().st_size > 8000 for w in wavs)  # real audio
+    tts.texts.clear()
+    again = await warm_up(prompts, ahead, duty=1.0)
+    assert (again.made, again.failed) == (0, 1) and tts.texts == ["This one is broken."]
+    tts.texts.clear()
+    await prompts.resolve(ahead[0])
+    assert tts.texts == []

@@ -10,6 +10,12 @@ already done: the reply is requested at once. The work is one task per call, bou
 looked up and synthesised when it is said, as before. A prepared answer is used only
 while fresh (``PREPARE_FRESH_S``: the opening status of a call that lasts past closing
 time is looked up again).
+
+Prompts whose words come from the catalogue alone (the transfer naming the topic, the
+confirmation question, the keypad menu, the link prompts, the troubleshooting steps) are
+the same for every caller: ``catalogue_prompts`` lists them, and a node synthesises the
+missing ones into its prompt cache when it starts, so the first caller to need one does
+not wait for the voice (~200 ms of flite for a sentence on this machine).
 """
 
 from __future__ import annotations
@@ -17,16 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from ivr.domain.flow.context import Call
 from ivr.domain.flow.identify import order_params
-from ivr.domain.model import Customer, Order
-from ivr.domain.ports import Prompt, PromptWarmer
+from ivr.domain.model import Customer, Language, Order
+from ivr.domain.ports import IntentCatalogue, Prompt, PromptWarmer
+from ivr.domain.prompts import render
+from ivr.domain.troubleshoot import ScriptBook
 
 log = logging.getLogger(__name__)
 
+# The channel words the link prompts name (ivr.domain.flow.act.send_link).
+LINK_CHANNEL_WORDS = ("SMS", "WhatsApp")
 PREPARE_LIMIT_S = 10.0
 PREPARE_FRESH_S = 60.0
 OPENING_HOURS = "kb:opening_hours"
@@ -138,3 +149,33 @@ class _Missing(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         return ""
+
+
+def catalogue_prompts(catalogue: IntentCatalogue, scripts: ScriptBook,
+                      languages: Iterable[Language]) -> list[Prompt]:
+    """Every prompt the flow renders from the catalogue alone, most used first: the
+    transfer naming each topic, the link prompts, the troubleshooting steps, the
+    confirmation question per topic, the keypad menu (each once per language)."""
+    out: list[Prompt] = []
+    specs = list(catalogue.all_specs())
+    for lang in languages:
+        out += [render("transfer", lang, label=s.label_for(lang)) for s in specs
+                if not s.sensitive and s.name != "speak_to_agent"]
+        out += [render(key, lang, channel=word) for word in LINK_CHANNEL_WORDS
+                for key in ("link_sent", "chat_link_sent")]
+        out += [render("answer", lang, text=text) for script in scripts.scripts.values()
+                for step in script.steps.values() if (text := step.say(lang))]
+        out += [render("confirm_intent", lang, label=s.label_for(lang)) for s in specs]
+        menu = [s for s in catalogue.keypad_menu() if s.keypad]
+        options = " ".join(render("keypad_option", lang, label=s.label_for(lang),
+                                  digit=s.keypad).text for s in menu)
+        if menu:
+            out.append(render("keypad_menu", lang, options=options))
+    # One file per (language, text): a label shared by two intents is made once.
+    seen: set[tuple[str, str]] = set()
+    unique: list[Prompt] = []
+    for p in out:
+        if (p.language, p.text) not in seen:
+            seen.add((p.language, p.text))
+            unique.append(p)
+    return unique

@@ -19,7 +19,6 @@ import dataclasses
 import enum
 import logging
 import math
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -56,6 +55,7 @@ from ivr.telephony.ari.events import (
 from ivr.telephony.callerid import parse_caller
 from ivr.telephony.handoff import handoff_variables
 from ivr.telephony.media import RtpReceiver
+from ivr.telephony.prompts import warming_slot
 
 log = logging.getLogger(__name__)
 
@@ -997,7 +997,7 @@ class AriCallChannel:
         lookups share; with every call warming its answers at once (five calls at load
         17) the callers' speech went undetected. Ahead-of-time work must not take the
         threads the live turns need."""
-        async with _warming():
+        async with warming_slot():
             await self._prompts.resolve(prompt)
 
     async def close(self) -> None:
@@ -1009,19 +1009,6 @@ class AriCallChannel:
             await self._teardown_media()
         finally:
             self._events.close()
-
-
-_WARMING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary())
-
-
-def _warming() -> asyncio.Semaphore:
-    """The node's (the running loop's) one slot for synthesis ahead of time."""
-    loop = asyncio.get_running_loop()
-    slot = _WARMING.get(loop)
-    if slot is None:
-        slot = _WARMING[loop] = asyncio.Semaphore(1)
-    return slot
 
 
 class TurnTimingObserver:
