@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from ivr.domain.flow import CallFlow, FlowConfig, FlowPorts
-from ivr.domain.flow.prepare import PREPARE_FRESH_S
+from ivr.domain.flow.prepare import PREPARE_FRESH_S, catalogue_prompts
 from ivr.domain.model import (
     Caller,
     Language,
@@ -24,6 +24,7 @@ from ivr.domain.model import (
 )
 from ivr.domain.ports import Prompt
 from ivr.domain.routing import SimpleRouter
+from ivr.domain.troubleshoot import EMPTY_BOOK
 from ivr.telephony.text_channel import TextCallChannel
 from ivr.testing.fakes import (
     BOB,
@@ -179,3 +180,36 @@ async def test_a_prepared_answer_is_used_only_while_fresh(asks_after_s: float,
     assert "open now" in prepared  # prepared while the line was open
     assert (answer == prepared) is prepared_said, (answer, prepared)
     assert result.contact.action == "answer:opening_hours"
+
+
+# The prompts a node makes ahead at start-up (prepare.catalogue_prompts) must be the very
+# prompts the flow then says (same language, same words), or the first caller to need one
+# misses the cache. Run through the real flow on a text channel.
+AHEAD_KEYS = {"transfer", "confirm_intent", "keypad_menu", "link_sent", "chat_link_sent"}
+
+
+@pytest.mark.parametrize(("script", "key"), [
+    (["please call me back", "hangup"], "transfer"),  # an agent topic: the transfer
+    (["about my bill", "hangup"], "confirm_intent"),  # unsure: asked back by topic
+    (["I want to change my address", "hangup"], "link_sent"),  # self-service link
+    (["my app crashes", "hangup"], "chat_link_sent"),  # the chat link
+    (["mumble", "mumble", "mumble", "hangup"], "keypad_menu"),  # not understood
+])
+async def test_what_the_flow_says_was_made_ahead(script: list[str], key: str) -> None:
+    ch = TextCallChannel(caller_info=_caller("+31699999999"), script=script)
+    await _flow(ch, Faults()).run()
+    said = [(p.key, p.language, p.text) for p in ch.said]
+    ahead = {(p.key, p.language, p.text)
+             for p in catalogue_prompts(FakeCatalogue(), EMPTY_BOOK, ("en", "nl"))}
+    hits = [s for s in said if s[0] == key]
+    assert hits, f"the flow never said {key}: {said}"
+    assert all(s in ahead for s in hits if s[0] in AHEAD_KEYS)
+
+
+def test_catalogue_prompts_each_once_most_used_first() -> None:
+    prompts = catalogue_prompts(FakeCatalogue(), EMPTY_BOOK, ("en",))
+    texts = [(p.language, p.text) for p in prompts]
+    assert len(texts) == len(set(texts))
+    assert prompts[0].key == "transfer"
+    # The death report and "an agent" are announced in their own fixed (recorded) words.
+    assert not any("report death" in p.text for p in prompts if p.key == "transfer")
