@@ -227,7 +227,7 @@ async def run(calls: int, together: int, *, known: bool = False, answers: bool =
                adaptive_end_of_turn=settings.adaptive_end_of_turn,
                whisper_window=settings.whisper_window, whisper_batch=settings.whisper_batch,
                ack_after_ms=settings.ack_after_ms, asr_threads=settings.asr_threads,
-               load_average=_load())
+               warm_prompts=settings.warm_prompts, load_average=_load())
     return out
 
 
