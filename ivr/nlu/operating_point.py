@@ -78,7 +78,7 @@ def choose_operating_point(
         by_intent[lab].append(text)
     off_topic = by_intent.pop(oos_label, [])
 
-    kept_conf: list[float] = []  # dev in-scope rows: confidence, 0 where the best is wrong
+    kept_conf: list[float] = []  # dev in-scope rows: confidence, -1 where the best is wrong
     hidden_conf: list[float] = []
     for k in range(folds):
         hidden = set(order[k::folds])
