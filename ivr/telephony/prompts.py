@@ -131,8 +131,8 @@ async def warm_up(resolver: FilePromptResolver, prompts: Sequence[Prompt], *,
     t0 = time.monotonic()
     made = failed = 0
     for prompt in prompts:
-        start = time.monotonic()
         async with warming_slot():
+            start = time.monotonic()  # the synthesis, not the wait for the slot
             try:
                 fresh = not resolver.cached(prompt)
                 await resolver.resolve(prompt)
