@@ -7,7 +7,9 @@ run time (and cached by the speech layer).
 
 from __future__ import annotations
 
-from ivr.domain.model import Language
+from collections.abc import Sequence
+
+from ivr.domain.model import IntentSpec, Language
 from ivr.domain.ports import Prompt
 
 PROMPTS: dict[str, dict[str, str]] = {
@@ -450,3 +452,18 @@ def static_keys() -> list[str]:
         k for k, v in PROMPTS.items()
         if "{" not in v["en"] and not k.endswith("_words")
     ]
+
+
+# How a message channel is named when spoken ("... a message by WhatsApp"); any other
+# channel is sent as SMS.
+CHANNEL_WORDS = {"sms": "SMS", "whatsapp": "WhatsApp"}
+
+
+def channel_word(channel: str) -> str:
+    return CHANNEL_WORDS.get(channel, "SMS")
+
+
+def keypad_options(menu: Sequence[IntentSpec], language: Language) -> str:
+    """The keypad menu's options ("For order status, press 1. ...") in menu order."""
+    return " ".join(render("keypad_option", language, label=s.label_for(language),
+                           digit=s.keypad).text for s in menu)

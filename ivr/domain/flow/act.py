@@ -14,6 +14,7 @@ from ivr.domain.flow.identify import order_params
 from ivr.domain.flow.states import State
 from ivr.domain.flow.troubleshoot import troubleshoot
 from ivr.domain.model import Customer, IntentSpec, Outcome, Scenario, Step
+from ivr.domain.prompts import channel_word
 
 
 async def decide(call: Call) -> State:
@@ -147,7 +148,6 @@ async def send_link(call: Call, spec: IntentSpec, *, chat: bool) -> State:
         await call.say("link_failed")
         call.dialogue.escalate_reason = f"link failed ({receipt.error_code or receipt.error})"
         return State.HANDOFF
-    channel_word = "WhatsApp" if receipt.channel == "whatsapp" else "SMS"
     await call.emit(ActionTaken(f"{'chat' if chat else 'link'}:{key}:{receipt.channel}"))
     await call.step(Step.ACTION, action="chat_link" if chat else "link", key=key,
                     channel=receipt.channel, message_id=receipt.message_id)
@@ -155,7 +155,8 @@ async def send_link(call: Call, spec: IntentSpec, *, chat: bool) -> State:
         # The chat is the outcome even if the caller hangs up during the offer below.
         await call.emit(Concluded(Outcome.CHAT))
     # After a chat link too the caller may still wait for a colleague on the phone.
-    u = await call.listen("chat_link_sent" if chat else "link_sent", channel=channel_word)
+    u = await call.listen("chat_link_sent" if chat else "link_sent",
+                          channel=channel_word(receipt.channel))
     reply = call.classify_reply(u)
     await call.step(Step.FEEDBACK, reply=reply)
     if reply in ("agent", "yes"):

@@ -13,12 +13,13 @@ from ivr.domain.flow.events import ActionTaken, Concluded, QuestionHeard
 from ivr.domain.flow.states import State
 from ivr.domain.flow.understand import AGENT_INTENT, accept
 from ivr.domain.model import Outage, Outcome, Step, Utterance
+from ivr.domain.prompts import channel_word
 
 
 def _channel(call: Call) -> tuple[str, str]:
     c = call.journal.customer
     channel = c.preferred_channel if c is not None else "sms"
-    return channel, ("WhatsApp" if channel == "whatsapp" else "SMS")
+    return channel, channel_word(channel)
 
 
 async def offer_updates(call: Call, outage: Outage) -> State:

@@ -31,13 +31,11 @@ from ivr.domain.flow.context import Call
 from ivr.domain.flow.identify import order_params
 from ivr.domain.model import Customer, Language, Order
 from ivr.domain.ports import IntentCatalogue, Prompt, PromptWarmer
-from ivr.domain.prompts import render
+from ivr.domain.prompts import CHANNEL_WORDS, keypad_options, render
 from ivr.domain.troubleshoot import ScriptBook
 
 log = logging.getLogger(__name__)
 
-# The channel words the link prompts name (ivr.domain.flow.act.send_link).
-LINK_CHANNEL_WORDS = ("SMS", "WhatsApp")
 PREPARE_LIMIT_S = 10.0
 PREPARE_FRESH_S = 60.0
 OPENING_HOURS = "kb:opening_hours"
@@ -161,16 +159,14 @@ def catalogue_prompts(catalogue: IntentCatalogue, scripts: ScriptBook,
     for lang in languages:
         out += [render("transfer", lang, label=s.label_for(lang)) for s in specs
                 if not s.sensitive and s.name != "speak_to_agent"]
-        out += [render(key, lang, channel=word) for word in LINK_CHANNEL_WORDS
+        out += [render(key, lang, channel=word) for word in CHANNEL_WORDS.values()
                 for key in ("link_sent", "chat_link_sent")]
         out += [render("answer", lang, text=text) for script in scripts.scripts.values()
                 for step in script.steps.values() if (text := step.say(lang))]
         out += [render("confirm_intent", lang, label=s.label_for(lang)) for s in specs]
         menu = [s for s in catalogue.keypad_menu() if s.keypad]
-        options = " ".join(render("keypad_option", lang, label=s.label_for(lang),
-                                  digit=s.keypad).text for s in menu)
         if menu:
-            out.append(render("keypad_menu", lang, options=options))
+            out.append(render("keypad_menu", lang, options=keypad_options(menu, lang)))
     # One file per (language, text): a label shared by two intents is made once.
     seen: set[tuple[str, str]] = set()
     unique: list[Prompt] = []

@@ -12,6 +12,7 @@ from ivr.domain.flow.events import Matched, QuestionHeard, Understood
 from ivr.domain.flow.online import CODE_KEY
 from ivr.domain.flow.states import State
 from ivr.domain.model import IntentMatch, IntentSpec, Step
+from ivr.domain.prompts import keypad_options
 
 AGENT_INTENT = "speak_to_agent"
 
@@ -159,9 +160,8 @@ async def keypad(call: Call) -> State:
     digit, d.keypad_digit = d.keypad_digit, None
     while (digit is None or digit not in by_digit) and d.keypad_tries < call.cfg.keypad_tries:
         d.keypad_tries += 1
-        options = " ".join(call.text("keypad_option", label=s.label_for(lang), digit=s.keypad)
-                           for s in menu)
-        got = await call.collect("keypad_menu", max_digits=1, options=options)
+        got = await call.collect("keypad_menu", max_digits=1,
+                                 options=keypad_options(menu, lang))
         digit = (got or "")[:1] or None
         await call.step(Step.KEYPAD, digit=digit, attempt=d.keypad_tries)
     if digit is not None and digit in by_digit:
